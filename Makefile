@@ -1,0 +1,47 @@
+# nsgre: `make demo` runs the seed emulation's check, `make test` the tests.
+# Both install what is missing first (apt packages, a virtualenv in .venv).
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+APT_PACKAGES := openvswitch-switch mininet iproute2 ethtool iputils-ping tcpdump
+
+.PHONY: setup apt root demo test unit integration down clean
+
+setup: apt $(STAMP)
+
+# Install only the Debian packages that are not installed yet.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+root:
+	@[ "$$(id -u)" = 0 ] || { echo "this target needs root: it creates namespaces and runs Open vSwitch"; exit 1; }
+
+demo: root setup
+	$(PY) -m mininet_scenarios --check
+
+test: root setup
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+integration: root setup
+	$(PY) -m pytest tests/integration
+
+down: setup
+	$(PY) -m mininet_scenarios --down
+
+clean: down
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,83 @@
+"""python -m mininet_scenarios [TOPO] [--check] [--static] [--cli] [--keep]
+                          [--controller TARGET] | --down
+
+Bring up an emulated fabric for a topology (default: the embedded seed
+topology, the source post's two hosts), optionally test every pair of
+endpoints, and tear it all down again unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import topology
+from mininet_scenarios import emulation
+from mininet_scenarios.check import check
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m mininet_scenarios", description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("topology", nargs="?", help="topology YAML file (default: embedded seed)")
+    p.add_argument("--check", action="store_true",
+                   help="test every ordered endpoint pair; exit 0 only if all pass")
+    p.add_argument("--static", action="store_true",
+                   help="the source post's manual way instead: access tags, GRE trunk, "
+                        "NORMAL, no controller (the baseline)")
+    p.add_argument("--controller", metavar="TARGET",
+                   help="use a running controller (e.g. unix:/run/nsgre/osken.sock, "
+                        "tcp:198.18.255.1:6653) instead of starting one")
+    p.add_argument("--cli", action="store_true", help="open the mininet CLI")
+    p.add_argument("--keep", action="store_true", help="leave everything running")
+    p.add_argument("--down", action="store_true", help="remove a kept emulation and exit")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.down:
+        print("removed" if emulation.teardown() else "nothing to remove")
+        return 0
+    try:
+        topo = topology.load(args.topology)
+    except topology.TopologyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    emu = emulation.Emulation(topo, static=args.static)
+    status = 0
+    try:
+        mode = "static baseline (tags, GRE trunk, NORMAL)" if args.static else "nsgre controller"
+        print(f"{topo.source}: {topo.summary()}; {mode}", flush=True)
+        emu.up(args.controller)
+        if emu.controller_target:
+            print(f"controller: {emu.controller_target}", flush=True)
+        emu.wait_programmed()
+        if args.check:
+            result = check(topo)
+            print(result.table(list(topo.endpoints)))
+            print(result.line(), flush=True)
+            status = 0 if result.passed else 1
+        if args.cli:
+            from mininet.cli import CLI
+            CLI(emu.net)
+    except emulation.EmulationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 1
+        args.keep = False
+    except KeyboardInterrupt:
+        status = 130
+        args.keep = False
+    finally:
+        if args.keep:
+            print(f"kept running; state in {emu.run_dir}; remove with: "
+                  "python -m mininet_scenarios --down")
+        else:
+            emu.down()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

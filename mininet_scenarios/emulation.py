@@ -1,0 +1,347 @@
+"""An emulated fabric: every host of the topology is a mininet node (a
+network namespace named after the host) running its own ovsdb-server and
+ovs-vswitchd with the userspace datapath; every endpoint is a namespace
+named after the endpoint, attached by a veth to its host's ``br-int``; the
+hosts' underlay ports meet on a Linux bridge in the ``nsgre-underlay``
+namespace, so tunnels are real GRE/VXLAN/Geneve encapsulation.
+
+Everything created is written to a state file as it is created (names and
+PIDs), so teardown removes exactly that, also from another process
+(``--down``) or after a crash.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from topology import Topology
+from osken_apps import ovsdb as ovsdb_mod
+from osken_apps import pipeline
+
+RUN_DIR = Path(os.environ.get("NSGRE_RUN_DIR", "/run/nsgre"))
+UNDERLAY_NS = "nsgre-underlay"
+UNDERLAY_PREFIX = 16            # hosts' underlay addresses share one segment
+UNDERLAY_MTU = 1500
+
+
+class EmulationError(RuntimeError):
+    pass
+
+
+def run(cmd: list[str], check=True, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise EmulationError(f"{' '.join(cmd)}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def netns_exec(ns: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return run(["ip", "netns", "exec", ns, *cmd], **kw)
+
+
+def existing_netns() -> set[str]:
+    out = run(["ip", "netns", "list"]).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+# -- the state file: what this emulation created -----------------------------
+class State:
+    def __init__(self, run_dir: Path = RUN_DIR):
+        self.run_dir = run_dir
+        self.path = run_dir / "emulation.json"
+        self.data = {"namespaces": [], "processes": [], "mode": None, "topology": None}
+
+    @classmethod
+    def read(cls, run_dir: Path = RUN_DIR) -> "State | None":
+        state = cls(run_dir)
+        if not state.path.exists():
+            return None
+        state.data = json.loads(state.path.read_text())
+        return state
+
+    def save(self):
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+    def add_namespace(self, name: str):
+        self.data["namespaces"].append(name)
+        self.save()
+
+    def add_process(self, pid: int, what: str):
+        """Record a PID with a string its command line must contain, so a
+        recycled PID is never killed by mistake."""
+        self.data["processes"].append({"pid": pid, "what": what})
+        self.save()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _stop_process(pid: int, what: str, timeout: float = 5.0):
+    if what not in _cmdline(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and what in _cmdline(pid):
+            time.sleep(0.05)
+        if what in _cmdline(pid):
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def teardown(run_dir: Path = RUN_DIR) -> bool:
+    """Remove what the state file says was created; True if there was any."""
+    state = State.read(run_dir)
+    if state is None:
+        return False
+    for proc in reversed(state.data["processes"]):
+        _stop_process(proc["pid"], proc["what"])
+    present = existing_netns()
+    for name in reversed(state.data["namespaces"]):
+        if name in present:
+            run(["ip", "netns", "delete", name], check=False)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
+# -- one host's Open vSwitch --------------------------------------------------
+class HostOvs:
+    """Paths of one emulated host's private OVS instance."""
+
+    def __init__(self, run_dir: Path, host: str):
+        self.host = host
+        self.dir = run_dir / "hosts" / host
+        self.db = f"unix:{self.dir}/db.sock"
+
+    def controller(self, target: str) -> str:
+        """OVS connects to Unix sockets only inside its own run directory:
+        reach a Unix-socket controller through a link placed there."""
+        if not target.startswith("unix:"):
+            return target
+        link = self.dir / "controller.sock"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target[len("unix:"):])
+        return f"unix:{link}"
+
+    def mgmt(self, bridge="br-int") -> str:
+        return f"unix:{self.dir}/{bridge}.mgmt"
+
+    def ofctl(self, *args, bridge="br-int", check=True) -> str:
+        return run(["ovs-ofctl", "-O", "OpenFlow13", *args[:1], self.mgmt(bridge), *args[1:]],
+                   check=check).stdout
+
+    def vsctl(self, *args) -> str:
+        return run(["ovs-vsctl", f"--db={self.db}", *args]).stdout
+
+    def appctl(self, *args) -> str:
+        return run(["ovs-appctl", "-t", f"{self.dir}/vs.ctl", *args]).stdout
+
+    def start(self, state: State):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "OVS_RUNDIR": str(self.dir), "OVS_LOGDIR": str(self.dir),
+               "OVS_DBDIR": str(self.dir)}
+        d = self.dir
+        run(["ovsdb-tool", "create", f"{d}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema"])
+        netns_exec(self.host, ["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock",
+                               f"--pidfile={d}/ovsdb.pid", f"--unixctl={d}/ovsdb.ctl",
+                               f"--log-file={d}/ovsdb.log", "--detach"], env=env)
+        state.add_process(int((d / "ovsdb.pid").read_text()), f"{d}/")
+        run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init"])
+        netns_exec(self.host, ["ovs-vswitchd", self.db, f"--pidfile={d}/vs.pid",
+                               f"--unixctl={d}/vs.ctl", f"--log-file={d}/vs.log",
+                               "--detach"], env=env)
+        state.add_process(int((d / "vs.pid").read_text()), f"{d}/")
+
+
+# -- the emulation ------------------------------------------------------------
+class Emulation:
+    def __init__(self, topo: Topology, run_dir: Path = RUN_DIR, static: bool = False):
+        self.topo = topo
+        self.run_dir = run_dir
+        self.static = static
+        self.state = State(run_dir)
+        self.ovs = {h: HostOvs(run_dir, h) for h in topo.hosts}
+        self.net = None      # mininet.net.Mininet, for --cli
+        self.controller_target: str | None = None
+
+    # namespaces ---------------------------------------------------------
+    def _names(self) -> list[str]:
+        return [UNDERLAY_NS, *self.topo.hosts, *self.topo.endpoints]
+
+    def _check_names_free(self):
+        taken = existing_netns() & set(self._names())
+        if taken:
+            raise EmulationError(
+                "network namespaces already exist and were not created by this emulation: "
+                + ", ".join(sorted(taken)) + " (remove them, or rename those hosts/endpoints)")
+
+    def _node(self, name: str):
+        """A mininet host node whose namespace is also reachable as
+        ``ip netns exec NAME``."""
+        node = self.net.addHost(name, ip=None, inNamespace=True)
+        self.state.add_process(node.pid, "mininet:")
+        run(["ip", "netns", "attach", name, str(node.pid)])
+        self.state.add_namespace(name)
+        netns_exec(name, ["ip", "link", "set", "lo", "up"])
+        return node
+
+    def up(self, controller: str | None):
+        """Build everything; on any failure remove what was built and raise."""
+        from mininet.net import Mininet
+        if self.static and len(self.topo.hosts) != 2:
+            raise EmulationError("--static reproduces the source post's two-host GRE trunk; "
+                                 f"this topology has {len(self.topo.hosts)} hosts")
+        teardown(self.run_dir)          # whatever a crashed run left
+        self._check_names_free()
+        self.state.data.update(mode="static" if self.static else "nsgre",
+                               topology=self.topo.source)
+        self.state.save()
+        try:
+            self.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")
+            if not self.static:
+                self.controller_target = controller or self._start_controller()
+            self._underlay()
+            for host in self.topo.hosts:
+                self._host(host)
+            for ep in self.topo.endpoints.values():
+                self._endpoint(ep)
+            if self.static:
+                self._static_config()
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self):
+        teardown(self.run_dir)
+        self.net = None
+
+    def _start_controller(self) -> str:
+        sock = self.run_dir / "osken.sock"
+        log = open(self.run_dir / "osken.log", "w")
+        topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "osken_apps.cli", "controller", *topo_args,
+             "--listen", str(sock)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.state.add_process(proc.pid, "osken_apps.cli")
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise EmulationError(f"controller did not start; see {self.run_dir}/osken.log:\n"
+                                     + (self.run_dir / "osken.log").read_text()[-2000:])
+            time.sleep(0.1)
+        return f"unix:{sock}"
+
+    def _underlay(self):
+        self._node(UNDERLAY_NS)
+        netns_exec(UNDERLAY_NS, ["ip", "link", "add", "br0", "type", "bridge"])
+        netns_exec(UNDERLAY_NS, ["ip", "link", "set", "br0", "up"])
+
+    def _host(self, host: str):
+        h = self.topo.host(host)
+        node = self._node(host)
+        index = list(self.topo.hosts).index(host)
+        ul_port = f"u{index}"
+        self.net.addLink(node, self.net.nameToNode[UNDERLAY_NS], intfName1="ul0",
+                         intfName2=ul_port)
+        netns_exec(UNDERLAY_NS, ["ip", "link", "set", ul_port, "master", "br0", "up"])
+        netns_exec(host, ["ip", "link", "set", "ul0", "up", "mtu", str(UNDERLAY_MTU)])
+        ovs = self.ovs[host]
+        ovs.start(self.state)
+        # The underlay address lives on br-phy, an OVS bridge holding the
+        # underlay port, as OVS's userspace tunneling requires.
+        ovs.vsctl("add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev",
+                  "fail_mode=secure", "--", "add-port", "br-phy", "ul0")
+        ovs.ofctl("add-flow", "in_port=LOCAL,actions=output:ul0", bridge="br-phy")
+        ovs.ofctl("add-flow", "in_port=ul0,actions=LOCAL", bridge="br-phy")
+        prefix = UNDERLAY_PREFIX if h.underlay_ip.version == 4 else 64
+        netns_exec(host, ["ip", "addr", "add", f"{h.underlay_ip}/{prefix}", "dev", "br-phy"])
+        netns_exec(host, ["ip", "link", "set", "br-phy", "up"])
+        if self.static:
+            ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int",
+                      "datapath_type=netdev")
+        else:
+            ovsdb_mod.prepare_host(self.topo, host, ovs.db, ovs.controller(self.controller_target),
+                                   datapath_type="netdev")
+
+    def _endpoint(self, ep):
+        host_node = self.net.nameToNode[ep.host]
+        node = self._node(ep.name)
+        self.net.addLink(host_node, node, intfName1=ep.port, intfName2="eth0")
+        mtu = str(self.topo.endpoint_mtu(UNDERLAY_MTU))
+        netns_exec(ep.host, ["ip", "link", "set", ep.port, "up", "mtu", mtu])
+        netns_exec(ep.name, ["ip", "link", "set", "eth0", "address", ep.mac, "mtu", mtu])
+        family = "-6" if ep.ip.version == 6 else "-4"
+        netns_exec(ep.name, ["ip", family, "addr", "add", str(ep.ip), "dev", "eth0"]
+                   + (["nodad"] if ep.ip.version == 6 else []))
+        netns_exec(ep.name, ["ip", "link", "set", "eth0", "up"])
+        # TCP over the userspace datapath: the sender must compute checksums.
+        netns_exec(ep.name, ["ethtool", "-K", "eth0", "tx", "off"], check=False)
+        with ovsdb_mod.Ovsdb(self.ovs[ep.host].db) as db:
+            db.add_port("br-int", ep.port, {"nsgre-endpoint": ep.name})
+
+    def _static_config(self):
+        """The source post, by hand: access tags, a GRE trunk, NORMAL."""
+        a, b = self.topo.hosts.values()
+        for host, peer in ((a, b), (b, a)):
+            ovs = self.ovs[host.name]
+            vlans = []
+            for ep in self.topo.endpoints_on(host.name):
+                vlan = self.topo.network(ep.network).key
+                if vlan > 4094:
+                    raise EmulationError(f"--static: network {ep.network} key {vlan} "
+                                         "is no VLAN id (1..4094): that cap is the point")
+                ovs.vsctl("set", "port", ep.port, f"tag={vlan}")
+            vlans = sorted({n.key for n in self.topo.networks.values()})
+            ovs.vsctl("add-port", "br-int", "gre0", "--", "set", "interface", "gre0",
+                      "type=gre", f"options:remote_ip={peer.underlay_ip}")
+            ovs.vsctl("set", "port", "gre0", "trunks=" + ",".join(map(str, vlans)))
+
+    # readiness -----------------------------------------------------------
+    def wait_programmed(self, timeout: float = 30.0):
+        """Wait until every bridge holds the flows and groups the pipeline
+        wants (counted in nsgre's cookie space)."""
+        if self.static:
+            return
+        deadline = time.monotonic() + timeout
+        pending = set(self.topo.hosts)
+        while pending:
+            for host in sorted(pending):
+                ports = {name: 1 for name in self._port_names(host)}
+                want = pipeline.compute(self.topo, host, ports)
+                flows = self.ovs[host].ofctl("dump-flows", "cookie=0x4e53000000000000/0xffff000000000000",
+                                             check=False)
+                groups = self.ovs[host].ofctl("dump-groups", check=False)
+                nflows = sum(1 for line in flows.splitlines() if "cookie=" in line)
+                ngroups = sum(1 for line in groups.splitlines() if "group_id=" in line)
+                if nflows == len(want.flows) and ngroups == len(want.groups):
+                    pending.discard(host)
+            if pending and time.monotonic() > deadline:
+                raise EmulationError("not programmed after %ds: %s (controller log: %s/osken.log)"
+                                     % (timeout, ", ".join(sorted(pending)), self.run_dir))
+            time.sleep(0.2)
+
+    def _port_names(self, host):
+        with ovsdb_mod.Ovsdb(self.ovs[host].db) as db:
+            return db.port_names("br-int")
+
+
+def address(ip) -> str:
+    return str(ipaddress.ip_interface(ip).ip)

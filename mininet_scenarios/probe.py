@@ -1,0 +1,108 @@
+"""Marked probe frames, sent and captured inside endpoint namespaces.
+
+Isolation cannot be proven with ping: networks may reuse addresses, so a
+reply may come from the wrong endpoint.  Instead every sender emits UDP
+frames carrying ``nsgre-probe:SRC>DST`` (unicast to each endpoint's MAC and
+IP, and one broadcast), and every endpoint records which markers reached
+it.  A marker can only arrive if the frame crossed the fabric to that port.
+
+    python -m mininet_scenarios.probe listen IFACE SECONDS
+    python -m mininet_scenarios.probe send IFACE SRC_NAME SRC_MAC SRC_IP \\
+        DST_NAME,DST_MAC,DST_IP ...
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import struct
+import sys
+import time
+
+ETH_P_ALL = 0x0003
+MAGIC = b"nsgre-probe:"
+PORT = 7  # UDP echo port: nothing listens, nothing answers
+BROADCAST = "*"
+
+
+def _mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def frame(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, marker: str) -> bytes:
+    payload = MAGIC + marker.encode()
+    udp = struct.pack("!HHHH", PORT, PORT, 8 + len(payload), 0) + payload
+    src, dst = ipaddress.ip_address(src_ip), ipaddress.ip_address(dst_ip)
+    if src.version == 4:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                         src.packed, dst.packed)
+        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        ethertype = 0x0800
+    else:
+        pseudo = src.packed + dst.packed + struct.pack("!IxxxB", len(udp), 17)
+        udp = udp[:6] + struct.pack("!H", _checksum(pseudo + udp) or 0xFFFF) + udp[8:]
+        ip = struct.pack("!IHBB16s16s", 0x60000000, len(udp), 17, 64, src.packed, dst.packed)
+        ethertype = 0x86DD
+    return _mac(dst_mac) + _mac(src_mac) + struct.pack("!H", ethertype) + ip + udp
+
+
+def listen(iface: str, seconds: float) -> list[str]:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.bind((iface, 0))
+    sock.settimeout(0.1)
+    print("ready", flush=True)
+    seen = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data, addr = sock.recvfrom(65535)
+        except socket.timeout:
+            continue
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        at = data.find(MAGIC)
+        if at >= 0:
+            seen.add(data[at + len(MAGIC):].split(b"\0")[0].decode(errors="replace"))
+    return sorted(seen)
+
+
+def send(iface: str, src: str, src_mac: str, src_ip: str, targets: list[str], copies: int = 3):
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sock.bind((iface, 0))
+    ip = str(ipaddress.ip_interface(src_ip).ip)
+    frames = []
+    for target in targets:
+        name, mac, dst_ip = target.split(",")
+        frames.append(frame(src_mac, ip, mac, str(ipaddress.ip_interface(dst_ip).ip),
+                            f"{src}>{name}"))
+    bcast_ip = "255.255.255.255" if ipaddress.ip_address(ip).version == 4 else "ff02::1"
+    frames.append(frame(src_mac, ip, "ff:ff:ff:ff:ff:ff" if bcast_ip[0] == "2" else
+                        "33:33:00:00:00:01", bcast_ip, f"{src}>{BROADCAST}"))
+    for _ in range(copies):
+        for f in frames:
+            sock.send(f)
+        time.sleep(0.05)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["listen"]:
+        print(json.dumps(listen(argv[1], float(argv[2]))), flush=True)
+    elif argv[:1] == ["send"]:
+        send(argv[1], argv[2], argv[3], argv[4], argv[5:])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

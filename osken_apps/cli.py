@@ -1,0 +1,134 @@
+"""nsgre: the command line.
+
+    nsgre validate [FILE]              check a topology, print a summary
+    nsgre pipeline HOST [-t FILE]      the flows and groups HOST should hold
+    nsgre prepare-host HOST [-t FILE] --controller TARGET [--db DB]
+                                       [--datapath-type netdev|system]
+                                       create/refresh br-int and tunnels
+    nsgre controller [-t FILE] [--listen ADDR] [--port N]
+                                       run osken-manager with the nsgre app
+
+Exit status: 0 success, 1 a problem with the input or the target, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import topology
+from osken_apps import ovsdb, pipeline
+
+APP = Path(__file__).with_name("nsgre_app.py")
+FLAGS = Path(__file__).with_name("flags.py")
+
+
+def cmd_validate(args) -> int:
+    topo = topology.load(args.file)
+    print(f"{topo.source}: ok: {topo.summary()}")
+    return 0
+
+
+def cmd_pipeline(args) -> int:
+    topo = topology.load(args.topology)
+    if args.host not in topo.hosts:
+        raise SystemExit(f"unknown host {args.host!r}; hosts: {', '.join(topo.hosts)}")
+    # Offline there is no switch to tell port numbers: number the ports the
+    # model expects in a fixed order and print that legend.
+    names = [e.port for e in topo.endpoints_on(args.host)]
+    names += [topo.tunnel_port(args.host, p.name) for p in topo.peers(args.host)]
+    ports = {name: i for i, name in enumerate(names, start=1)}
+    result = pipeline.compute(topo, args.host, ports)
+    print("# ports: " + ", ".join(f"{n}={i}" for n, i in ports.items()))
+    for flow in result.flows:
+        print(flow.to_ofctl())
+    for group in result.groups:
+        print(group.to_ofctl())
+    return 0
+
+
+def cmd_prepare_host(args) -> int:
+    topo = topology.load(args.topology)
+    if args.host not in topo.hosts:
+        raise SystemExit(f"unknown host {args.host!r}; hosts: {', '.join(topo.hosts)}")
+    ovsdb.prepare_host(topo, args.host, args.db, args.controller,
+                       datapath_type=args.datapath_type)
+    peers = ", ".join(topo.tunnel_port(args.host, p.name) for p in topo.peers(args.host))
+    print(f"{args.host}: br-int datapath {topo.host(args.host).dpid:016x} "
+          f"({args.datapath_type}, fail_mode=secure) -> {args.controller}; tunnels: {peers or 'none'}")
+    return 0
+
+
+def cmd_controller(args) -> int:
+    if args.topology:
+        topology.load(args.topology)           # refuse a bad file before starting
+    argv = ["osken-manager", "--user-flags", str(FLAGS), "--ofp-listen-host", args.listen,
+            "--ofp-tcp-listen-port", str(args.port), str(APP)]
+    if args.topology:
+        argv += ["--nsgre-topology", str(Path(args.topology).resolve())]
+    if args.listen.startswith("/") and os.path.exists(args.listen):
+        os.unlink(args.listen)                 # a stale socket of an earlier run
+    from os_ken.cmd import manager
+    sys.argv = argv
+    manager.main(args=argv[1:], prog="osken-manager")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nsgre", description="nsgre: OpenFlow networks over "
+                                "tunnel keys, programmed by an os-ken app",
+                                epilog="exit status: 0 ok, 1 bad input or target, 2 usage")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("validate", help="check a topology file and print a summary")
+    s.add_argument("file", nargs="?", help="topology YAML (default: embedded seed)")
+    s.set_defaults(func=cmd_validate)
+
+    def with_topology(s):
+        s.add_argument("-t", "--topology", help="topology YAML (default: embedded seed)")
+
+    s = sub.add_parser("pipeline", help="print the flows and groups a host should hold "
+                       "(ovs-ofctl syntax, from the model alone)")
+    s.add_argument("host")
+    with_topology(s)
+    s.set_defaults(func=cmd_pipeline)
+
+    s = sub.add_parser("prepare-host", help="create or refresh a host's br-int and tunnel "
+                       "ports over OVSDB")
+    s.add_argument("host")
+    with_topology(s)
+    s.add_argument("--controller", required=True,
+                   help="OpenFlow controller target, e.g. tcp:198.18.255.1:6653 or unix:PATH")
+    s.add_argument("--db", default="unix:/var/run/openvswitch/db.sock",
+                   help="OVSDB remote (default: %(default)s)")
+    s.add_argument("--datapath-type", default="system", choices=["system", "netdev"],
+                   help="system: kernel datapath; netdev: userspace (default: %(default)s)")
+    s.set_defaults(func=cmd_prepare_host)
+
+    s = sub.add_parser("controller", help="run osken-manager with the nsgre app")
+    with_topology(s)
+    s.add_argument("--listen", default="0.0.0.0",
+                   help="address, or a filesystem path for a Unix socket (default: %(default)s)")
+    s.add_argument("--port", type=int, default=6653, help="OpenFlow TCP port (default: %(default)s)")
+    s.set_defaults(func=cmd_controller)
+    return p
+
+
+def main(argv=None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)     # `nsgre ... | head` is fine
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except topology.TopologyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except ovsdb.OvsdbError as exc:
+        print(f"nsgre: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

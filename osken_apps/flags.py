@@ -1,0 +1,28 @@
+"""Command-line options of the nsgre app.
+
+osken-manager parses its command line before it imports any app, so an
+app's own options must be registered earlier: pass this file with
+``--user-flags`` (os-ken's mechanism for exactly this), or set the same
+option in an oslo.config file (``[DEFAULT] nsgre_topology = FILE``).
+"""
+
+from oslo_config.cfg import ArgsAlreadyParsedError
+
+from os_ken import cfg
+
+TOPOLOGY = cfg.StrOpt("nsgre-topology", default=None,
+                      help="topology YAML file (default: the embedded seed topology)")
+
+
+def register(conf):
+    """Register on ``conf`` however it is parsed: as a CLI option before
+    parsing, as a config-file option after."""
+    if "nsgre_topology" in conf:
+        return
+    try:
+        conf.register_cli_opt(TOPOLOGY)
+    except ArgsAlreadyParsedError:
+        conf.register_opt(TOPOLOGY)
+
+
+register(cfg.CONF)

@@ -1,0 +1,124 @@
+"""The one flow representation every consumer shares.
+
+A ``Flow`` is plain, hashable data: the os-ken app turns it into a
+FlowMod, tests and the simulator read it directly, and ``to_ofctl`` gives
+the ``ovs-ofctl`` text that operators know.
+
+Match fields use OpenFlow 1.3 OXM names as os-ken spells them (``in_port``,
+``eth_dst``, ``vlan_vid``, ``tunnel_id``, ``metadata``).  A masked value is
+a ``(value, mask)`` pair.  ``vlan_vid`` follows OpenFlow: ``0x1000 | vid``
+for a tagged frame, 0 for an untagged one.
+
+Actions are tuples:  ``("output", port)``, ``("group", id)``,
+``("push_vlan", ethertype)``, ``("pop_vlan",)``, ``("set_field", field, value)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OFPVID_PRESENT = 0x1000
+
+Action = tuple
+
+
+def output(port: int) -> Action:
+    return ("output", port)
+
+
+def group(group_id: int) -> Action:
+    return ("group", group_id)
+
+
+def push_vlan(vid: int) -> tuple[Action, Action]:
+    return (("push_vlan", 0x8100), ("set_field", "vlan_vid", OFPVID_PRESENT | vid))
+
+
+def pop_vlan() -> Action:
+    return ("pop_vlan",)
+
+
+def set_tunnel_key(key: int) -> Action:
+    return ("set_field", "tunnel_id", key)
+
+
+@dataclass(frozen=True, order=True)
+class Flow:
+    table: int
+    priority: int
+    match: tuple = ()                   # sorted ((field, value), ...)
+    actions: tuple = ()                 # apply-actions; empty means drop
+    goto: int | None = None             # goto-table instruction
+    write_metadata: tuple | None = None  # (value, mask) instruction
+    cookie: int = field(default=0, compare=False)
+
+    @staticmethod
+    def make(table, priority, match=None, actions=(), goto=None,
+             write_metadata=None, cookie=0) -> "Flow":
+        return Flow(table, priority, tuple(sorted((match or {}).items())),
+                    tuple(actions), goto, write_metadata, cookie)
+
+    @property
+    def match_dict(self) -> dict:
+        return dict(self.match)
+
+    def identity(self) -> tuple:
+        """What OpenFlow uses to tell flows apart: table, priority, match."""
+        return (self.table, self.priority, self.match)
+
+    def to_ofctl(self) -> str:
+        parts = [f"cookie={self.cookie:#x}", f"table={self.table}", f"priority={self.priority}"]
+        parts += [_match_ofctl(k, v) for k, v in self.match]
+        instr = [_action_ofctl(a) for a in self.actions]
+        if self.write_metadata is not None:
+            instr.append("write_metadata:%#x/%#x" % self.write_metadata)
+        if self.goto is not None:
+            instr.append(f"goto_table:{self.goto}")
+        return ",".join(parts) + " actions=" + (",".join(instr) or "drop")
+
+
+@dataclass(frozen=True, order=True)
+class Group:
+    group_id: int
+    buckets: tuple = ()                 # (actions, ...), one tuple per bucket
+    type: str = "all"
+
+    def to_ofctl(self) -> str:
+        buckets = ",".join("bucket=" + ",".join(_action_ofctl(a) for a in b)
+                           for b in self.buckets)
+        return f"group_id={self.group_id},type={self.type}" + (f",{buckets}" if buckets else "")
+
+
+_OFCTL_FIELDS = {"eth_src": "dl_src", "eth_dst": "dl_dst", "tunnel_id": "tun_id"}
+
+
+def _match_ofctl(name: str, value) -> str:
+    if name == "vlan_vid":
+        if value == 0:
+            return "vlan_tci=0x0000/0x1fff"
+        return f"dl_vlan={value & 0xFFF}"
+    name = _OFCTL_FIELDS.get(name, name)
+    if isinstance(value, tuple):
+        v, m = value
+        return f"{name}={_fmt(v)}/{_fmt(m)}"
+    return f"{name}={_fmt(value)}"
+
+
+def _fmt(v) -> str:
+    return f"{v:#x}" if isinstance(v, int) and v > 9 else str(v)
+
+
+def _action_ofctl(action: Action) -> str:
+    kind = action[0]
+    if kind == "output":
+        return f"output:{action[1]}"
+    if kind == "group":
+        return f"group:{action[1]}"
+    if kind == "push_vlan":
+        return f"push_vlan:{action[1]:#06x}"
+    if kind == "pop_vlan":
+        return "pop_vlan"
+    if kind == "set_field":
+        _, fld, value = action
+        return f"set_field:{value:#x}->{_OFCTL_FIELDS.get(fld, fld)}"
+    raise ValueError(f"unknown action {action!r}")

@@ -1,0 +1,344 @@
+"""Read and validate a topology file; report every problem at once.
+
+A file either yields a complete, allocated ``Topology`` or a
+``TopologyError`` listing each problem as ``FILE:LINE: dotted.path:
+message``; nothing is ever half-loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from topology import allocate
+from topology.model import (ENDPOINT_KINDS, MAX_KEY, TUNNEL_TYPES, VLAN_MAX,
+                            Endpoint, Host, Network, Topology, tunnel_port_name)
+
+SEED_NAME = "seed.yaml"
+
+TOP_KEYS = ("tunnel", "hosts", "networks", "endpoints")
+HOST_KEYS = ("underlay_ip", "dpid")
+NETWORK_KEYS = ("key",)
+ENDPOINT_KEYS = ("host", "kind", "network", "ip", "mac", "port")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+class TopologyError(ValueError):
+    """Every problem found in one topology file."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Map(dict):
+    """A YAML mapping that remembers the line of each key."""
+    line: int = 0
+    key_lines: dict
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that records line numbers and refuses duplicate keys."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.duplicates: list[tuple[int, str]] = []
+
+    def construct_mapping(self, node, deep=False):
+        mapping = _Map()
+        mapping.line = node.start_mark.line + 1
+        mapping.key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in mapping:
+                self.duplicates.append((key_node.start_mark.line + 1, key))
+            mapping[key] = self.construct_object(value_node, deep=deep)
+            mapping.key_lines[key] = key_node.start_mark.line + 1
+        return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        _Loader.construct_mapping)
+
+
+class _Problems:
+    def __init__(self, source: str):
+        self.source = source
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, line: int | None, path: str, message: str):
+        where = f"{self.source}:{line}" if line else self.source
+        self.items.append((line or 0, f"{where}: {path}: {message}"))
+
+    def raise_if_any(self):
+        if self.items:
+            raise TopologyError([m for _, m in sorted(self.items, key=lambda i: i[0])])
+
+
+def _line(mapping, key=None):
+    if isinstance(mapping, _Map):
+        return mapping.key_lines.get(key, mapping.line) if key is not None else mapping.line
+    return None
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_keys(p: _Problems, mapping, path: str, allowed):
+    for key in mapping:
+        if key not in allowed:
+            p.add(_line(mapping, key), f"{path}.{key}" if path else str(key),
+                  f"unknown field{_did_you_mean(key, allowed)}; expected one of: "
+                  + ", ".join(allowed))
+
+
+def _section(p: _Problems, doc, name: str) -> dict:
+    value = doc.get(name)
+    if value is None:
+        if name in ("hosts", "endpoints"):
+            p.add(_line(doc), name, "missing section")
+        return {}
+    if not isinstance(value, dict):
+        p.add(_line(doc, name), name, f"must be a mapping of names, got {type(value).__name__}")
+        return {}
+    good = {}
+    for item, body in value.items():
+        path = f"{name}.{item}"
+        if not isinstance(item, str) or not NAME_RE.match(item):
+            p.add(_line(value, item), path, "name must start with a letter or digit and "
+                  "hold only letters, digits, '_', '.', '-'")
+            continue
+        if body is None:
+            body = _Map()
+        if not isinstance(body, dict):
+            p.add(_line(value, item), path, f"must be a mapping, got {type(body).__name__}")
+            continue
+        good[item] = body
+    return good
+
+
+def _parse_int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            return None
+    return None
+
+
+def parse(text: str, source: str = "<string>") -> Topology:
+    """Validate and allocate a topology from YAML text."""
+    p = _Problems(source)
+    loader = _Loader(text)
+    try:
+        doc = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        p.add(line, "(yaml)", f"syntax error: {getattr(exc, 'problem', exc)}")
+        p.raise_if_any()
+    finally:
+        loader.dispose()
+    for line, key in loader.duplicates:
+        p.add(line, str(key), "duplicate key")
+    if not isinstance(doc, dict):
+        p.add(None, "(top)", "a topology must be a mapping with hosts, networks and endpoints")
+        p.raise_if_any()
+    _check_keys(p, doc, "", TOP_KEYS)
+
+    tunnel = doc.get("tunnel", "gre")
+    if tunnel not in TUNNEL_TYPES:
+        p.add(_line(doc, "tunnel"), "tunnel",
+              f"unknown tunnel type {tunnel!r}{_did_you_mean(tunnel, TUNNEL_TYPES)}; "
+              f"expected one of: {', '.join(TUNNEL_TYPES)}")
+        tunnel = "gre"
+    max_key = MAX_KEY[tunnel]
+
+    hosts = _hosts(p, _section(p, doc, "hosts"), tunnel)
+    explicit_keys = _networks(p, _section(p, doc, "networks"), tunnel, max_key)
+    raw_eps = _section(p, doc, "endpoints")
+    p.raise_if_any()
+
+    keys = allocate.allocate_keys(explicit_keys, max_key)
+    endpoints = _endpoints(p, raw_eps, hosts, keys, tunnel)
+    networks = [Network(n, keys[n]) for n in sorted(keys)]
+
+    per_host: dict[str, dict[str, int]] = {h: {} for h in hosts}
+    for e in endpoints:
+        per_host[e.host][e.network] = keys[e.network]
+    local_vlans = {}
+    for host, carried in per_host.items():
+        if len(carried) > VLAN_MAX:
+            p.add(None, f"hosts.{host}",
+                  f"carries {len(carried)} networks; a host can carry at most {VLAN_MAX}")
+            continue
+        for net, vlan in allocate.allocate_local_vlans(carried).items():
+            local_vlans[(host, net)] = vlan
+    p.raise_if_any()
+    return Topology(tunnel, hosts.values(), networks, endpoints, local_vlans, source)
+
+
+def _hosts(p: _Problems, raw: dict, tunnel: str) -> dict[str, Host]:
+    hosts = {}
+    seen_ip: dict = {}
+    seen_dpid: dict = {}
+    for name, body in raw.items():
+        path = f"hosts.{name}"
+        _check_keys(p, body, path, HOST_KEYS)
+        try:
+            ip = ipaddress.ip_address(str(body.get("underlay_ip", "")))
+        except ValueError:
+            if "underlay_ip" not in body:
+                p.add(_line(body), f"{path}.underlay_ip", "missing (the host's tunnel endpoint address)")
+            else:
+                p.add(_line(body, "underlay_ip"), f"{path}.underlay_ip",
+                      f"not an IP address: {body['underlay_ip']!r}")
+            continue
+        if ip in seen_ip:
+            p.add(_line(body, "underlay_ip"), f"{path}.underlay_ip",
+                  f"{ip} is already the underlay address of host '{seen_ip[ip]}'")
+            continue
+        seen_ip[ip] = name
+        if "dpid" in body:
+            dpid = _parse_int(body["dpid"])
+            if dpid is None or not 0 < dpid < 2**64:
+                p.add(_line(body, "dpid"), f"{path}.dpid",
+                      f"must be an integer between 1 and 2^64-1, got {body['dpid']!r}")
+                continue
+        else:
+            dpid = allocate.default_dpid(ip)
+        if dpid in seen_dpid:
+            p.add(_line(body, "dpid"), f"{path}.dpid",
+                  f"{dpid:#x} is already the datapath id of host '{seen_dpid[dpid]}'")
+            continue
+        seen_dpid[dpid] = name
+        hosts[name] = Host(name, ip, dpid)
+    tunnel_names: dict[str, str] = {}
+    for name in hosts:
+        port = tunnel_port_name(tunnel, name)
+        if port in tunnel_names:
+            p.add(_line(raw[name]), f"hosts.{name}",
+                  f"tunnel port name '{port}' collides with host '{tunnel_names[port]}'")
+        tunnel_names[port] = name
+    return hosts
+
+
+def _networks(p: _Problems, raw: dict, tunnel: str, max_key: int) -> dict[str, int | None]:
+    keys: dict[str, int | None] = {}
+    seen: dict[int, str] = {}
+    for name, body in raw.items():
+        path = f"networks.{name}"
+        _check_keys(p, body, path, NETWORK_KEYS)
+        if "key" not in body:
+            keys[name] = None
+            continue
+        key = _parse_int(body["key"])
+        if key is None or not 1 <= key <= max_key:
+            p.add(_line(body, "key"), f"{path}.key",
+                  f"must be an integer between 1 and {max_key} for {tunnel} tunnels "
+                  f"(0 is reserved), got {body['key']!r}")
+            continue
+        if key in seen:
+            p.add(_line(body, "key"), f"{path}.key", f"key {key} is already used by network '{seen[key]}'")
+            continue
+        seen[key] = name
+        keys[name] = key
+    return keys
+
+
+def _endpoints(p: _Problems, raw: dict, hosts: dict, keys: dict, tunnel: str) -> list[Endpoint]:
+    endpoints = []
+    seen_mac: dict[str, str] = {}
+    seen_ip: dict[tuple, str] = {}
+    seen_port: dict[tuple, str] = {}
+    for name, body in raw.items():
+        path = f"endpoints.{name}"
+        _check_keys(p, body, path, ENDPOINT_KEYS)
+        ok = True
+        for field in ("host", "kind", "network", "ip"):
+            if field not in body:
+                p.add(_line(body), f"{path}.{field}", "missing")
+                ok = False
+        if not ok:
+            continue
+        host, kind, net = body["host"], body["kind"], body["network"]
+        if host not in hosts:
+            p.add(_line(body, "host"), f"{path}.host",
+                  f"unknown host {host!r}{_did_you_mean(host, hosts)}")
+            ok = False
+        if kind not in ENDPOINT_KINDS:
+            p.add(_line(body, "kind"), f"{path}.kind",
+                  f"unknown kind {kind!r}; expected one of: {', '.join(ENDPOINT_KINDS)}")
+            ok = False
+        if net not in keys:
+            p.add(_line(body, "network"), f"{path}.network",
+                  f"unknown network {net!r}{_did_you_mean(net, keys)}")
+            ok = False
+        try:
+            ip = ipaddress.ip_interface(str(body["ip"]))
+            if "/" not in str(body["ip"]):
+                raise ValueError
+        except ValueError:
+            p.add(_line(body, "ip"), f"{path}.ip",
+                  f"must be an address with prefix length like 10.1.1.2/24, got {body['ip']!r}")
+            ok = False
+        mac = str(body.get("mac", allocate.default_mac(name))).lower()
+        if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+            p.add(_line(body, "mac"), f"{path}.mac",
+                  f"must be a unicast MAC like 02:00:00:00:00:01, got {body.get('mac')!r}")
+            ok = False
+        port = str(body.get("port", allocate.default_port(name)))
+        if not IFNAME_RE.match(port):
+            p.add(_line(body, "port"), f"{path}.port",
+                  f"must be a Linux interface name of at most 15 characters, got {port!r}")
+            ok = False
+        if not ok:
+            continue
+        checks = [
+            (seen_mac, mac, "mac", f"MAC {mac} is already used by endpoint"),
+            (seen_ip, (net, ip.ip), "ip", f"{ip.ip} is already used in network '{net}' by endpoint"),
+            (seen_port, (host, port), "port", f"port '{port}' on host '{host}' is already used by endpoint"),
+        ]
+        for seen, key, field, message in checks:
+            if key in seen:
+                p.add(_line(body, field), f"{path}.{field}", f"{message} '{seen[key]}'")
+                ok = False
+            else:
+                seen[key] = name
+        if port == tunnel_port_name(tunnel, host) or port.startswith(f"{tunnel}-"):
+            p.add(_line(body, "port"), f"{path}.port",
+                  f"'{port}' is reserved for tunnel ports ({tunnel}-HOST)")
+            ok = False
+        if ok:
+            endpoints.append(Endpoint(name, host, kind, net, ip, mac, port))
+    return endpoints
+
+
+def load(path: str | Path | None = None) -> Topology:
+    """Load a topology file, or the embedded seed topology when ``path`` is None."""
+    if path is None:
+        return parse(seed_text(), SEED_NAME)
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TopologyError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse(text, str(path))
+
+
+def seed_text() -> str:
+    return resources.files("topology").joinpath(SEED_NAME).read_text()

@@ -1,0 +1,186 @@
+"""The fabric as a typed networkx graph: hosts, networks and endpoints.
+
+Everything else (flow pipeline, emulation, CLI) asks this model questions
+instead of walking the YAML, so the answers stay consistent everywhere.
+
+Nodes are keyed ``(kind, name)`` so a host and an endpoint may share a
+name.  Node kinds and their ``obj`` attribute:
+
+    ("host", name)      Host
+    ("network", name)   Network
+    ("endpoint", name)  Endpoint
+
+Edge kinds (attribute ``kind``):
+
+    endpoint -> host      "attached"   the endpoint's port is on that host
+    endpoint -> network   "member"     the endpoint belongs to that network
+    host -> network       "carries"    ``local_vlan``: the host-local VLAN id
+    host -> host          "tunnel"     one per ordered pair of hosts
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable
+
+import networkx as nx
+
+TUNNEL_TYPES = ("gre", "vxlan", "geneve")
+ENDPOINT_KINDS = ("vm", "namespace")
+
+#: Largest tunnel key per tunnel type (GRE key is 32 bits, VNIs 24 bits).
+MAX_KEY = {"gre": 2**32 - 1, "vxlan": 2**24 - 1, "geneve": 2**24 - 1}
+
+#: Bytes the encapsulation adds on the underlay (outer Ethernet + IPv4 +
+#: tunnel header); the endpoint MTU must leave this much room.
+ENCAP_OVERHEAD = {"gre": 42, "vxlan": 50, "geneve": 50}
+
+#: Usable 802.1Q VLAN ids: 0 means "no VLAN" and 4095 is reserved.
+VLAN_MIN, VLAN_MAX = 1, 4094
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    underlay_ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    dpid: int
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    key: int
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    host: str
+    kind: str
+    network: str
+    ip: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    mac: str
+    port: str
+
+
+def _node(kind: str, name: str) -> tuple[str, str]:
+    return (kind, name)
+
+
+class Topology:
+    """A validated, fully allocated fabric.  Build it with ``topology.load``."""
+
+    def __init__(self, tunnel: str, hosts: Iterable[Host],
+                 networks: Iterable[Network], endpoints: Iterable[Endpoint],
+                 local_vlans: dict[tuple[str, str], int], source: str = "<memory>"):
+        self.tunnel = tunnel
+        self.source = source
+        g = nx.DiGraph()
+        for h in hosts:
+            g.add_node(_node("host", h.name), kind="host", obj=h)
+        for n in networks:
+            g.add_node(_node("network", n.name), kind="network", obj=n)
+        for e in endpoints:
+            g.add_node(_node("endpoint", e.name), kind="endpoint", obj=e)
+            g.add_edge(_node("endpoint", e.name), _node("host", e.host), kind="attached")
+            g.add_edge(_node("endpoint", e.name), _node("network", e.network), kind="member")
+        for (host, net), vlan in local_vlans.items():
+            g.add_edge(_node("host", host), _node("network", net),
+                       kind="carries", local_vlan=vlan)
+        names = sorted(h.name for h in self._objs(g, "host"))
+        for a in names:
+            for b in names:
+                if a != b:
+                    g.add_edge(_node("host", a), _node("host", b), kind="tunnel")
+        self.graph = g
+
+    # -- whole-fabric views -------------------------------------------------
+    @staticmethod
+    def _objs(g, kind):
+        return [d["obj"] for _, d in g.nodes(data=True) if d["kind"] == kind]
+
+    @property
+    def hosts(self) -> dict[str, Host]:
+        return {h.name: h for h in sorted(self._objs(self.graph, "host"), key=lambda h: h.name)}
+
+    @property
+    def networks(self) -> dict[str, Network]:
+        return {n.name: n for n in sorted(self._objs(self.graph, "network"), key=lambda n: n.name)}
+
+    @property
+    def endpoints(self) -> dict[str, Endpoint]:
+        return {e.name: e for e in sorted(self._objs(self.graph, "endpoint"), key=lambda e: e.name)}
+
+    def host(self, name: str) -> Host:
+        return self.graph.nodes[_node("host", name)]["obj"]
+
+    def network(self, name: str) -> Network:
+        return self.graph.nodes[_node("network", name)]["obj"]
+
+    def endpoint(self, name: str) -> Endpoint:
+        return self.graph.nodes[_node("endpoint", name)]["obj"]
+
+    def host_by_dpid(self, dpid: int) -> Host | None:
+        for h in self._objs(self.graph, "host"):
+            if h.dpid == dpid:
+                return h
+        return None
+
+    # -- per-host questions the pipeline asks -------------------------------
+    def _out(self, node, kind):
+        return [v for _, v, d in self.graph.out_edges(node, data=True) if d["kind"] == kind]
+
+    def _in(self, node, kind):
+        return [u for u, _, d in self.graph.in_edges(node, data=True) if d["kind"] == kind]
+
+    def endpoints_on(self, host: str) -> list[Endpoint]:
+        nodes = self._in(_node("host", host), "attached")
+        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda e: e.name)
+
+    def networks_on(self, host: str) -> list[Network]:
+        nodes = self._out(_node("host", host), "carries")
+        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda n: n.name)
+
+    def local_vlan(self, host: str, network: str) -> int:
+        return self.graph.edges[_node("host", host), _node("network", network)]["local_vlan"]
+
+    def hosts_carrying(self, network: str) -> list[Host]:
+        nodes = self._in(_node("network", network), "carries")
+        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda h: h.name)
+
+    def members(self, network: str) -> list[Endpoint]:
+        nodes = self._in(_node("network", network), "member")
+        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda e: e.name)
+
+    def peers(self, host: str) -> list[Host]:
+        nodes = self._out(_node("host", host), "tunnel")
+        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda h: h.name)
+
+    def endpoint_by_mac(self, network: str, mac: str) -> Endpoint | None:
+        mac = mac.lower()
+        return next((e for e in self.members(network) if e.mac == mac), None)
+
+    def endpoint_by_ip(self, network: str, ip: str) -> Endpoint | None:
+        addr = ipaddress.ip_address(ip)
+        return next((e for e in self.members(network) if e.ip.ip == addr), None)
+
+    def tunnel_port(self, host: str, peer: str) -> str:
+        """Name of the tunnel port on ``host`` that leads to ``peer``."""
+        return tunnel_port_name(self.tunnel, peer)
+
+    def endpoint_mtu(self, underlay_mtu: int = 1500) -> int:
+        return underlay_mtu - ENCAP_OVERHEAD[self.tunnel]
+
+    def summary(self) -> str:
+        return (f"{len(self.hosts)} hosts, {len(self.networks)} networks, "
+                f"{len(self.endpoints)} endpoints, tunnel {self.tunnel}")
+
+
+def tunnel_port_name(tunnel: str, peer: str) -> str:
+    """``gre-kvm2``: a Linux-sized (15 byte) name, hashed when too long."""
+    name = f"{tunnel}-{peer}"
+    if len(name) <= 15:
+        return name
+    from topology.allocate import short_hash
+    return f"{tunnel}-{peer[:3]}{short_hash(peer, 6)}"
