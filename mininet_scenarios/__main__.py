@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     emu = emulation.Emulation(topo, static=args.static)
-    status = 0
+    status, completed = 0, False
     try:
         mode = "static baseline (tags, GRE trunk, NORMAL)" if args.static else "nsgre controller"
         print(f"{topo.source}: {topo.summary()}; {mode}", flush=True)
@@ -63,15 +63,14 @@ def main(argv=None) -> int:
         if args.cli:
             from mininet.cli import CLI
             CLI(emu.net)
+        completed = True
     except emulation.EmulationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = 1
-        args.keep = False
     except KeyboardInterrupt:
         status = 130
-        args.keep = False
     finally:
-        if args.keep:
+        if args.keep and completed:
             print(f"kept running; state in {emu.run_dir}; remove with: "
                   "python -m mininet_scenarios --down")
         else:

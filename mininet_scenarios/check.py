@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from topology import Topology
 from mininet_scenarios.probe import BROADCAST
 
-LISTEN_SECONDS = 4.0
+LISTEN_SECONDS = 30.0    # upper bound; listeners stop once every probe is sent
+SETTLE_SECONDS = 0.3
 
 
 @dataclass
@@ -57,7 +59,8 @@ def check(topo: Topology) -> Result:
     probe = [sys.executable, "-m", "mininet_scenarios.probe"]
 
     listeners = {n: subprocess.Popen(_ns(n, *probe, "listen", "eth0", str(LISTEN_SECONDS)),
-                                     stdout=subprocess.PIPE, text=True) for n in names}
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for n in names}
     for proc in listeners.values():
         proc.stdout.readline()                     # "ready"
 
@@ -74,7 +77,8 @@ def check(topo: Topology) -> Result:
     for proc in senders:
         proc.wait()
     replied = {pair: proc.wait() == 0 for pair, proc in pings.items()}
-    seen = {n: set(json.loads(proc.communicate()[0].splitlines()[-1] or "[]"))
+    time.sleep(SETTLE_SECONDS)                     # frames still in flight
+    seen = {n: set(json.loads(proc.communicate("stop\n")[0].splitlines()[-1] or "[]"))
             for n, proc in listeners.items()}
 
     matrix = {}

@@ -77,10 +77,11 @@ class State:
         self.data["namespaces"].append(name)
         self.save()
 
-    def add_process(self, pid: int, what: str):
+    def add_process(self, pid: int, what: str, stop_signal: str = "SIGTERM"):
         """Record a PID with a string its command line must contain, so a
-        recycled PID is never killed by mistake."""
-        self.data["processes"].append({"pid": pid, "what": what})
+        recycled PID is never killed by mistake, and the signal that ends it
+        (an interactive shell ignores SIGTERM)."""
+        self.data["processes"].append({"pid": pid, "what": what, "signal": stop_signal})
         self.save()
 
 
@@ -91,11 +92,11 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _stop_process(pid: int, what: str, timeout: float = 5.0):
+def _stop_process(pid: int, what: str, stop_signal: str = "SIGTERM", timeout: float = 5.0):
     if what not in _cmdline(pid):
         return
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, getattr(signal, stop_signal))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and what in _cmdline(pid):
             time.sleep(0.05)
@@ -111,7 +112,7 @@ def teardown(run_dir: Path = RUN_DIR) -> bool:
     if state is None:
         return False
     for proc in reversed(state.data["processes"]):
-        _stop_process(proc["pid"], proc["what"])
+        _stop_process(proc["pid"], proc["what"], proc.get("signal", "SIGTERM"))
     present = existing_netns()
     for name in reversed(state.data["namespaces"]):
         if name in present:
@@ -196,7 +197,7 @@ class Emulation:
         """A mininet host node whose namespace is also reachable as
         ``ip netns exec NAME``."""
         node = self.net.addHost(name, ip=None, inNamespace=True)
-        self.state.add_process(node.pid, "mininet:")
+        self.state.add_process(node.pid, "mininet:", "SIGHUP")
         run(["ip", "netns", "attach", name, str(node.pid)])
         self.state.add_namespace(name)
         netns_exec(name, ["ip", "link", "set", "lo", "up"])
@@ -263,6 +264,7 @@ class Emulation:
                          intfName2=ul_port)
         netns_exec(UNDERLAY_NS, ["ip", "link", "set", ul_port, "master", "br0", "up"])
         netns_exec(host, ["ip", "link", "set", "ul0", "up", "mtu", str(UNDERLAY_MTU)])
+        self._quiet(host, "ul0")
         ovs = self.ovs[host]
         ovs.start(self.state)
         # The underlay address lives on br-phy, an OVS bridge holding the
@@ -281,12 +283,21 @@ class Emulation:
             ovsdb_mod.prepare_host(self.topo, host, ovs.db, ovs.controller(self.controller_target),
                                    datapath_type="netdev")
 
+    @staticmethod
+    def _quiet(ns: str, iface: str):
+        """OVS's userspace datapath reads a port with a packet socket, but the
+        host's kernel sees the same frames: keep it from answering ARP for
+        the underlay address with the wrong MAC, and from sending IPv6 noise."""
+        netns_exec(ns, ["ip", "link", "set", iface, "arp", "off"])
+        netns_exec(ns, ["sysctl", "-qw", f"net.ipv6.conf.{iface}.disable_ipv6=1"], check=False)
+
     def _endpoint(self, ep):
         host_node = self.net.nameToNode[ep.host]
         node = self._node(ep.name)
         self.net.addLink(host_node, node, intfName1=ep.port, intfName2="eth0")
         mtu = str(self.topo.endpoint_mtu(UNDERLAY_MTU))
         netns_exec(ep.host, ["ip", "link", "set", ep.port, "up", "mtu", mtu])
+        self._quiet(ep.host, ep.port)
         netns_exec(ep.name, ["ip", "link", "set", "eth0", "address", ep.mac, "mtu", mtu])
         family = "-6" if ep.ip.version == 6 else "-4"
         netns_exec(ep.name, ["ip", family, "addr", "add", str(ep.ip), "dev", "eth0"]
@@ -302,7 +313,6 @@ class Emulation:
         a, b = self.topo.hosts.values()
         for host, peer in ((a, b), (b, a)):
             ovs = self.ovs[host.name]
-            vlans = []
             for ep in self.topo.endpoints_on(host.name):
                 vlan = self.topo.network(ep.network).key
                 if vlan > 4094:
