@@ -43,7 +43,7 @@ def cmd_pipeline(args) -> int:
     ports = {name: i for i, name in enumerate(names, start=1)}
     result = pipeline.compute(topo, args.host, ports)
     print("# ports: " + ", ".join(f"{n}={i}" for n, i in ports.items()))
-    for flow in result.flows:
+    for flow in sorted(result.flows, key=lambda f: (f.table, -f.priority, f.match)):
         print(flow.to_ofctl())
     for group in result.groups:
         print(group.to_ofctl())

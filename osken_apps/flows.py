@@ -84,7 +84,7 @@ class Group:
     type: str = "all"
 
     def to_ofctl(self) -> str:
-        buckets = ",".join("bucket=" + ",".join(_action_ofctl(a) for a in b)
+        buckets = ",".join("bucket=actions=" + ",".join(_action_ofctl(a) for a in b)
                            for b in self.buckets)
         return f"group_id={self.group_id},type={self.type}" + (f",{buckets}" if buckets else "")
 

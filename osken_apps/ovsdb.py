@@ -131,9 +131,11 @@ class Ovsdb:
                 br.controller = [ctl]
         self.transact(build, f"bridge {name}")
 
-    def sync_tunnels(self, bridge, tunnels: dict[str, tuple[str, dict]]):
+    def sync_tunnels(self, bridge, tunnels: dict[str, tuple[str, dict, str]]):
         """Make the bridge's nsgre tunnel ports exactly ``tunnels``:
-        {port name: (type, options)}; each tagged with its peer."""
+        {port name: (type, options, peer host)}; each tagged with its peer.
+        A port that is already right is left alone, keeping its OpenFlow
+        port number and the flows that use it."""
         def build(txn):
             br = self.bridge(bridge)
             ports = list(br.ports)
@@ -146,13 +148,12 @@ class Ovsdb:
                 want = tunnels.get(port.name)
                 iface = port.interfaces[0] if port.interfaces else None
                 if want and iface is not None and iface.type == want[0] \
-                        and dict(iface.options) == want[1]:
+                        and dict(iface.options) == want[1] and peer == want[2]:
                     keep.append(port)
             kept = {p.name for p in keep}
-            for name, (kind, options) in sorted(tunnels.items()):
+            for name, (kind, options, peer) in sorted(tunnels.items()):
                 if name not in kept:
-                    port, _ = self._new_port(txn, name, kind, options,
-                                             {PEER_KEY: options.get("remote_ip", "")})
+                    port, _ = self._new_port(txn, name, kind, options, {PEER_KEY: peer})
                     keep.append(port)
             if {p.uuid for p in keep} != {p.uuid for p in ports}:
                 br.verify("ports")
@@ -189,13 +190,14 @@ class Ovsdb:
         self.transact(build, f"remove bridge {name}")
 
 
-def tunnel_ports(topo: Topology, host: str) -> dict[str, tuple[str, dict]]:
+def tunnel_ports(topo: Topology, host: str) -> dict[str, tuple[str, dict, str]]:
     """The tunnel ports ``host`` should have: one per peer, key from the flow."""
     local = str(topo.host(host).underlay_ip)
     return {
         topo.tunnel_port(host, peer.name): (
             topo.tunnel,
-            {"remote_ip": str(peer.underlay_ip), "local_ip": local, "key": "flow"})
+            {"remote_ip": str(peer.underlay_ip), "local_ip": local, "key": "flow"},
+            peer.name)
         for peer in topo.peers(host)
     }
 

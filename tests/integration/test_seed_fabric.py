@@ -155,3 +155,31 @@ def test_a_bad_topology_is_refused_naming_file_and_field_and_creates_nothing(tmp
     assert result.returncode == 1
     assert f"{bad}:12: endpoints.vm1.host: unknown host 'kvm9'" in result.stderr
     assert emulation.existing_netns() == before
+
+
+def nsgre(*args):
+    return subprocess.run([sys.executable, "-m", "osken_apps.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_prepare_host_is_idempotent_and_replaces_only_its_own_stale_tunnels(up):
+    topo = topology.load()
+    emu = up(topo)
+    ovs = emu.ovs["kvm1"]
+    target = ovs.vsctl("get-controller", "br-int").strip()
+    before = ovs.vsctl("--columns=name,ofport", "list", "interface")
+    # A stale tunnel of ours (a host that left) and a port nsgre does not own.
+    ovs.vsctl("add-port", "br-int", "gre-gone", "--", "set", "interface", "gre-gone",
+              "type=gre", "options:remote_ip=198.18.0.99", "options:key=flow",
+              "--", "set", "port", "gre-gone", "external_ids:nsgre-peer=gone")
+    ovs.vsctl("add-port", "br-int", "admin0", "--", "set", "interface", "admin0", "type=internal")
+    result = nsgre("prepare-host", "kvm1", "--db", ovs.db, "--controller", target,
+                   "--datapath-type", "netdev")
+    assert result.returncode == 0, result.stderr
+    assert "kvm1: br-int datapath 00000000c6120001" in result.stdout
+    ports = ovs.vsctl("list-ports", "br-int").split()
+    assert "gre-gone" not in ports and "admin0" in ports
+    ovs.vsctl("del-port", "br-int", "admin0")
+    after = ovs.vsctl("--columns=name,ofport", "list", "interface")
+    assert sorted(after.split("\n\n")) == sorted(before.split("\n\n"))   # same ports, same numbers
+    assert ping("blue", "10.1.1.2").returncode == 0
