@@ -46,11 +46,8 @@ class _Map(dict):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that records line numbers and refuses duplicate keys."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self.duplicates: list[tuple[int, str]] = []
+    """SafeLoader that records line numbers and reads YAML 1.2 numbers:
+    YAML 1.1 would read the unquoted MAC 52:54:00:12:34:56 as a base-60 int."""
 
     def construct_mapping(self, node, deep=False):
         mapping = _Map()
@@ -58,15 +55,46 @@ class _Loader(yaml.SafeLoader):
         mapping.key_lines = {}
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in mapping:
-                self.duplicates.append((key_node.start_mark.line + 1, key))
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a name, not a list or mapping",
+                    key_node.start_mark) from None
             mapping[key] = self.construct_object(value_node, deep=deep)
             mapping.key_lines[key] = key_node.start_mark.line + 1
         return mapping
 
 
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)"
+                     r"|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
+                       r"|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+                       r"|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                         _Loader.construct_mapping)
+
+
+def _duplicates(node, path=""):
+    """(line, dotted path) of every key given twice in one mapping."""
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            sub = f"{path}.{key}" if path else str(key)
+            if key is not None and key in seen:
+                yield key_node.start_mark.line + 1, sub
+            seen.add(key)
+            yield from _duplicates(value_node, sub)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicates(item, f"{path}[{i}]")
 
 
 class _Problems:
@@ -120,6 +148,7 @@ def _section(p: _Problems, doc, name: str) -> dict:
             continue
         if body is None:
             body = _Map()
+            body.line, body.key_lines = _line(value, item), {}
         if not isinstance(body, dict):
             p.add(_line(value, item), path, f"must be a mapping, got {type(body).__name__}")
             continue
@@ -145,16 +174,23 @@ def parse(text: str, source: str = "<string>") -> Topology:
     p = _Problems(source)
     loader = _Loader(text)
     try:
-        doc = loader.get_single_data()
+        node = loader.get_single_node()
+        for line, path in _duplicates(node):
+            p.add(line, path, "duplicate key")
+        doc = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         p.add(line, "(yaml)", f"syntax error: {getattr(exc, 'problem', exc)}")
         p.raise_if_any()
+    except (ValueError, TypeError) as exc:          # e.g. `!!int name`
+        p.add(None, "(yaml)", f"cannot read: {exc}")
+        p.raise_if_any()
     finally:
         loader.dispose()
-    for line, key in loader.duplicates:
-        p.add(line, str(key), "duplicate key")
+    # With a key given twice the later one wins silently in YAML, so
+    # anything checked after this would be checked on the wrong data.
+    p.raise_if_any()
     if not isinstance(doc, dict):
         p.add(None, "(top)", "a topology must be a mapping with hosts, networks and endpoints")
         p.raise_if_any()
@@ -168,13 +204,17 @@ def parse(text: str, source: str = "<string>") -> Topology:
         tunnel = "gre"
     max_key = MAX_KEY[tunnel]
 
-    hosts = _hosts(p, _section(p, doc, "hosts"), tunnel)
-    explicit_keys = _networks(p, _section(p, doc, "networks"), tunnel, max_key)
-    raw_eps = _section(p, doc, "endpoints")
+    raw_hosts = _section(p, doc, "hosts")
+    raw_networks = _section(p, doc, "networks")
+    hosts = _hosts(p, raw_hosts, tunnel)
+    explicit_keys = _networks(p, raw_networks, tunnel, max_key)
+    # Names that are declared but broken are still known: an endpoint that
+    # names them gets no second, misleading "unknown" error.
+    endpoints = _endpoints(p, _section(p, doc, "endpoints"), set(raw_hosts),
+                           set(raw_networks), tunnel)
     p.raise_if_any()
 
     keys = allocate.allocate_keys(explicit_keys, max_key)
-    endpoints = _endpoints(p, raw_eps, hosts, keys, tunnel)
     networks = [Network(n, keys[n]) for n in sorted(keys)]
 
     per_host: dict[str, dict[str, int]] = {h: {} for h in hosts}
@@ -260,7 +300,7 @@ def _networks(p: _Problems, raw: dict, tunnel: str, max_key: int) -> dict[str, i
     return keys
 
 
-def _endpoints(p: _Problems, raw: dict, hosts: dict, keys: dict, tunnel: str) -> list[Endpoint]:
+def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str) -> list[Endpoint]:
     endpoints = []
     seen_mac: dict[str, str] = {}
     seen_ip: dict[tuple, str] = {}
@@ -276,6 +316,13 @@ def _endpoints(p: _Problems, raw: dict, hosts: dict, keys: dict, tunnel: str) ->
         if not ok:
             continue
         host, kind, net = body["host"], body["kind"], body["network"]
+        for field, value in (("host", host), ("kind", kind), ("network", net)):
+            if not isinstance(value, str):
+                p.add(_line(body, field), f"{path}.{field}",
+                      f"must be a name, got {type(value).__name__} {value!r}")
+                ok = False
+        if not ok:
+            continue
         if host not in hosts:
             p.add(_line(body, "host"), f"{path}.host",
                   f"unknown host {host!r}{_did_you_mean(host, hosts)}")
@@ -284,9 +331,9 @@ def _endpoints(p: _Problems, raw: dict, hosts: dict, keys: dict, tunnel: str) ->
             p.add(_line(body, "kind"), f"{path}.kind",
                   f"unknown kind {kind!r}; expected one of: {', '.join(ENDPOINT_KINDS)}")
             ok = False
-        if net not in keys:
+        if net not in networks:
             p.add(_line(body, "network"), f"{path}.network",
-                  f"unknown network {net!r}{_did_you_mean(net, keys)}")
+                  f"unknown network {net!r}{_did_you_mean(net, networks)}")
             ok = False
         try:
             ip = ipaddress.ip_interface(str(body["ip"]))

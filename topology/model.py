@@ -183,4 +183,4 @@ def tunnel_port_name(tunnel: str, peer: str) -> str:
     if len(name) <= 15:
         return name
     from topology.allocate import short_hash
-    return f"{tunnel}-{peer[:3]}{short_hash(peer, 6)}"
+    return f"{tunnel}-{peer[:15 - len(tunnel) - 7]}{short_hash(peer, 6)}"

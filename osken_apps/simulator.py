@@ -1,0 +1,333 @@
+"""Where does a packet go?  An offline evaluator of nsgre's flows.
+
+The pipeline (``osken_apps.pipeline``) is a pure function from topology to
+flow records; this module executes those records the way Open vSwitch
+would, so tests (and ``nsgre trace``) can ask "who receives this frame?"
+without root, OVS or namespaces.  It implements exactly the OpenFlow 1.3
+subset the pipeline emits, and refuses anything else loudly: a silent
+approximation would let a broken pipeline pass its tests.
+
+Semantics implemented (OpenFlow 1.3 as OVS runs it):
+
+* per table, the highest-priority matching flow wins; two matching flows
+  of equal priority are *undefined* in OpenFlow, so that is an error here;
+* no match in a table drops the packet (1.3 table-miss default);
+* instructions run in spec order: apply-actions (in list order, outputs
+  see the packet as modified so far), write-metadata, goto-table (forward
+  only);
+* a group of type ``all`` runs every bucket on its own copy of the packet;
+* output to the packet's own ``in_port`` is silently skipped, as OVS does,
+  including inside group buckets;
+* VLAN tags form a stack: ``push_vlan`` adds an outer tag (copying the
+  current outer VID, or 0), ``pop_vlan`` removes the outer one, and the
+  ``vlan_vid`` field is the outermost tag (``0x1000 | vid``) or 0.
+
+``run_host`` evaluates one bridge; ``run_fabric`` follows a frame from an
+endpoint across tunnels to every endpoint that receives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping, NamedTuple
+
+from osken_apps.flows import OFPVID_PRESENT, Flow, Group
+
+#: Match fields the simulator understands (the ones the pipeline uses, plus
+#: eth_type so a future ARP/IP rule has somewhere to go).
+FIELDS = ("in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "tunnel_id", "metadata")
+
+#: OpenFlow reserved ports start here (IN_PORT, NORMAL, FLOOD, ALL, ...);
+#: the pipeline must never use them, so the simulator does not model them.
+OFPP_MAX = 0xFFFFFF00
+
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+class SimulationError(Exception):
+    """The flows do something the pipeline must never do (ambiguous match,
+    unknown action, reserved port, missing group, ...)."""
+
+
+class FabricLoop(SimulationError):
+    """A frame kept crossing tunnels past the hop limit."""
+
+
+def mac_to_int(mac: str) -> int:
+    return int(mac.replace(":", ""), 16)
+
+
+@dataclass(frozen=True)
+class Packet:
+    """The header fields the pipeline looks at, and nothing else.
+
+    ``vlans`` is the 802.1Q tag stack as 12-bit VIDs, outermost first, so a
+    frame that arrives already tagged (or double tagged) is modelled as
+    exactly that rather than squeezed into one field.  ``metadata`` is the
+    OpenFlow pipeline register: 0 on entry, changed by write-metadata.
+    """
+    in_port: int = 0
+    eth_src: str = "00:00:00:00:00:00"
+    eth_dst: str = BROADCAST
+    vlans: tuple[int, ...] = ()
+    tunnel_id: int = 0
+    metadata: int = 0
+    eth_type: int = 0x0800
+
+    def __post_init__(self):
+        object.__setattr__(self, "eth_src", self.eth_src.lower())
+        object.__setattr__(self, "eth_dst", self.eth_dst.lower())
+        object.__setattr__(self, "vlans", tuple(self.vlans))
+
+    @property
+    def vlan_vid(self) -> int:
+        """The OXM ``vlan_vid`` value: ``0x1000 | vid`` of the outer tag, 0 if none."""
+        return OFPVID_PRESENT | self.vlans[0] if self.vlans else 0
+
+    def get(self, name: str) -> int | str:
+        if name not in FIELDS:
+            raise SimulationError(f"match on unsupported field {name!r}")
+        return getattr(self, name)
+
+
+def field_matches(name: str, want, have) -> bool:
+    """One OXM match: exact, or ``(value, mask)`` for maskable fields."""
+    if isinstance(want, tuple):
+        value, mask = want
+        if name in ("eth_src", "eth_dst"):
+            value, mask, have = mac_to_int(value), mac_to_int(mask), mac_to_int(have)
+        return (have & mask) == (value & mask)
+    if name in ("eth_src", "eth_dst"):
+        return str(want).lower() == have
+    return want == have
+
+
+def matches(flow: Flow, packet: Packet) -> bool:
+    return all(field_matches(name, want, packet.get(name)) for name, want in flow.match)
+
+
+class Step(NamedTuple):
+    """One table visit: the packet as it entered, and the flow that won
+    (None: table miss, the packet is dropped)."""
+    table: int
+    flow: Flow | None
+    packet: Packet
+
+
+@dataclass(frozen=True)
+class HostRun:
+    """What one bridge did with one packet.
+
+    ``outputs``: (ofport, packet as emitted) in emission order.
+    ``trace``: one ``Step`` per table visited.
+    ``skipped``: outputs suppressed because they targeted the in_port.
+    """
+    outputs: tuple[tuple[int, Packet], ...]
+    trace: tuple[Step, ...]
+    skipped: tuple[int, ...] = ()
+
+    @property
+    def ports(self) -> list[int]:
+        return sorted(port for port, _ in self.outputs)
+
+
+def lookup(flows: Iterable[Flow], table: int, packet: Packet) -> Flow | None:
+    """The flow that wins ``table`` for ``packet``; None on a miss."""
+    hits = [f for f in flows if f.table == table and matches(f, packet)]
+    if not hits:
+        return None
+    top = max(f.priority for f in hits)
+    winners = [f for f in hits if f.priority == top]
+    if len(winners) > 1:
+        raise SimulationError(
+            f"table {table}: {len(winners)} flows of priority {top} match {packet}; "
+            "OpenFlow leaves the choice undefined:\n  "
+            + "\n  ".join(f.to_ofctl() for f in winners))
+    return winners[0]
+
+
+def _apply(actions, packet: Packet, groups: Mapping[int, Group],
+           outputs: list, skipped: list, in_group: bool = False) -> Packet:
+    """Run an action list; returns the packet as modified by it."""
+    for action in actions:
+        kind = action[0]
+        if kind == "output":
+            port = action[1]
+            if not isinstance(port, int) or not 0 < port < OFPP_MAX:
+                raise SimulationError(f"output to reserved or invalid port {port!r}")
+            if port == packet.in_port:
+                skipped.append(port)
+            else:
+                outputs.append((port, packet))
+        elif kind == "group":
+            if in_group:
+                raise SimulationError("group chaining is not used by the pipeline")
+            grp = groups.get(action[1])
+            if grp is None:
+                raise SimulationError(f"action group:{action[1]} but no such group")
+            if grp.type != "all":
+                raise SimulationError(f"group {grp.group_id}: type {grp.type!r} not supported")
+            for bucket in grp.buckets:
+                _apply(bucket, packet, groups, outputs, skipped, in_group=True)
+        elif kind == "push_vlan":
+            if action[1] != 0x8100:
+                raise SimulationError(f"push_vlan ethertype {action[1]:#x} not supported")
+            outer = packet.vlans[0] if packet.vlans else 0
+            packet = replace(packet, vlans=(outer,) + packet.vlans)
+        elif kind == "pop_vlan":
+            if not packet.vlans:
+                raise SimulationError("pop_vlan on an untagged packet")
+            packet = replace(packet, vlans=packet.vlans[1:])
+        elif kind == "set_field":
+            _, name, value = action
+            if name == "vlan_vid":
+                if not packet.vlans:
+                    raise SimulationError("set_field vlan_vid on an untagged packet")
+                if not value & OFPVID_PRESENT:
+                    raise SimulationError(f"set_field vlan_vid {value:#x} lacks OFPVID_PRESENT")
+                packet = replace(packet, vlans=(value & 0xFFF,) + packet.vlans[1:])
+            elif name in ("tunnel_id", "eth_src", "eth_dst"):
+                packet = replace(packet, **{name: value})
+            else:
+                raise SimulationError(f"set_field on unsupported field {name!r}")
+        else:
+            raise SimulationError(f"unsupported action {action!r}")
+    return packet
+
+
+def run_host(flows: Iterable[Flow], groups: Iterable[Group], packet: Packet) -> HostRun:
+    """Evaluate one bridge's flows and groups for a packet entering at
+    ``packet.in_port``, starting in table 0."""
+    flows = tuple(flows)
+    by_id = {g.group_id: g for g in groups}
+    outputs: list = []
+    skipped: list = []
+    trace = []
+    table = 0
+    while True:
+        flow = lookup(flows, table, packet)
+        trace.append(Step(table, flow, packet))
+        if flow is None:
+            break
+        packet = _apply(flow.actions, packet, by_id, outputs, skipped)
+        if flow.write_metadata is not None:
+            value, mask = flow.write_metadata
+            packet = replace(packet, metadata=(packet.metadata & ~mask) | (value & mask))
+        if flow.goto is None:
+            break
+        if flow.goto <= table:
+            raise SimulationError(f"table {table}: goto_table:{flow.goto} must go forward")
+        table = flow.goto
+    return HostRun(tuple(outputs), tuple(trace), tuple(skipped))
+
+
+# -- the fabric: hosts joined by tunnels -------------------------------------
+
+def all_ports(topo) -> dict[str, dict[str, int]]:
+    """Every port of every host numbered deterministically: the host's
+    endpoint ports from 1 in port-name order, then its tunnel ports in
+    peer-name order.  What a fully wired fabric looks like."""
+    result = {}
+    for host in topo.hosts:
+        names = sorted(e.port for e in topo.endpoints_on(host))
+        names += [topo.tunnel_port(host, p.name) for p in topo.peers(host)]
+        result[host] = {name: i for i, name in enumerate(names, start=1)}
+    return result
+
+
+@dataclass(frozen=True)
+class Delivery:
+    endpoint: str
+    host: str
+    packet: Packet          # as emitted on the endpoint's port
+
+
+@dataclass(frozen=True)
+class Hop:
+    src: str                # host that emitted into the tunnel
+    dst: str                # host at the other end
+    packet: Packet          # as emitted into the tunnel (in_port of src)
+    arrived: bool           # False when the peer's tunnel port is absent
+
+
+@dataclass(frozen=True)
+class FabricRun:
+    deliveries: tuple[Delivery, ...]
+    hops: tuple[Hop, ...]
+    runs: tuple[tuple[str, Packet, HostRun], ...]  # (host, packet in, result) per bridge visit
+
+    @property
+    def receivers(self) -> list[str]:
+        """Names of receiving endpoints, sorted, one entry per copy (so a
+        duplicate delivery shows up as a repeated name)."""
+        return sorted(d.endpoint for d in self.deliveries)
+
+    def delivered(self, endpoint: str) -> Packet:
+        """The single copy ``endpoint`` received (error if none or several)."""
+        copies = [d.packet for d in self.deliveries if d.endpoint == endpoint]
+        if len(copies) != 1:
+            raise AssertionError(f"{endpoint} received {len(copies)} copies")
+        return copies[0]
+
+
+def inject(topo, ports_by_host: Mapping[str, Mapping[str, int]], host: str, packet: Packet,
+           pipelines: Mapping | None = None, max_hops: int = 8) -> FabricRun:
+    """Follow ``packet`` entering ``host`` at ``packet.in_port`` through the
+    fabric.  Output to a tunnel port ``topo.tunnel_port(A, B)`` arrives at
+    B on ``topo.tunnel_port(B, A)`` with the tunnel key and tags as emitted
+    and fresh metadata; output to an endpoint's port is a delivery.
+
+    ``pipelines`` maps host -> object with ``flows`` and ``groups``
+    (default: ``pipeline.compute`` on ``ports_by_host``), so tests can run
+    hand-made flows.  A frame that crosses more than ``max_hops`` tunnels
+    raises ``FabricLoop``.
+    """
+    from osken_apps import pipeline as pl
+
+    cache = dict(pipelines or {})
+
+    def bridge(h):
+        if h not in cache:
+            cache[h] = pl.compute(topo, h, ports_by_host.get(h, {}))
+        return cache[h]
+
+    ep_by_port = {(e.host, e.port): e.name for e in topo.endpoints.values()}
+    deliveries, hops, runs = [], [], []
+    queue = [(host, packet, 0)]
+    while queue:
+        h, pkt, depth = queue.pop(0)
+        res = run_host(bridge(h).flows, bridge(h).groups, pkt)
+        runs.append((h, pkt, res))
+        names = {num: name for name, num in ports_by_host.get(h, {}).items()}
+        for port, out in res.outputs:
+            name = names.get(port)
+            if (h, name) in ep_by_port:
+                deliveries.append(Delivery(ep_by_port[(h, name)], h, out))
+                continue
+            peer = next((p.name for p in topo.peers(h) if topo.tunnel_port(h, p.name) == name), None)
+            if peer is None:
+                raise SimulationError(f"{h}: output to port {port} ({name or 'unknown'}) "
+                                      "which is neither an endpoint nor a tunnel port")
+            back = ports_by_host.get(peer, {}).get(topo.tunnel_port(peer, h))
+            hops.append(Hop(h, peer, out, back is not None))
+            if back is None:
+                continue
+            if depth + 1 > max_hops:
+                raise FabricLoop(f"frame still crossing tunnels after {max_hops} hops: "
+                                 + " ".join(f"{x.src}->{x.dst}" for x in hops))
+            arrived = Packet(in_port=back, eth_src=out.eth_src, eth_dst=out.eth_dst,
+                             vlans=out.vlans, tunnel_id=out.tunnel_id, eth_type=out.eth_type)
+            queue.append((peer, arrived, depth + 1))
+    return FabricRun(tuple(deliveries), tuple(hops), tuple(runs))
+
+
+def run_fabric(topo, ports_by_host: Mapping[str, Mapping[str, int]], src: str,
+               eth_dst: str = BROADCAST, *, eth_src: str | None = None,
+               vlans: tuple[int, ...] = (), pipelines: Mapping | None = None,
+               max_hops: int = 8) -> FabricRun:
+    """Send a frame from endpoint ``src``'s port (source MAC defaults to
+    its own) and follow it to every endpoint that receives it."""
+    ep = topo.endpoint(src)
+    port = ports_by_host[ep.host][ep.port]
+    packet = Packet(in_port=port, eth_src=eth_src or ep.mac, eth_dst=eth_dst, vlans=vlans)
+    return inject(topo, ports_by_host, ep.host, packet, pipelines, max_hops)
