@@ -183,3 +183,13 @@ def test_prepare_host_is_idempotent_and_replaces_only_its_own_stale_tunnels(up):
     after = ovs.vsctl("--columns=name,ofport", "list", "interface")
     assert sorted(after.split("\n\n")) == sorted(before.split("\n\n"))   # same ports, same numbers
     assert ping("blue", "10.1.1.2").returncode == 0
+
+
+def test_cli_opens_mininet_with_every_host_and_endpoint_as_a_node():
+    result = subprocess.run([sys.executable, "-m", "mininet_scenarios", "--cli"], cwd=ROOT,
+                            input="nodes\nblue ping -c 1 vm1\nexit\n",
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "blue kvm1 kvm2 nsgre-underlay red vm1 vm2" in result.stdout
+    assert "1 packets transmitted, 1 received" in result.stdout
+    assert not {"blue", "kvm1"} & emulation.existing_netns()
