@@ -34,6 +34,11 @@ def push_vlan(vid: int) -> tuple[Action, Action]:
     return (("push_vlan", 0x8100), ("set_field", "vlan_vid", OFPVID_PRESENT | vid))
 
 
+def set_vlan(vid: int) -> Action:
+    """Rewrite the outer tag's VLAN id (a pop and a push in one action)."""
+    return ("set_field", "vlan_vid", OFPVID_PRESENT | vid)
+
+
 def pop_vlan() -> Action:
     return ("pop_vlan",)
 

@@ -8,11 +8,13 @@ stale port number; when it appears, computing again yields its flows.
 Packet walk (tables in ``osken_apps.tables``):
 
   classify  endpoint port + own MAC + untagged   -> push local VLAN
+            trunk port + own MAC + a guest VLAN id -> rewrite it to the local VLAN
             tunnel port of a peer + key of a network both carry + untagged
                                                  -> push local VLAN, mark
                                                     FROM_TUNNEL
             anything else                        -> drop
-  forward   local VLAN + local endpoint MAC      -> pop VLAN, output port
+  forward   local VLAN + local endpoint MAC      -> pop VLAN (trunk: rewrite to
+                                                    the guest's VLAN id), output port
             local VLAN + remote endpoint MAC, not FROM_TUNNEL
                                                  -> pop VLAN, set key,
                                                     output tunnel to its host
@@ -31,7 +33,7 @@ from typing import Mapping
 
 from osken_apps import tables as T
 from osken_apps.flows import (Flow, Group, group, output, pop_vlan, push_vlan,
-                              set_tunnel_key, OFPVID_PRESENT)
+                              set_tunnel_key, set_vlan, OFPVID_PRESENT)
 from topology import Topology
 
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -85,15 +87,21 @@ def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline
                 ofport = ports.get(ep.port)
                 if ofport is None:
                     continue
+                guest_vlan = ep.attachment(net.name).vlan
+                if guest_vlan is None:      # access port: untagged on the wire
+                    arriving, admit = 0, push_vlan(vlan)
+                    deliver = (pop_vlan(), output(ofport))
+                else:                       # trunk: the guest's own VLAN id on the wire
+                    arriving, admit = OFPVID_PRESENT | guest_vlan, (set_vlan(vlan),)
+                    deliver = (set_vlan(guest_vlan), output(ofport))
                 flows.append(Flow.make(
                     T.CLASSIFY.id, T.PRIO_ADMIT,
-                    {"in_port": ofport, "vlan_vid": 0, "eth_src": ep.mac},
-                    push_vlan(vlan), goto=T.FORWARD.id, cookie=ep_cookie))
+                    {"in_port": ofport, "vlan_vid": arriving, "eth_src": ep.mac},
+                    admit, goto=T.FORWARD.id, cookie=ep_cookie))
                 flows.append(Flow.make(
                     T.FORWARD.id, T.PRIO_UNICAST,
-                    {"vlan_vid": tagged, "eth_dst": ep.mac},
-                    (pop_vlan(), output(ofport)), cookie=ep_cookie))
-                flood_local.append((pop_vlan(), output(ofport)))
+                    {"vlan_vid": tagged, "eth_dst": ep.mac}, deliver, cookie=ep_cookie))
+                flood_local.append(deliver)
             elif ep.host in tunnels:
                 flows.append(Flow.make(
                     T.FORWARD.id, T.PRIO_UNICAST,

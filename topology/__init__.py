@@ -1,7 +1,7 @@
 """The nsgre topology model: hosts, networks and endpoints as a graph."""
 
 from topology.loader import TopologyError, load, parse, seed_text
-from topology.model import Endpoint, Host, Network, Topology
+from topology.model import Attachment, Endpoint, Host, Network, Topology
 
-__all__ = ["Endpoint", "Host", "Network", "Topology", "TopologyError",
+__all__ = ["Attachment", "Endpoint", "Host", "Network", "Topology", "TopologyError",
            "load", "parse", "seed_text"]

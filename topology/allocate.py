@@ -21,12 +21,26 @@ def _slot(text: str, size: int) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % size
 
 
-def allocate_keys(explicit: dict[str, int | None], max_key: int) -> dict[str, int]:
-    """Tunnel keys: explicit ones as given, the rest hashed from the name
-    into 1..max_key and probed linearly past keys already taken."""
+def _claim_previous(names, previous: dict, valid, used: set, out: dict):
+    """Give each name its previous value when that is still valid and free:
+    what a running fabric already uses is never renumbered."""
+    for name in sorted(names):
+        value = previous.get(name)
+        if value is not None and valid(value) and value not in used:
+            out[name] = value
+            used.add(value)
+
+
+def allocate_keys(explicit: dict[str, int | None], max_key: int,
+                  previous: dict[str, int] | None = None) -> dict[str, int]:
+    """Tunnel keys: explicit ones as given; then a network's previous key;
+    the rest hashed from the name into 1..max_key and probed linearly past
+    keys already taken."""
     keys = {n: k for n, k in explicit.items() if k is not None}
     used = set(keys.values())
-    for name in sorted(n for n, k in explicit.items() if k is None):
+    pending = [n for n, k in explicit.items() if k is None]
+    _claim_previous(pending, previous or {}, lambda k: 1 <= k <= max_key, used, keys)
+    for name in sorted(n for n in pending if n not in keys):
         key = _slot(name, max_key) + 1
         while key in used:
             key = key % max_key + 1
@@ -35,15 +49,22 @@ def allocate_keys(explicit: dict[str, int | None], max_key: int) -> dict[str, in
     return keys
 
 
-def allocate_local_vlans(keys: dict[str, int]) -> dict[str, int]:
+def allocate_local_vlans(keys: dict[str, int],
+                         previous: dict[str, int] | None = None) -> dict[str, int]:
     """Host-local VLAN ids for the networks one host carries.
 
-    A key that is itself a valid VLAN id is used as the VLAN id, so the
-    source post's VLAN 10 stays VLAN 10 on the bridge; larger keys are
-    hashed into the VLAN range, skipping ids already in use on this host.
+    First the VLAN a network already had on this host; then the key itself
+    where it is a valid VLAN id, so the source post's VLAN 10 stays VLAN 10
+    on the bridge; larger keys are hashed into the VLAN range, skipping ids
+    already in use on this host.
     """
-    vlans = {n: k for n, k in keys.items() if VLAN_MIN <= k <= VLAN_MAX}
-    used = set(vlans.values())
+    vlans: dict[str, int] = {}
+    used: set[int] = set()
+    _claim_previous(keys, previous or {}, lambda v: VLAN_MIN <= v <= VLAN_MAX, used, vlans)
+    for name, key in sorted(keys.items()):
+        if name not in vlans and VLAN_MIN <= key <= VLAN_MAX and key not in used:
+            vlans[name] = key
+            used.add(key)
     span = VLAN_MAX - VLAN_MIN + 1
     for name, key in sorted((n, k) for n, k in keys.items() if n not in vlans):
         vlan = key % span + VLAN_MIN
@@ -52,6 +73,21 @@ def allocate_local_vlans(keys: dict[str, int]) -> dict[str, int]:
         vlans[name] = vlan
         used.add(vlan)
     return vlans
+
+
+def allocate_names(pending: list[str], default, used: set, previous: dict | None = None) -> dict:
+    """MACs or port names for those not given one: the previous value, else
+    ``default(name)``, else ``default(name#1)``... past values in ``used``."""
+    out: dict = {}
+    _claim_previous(pending, previous or {}, lambda v: True, used, out)
+    for name in sorted(n for n in pending if n not in out):
+        value, attempt = default(name), 0
+        while value in used:
+            attempt += 1
+            value = default(f"{name}#{attempt}")
+        out[name] = value
+        used.add(value)
+    return out
 
 
 def default_mac(endpoint: str) -> str:
@@ -63,7 +99,7 @@ def default_mac(endpoint: str) -> str:
 def default_port(endpoint: str) -> str:
     """Bridge-side interface name: ``p-NAME``, hashed to fit 15 bytes."""
     name = f"p-{endpoint}"
-    if len(name) <= 15:
+    if len(name) <= 15 and "#" not in endpoint:
         return name
     return f"p-{endpoint[:6]}-{short_hash(endpoint, 6)}"
 

@@ -16,15 +16,16 @@ from pathlib import Path
 import yaml
 
 from topology import allocate
-from topology.model import (ENDPOINT_KINDS, MAX_KEY, TUNNEL_TYPES, VLAN_MAX,
-                            Endpoint, Host, Network, Topology, tunnel_port_name)
+from topology.model import (ENDPOINT_KINDS, MAX_KEY, TUNNEL_TYPES, VLAN_MAX, VLAN_MIN,
+                            Attachment, Endpoint, Host, Network, Topology, tunnel_port_name)
 
 SEED_NAME = "seed.yaml"
 
 TOP_KEYS = ("tunnel", "hosts", "networks", "endpoints")
 HOST_KEYS = ("underlay_ip", "dpid")
 NETWORK_KEYS = ("key",)
-ENDPOINT_KEYS = ("host", "kind", "network", "ip", "mac", "port")
+ENDPOINT_KEYS = ("host", "kind", "network", "ip", "vlans", "mac", "port")
+ATTACHMENT_KEYS = ("network", "ip")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -169,8 +170,15 @@ def _parse_int(value) -> int | None:
     return None
 
 
-def parse(text: str, source: str = "<string>") -> Topology:
-    """Validate and allocate a topology from YAML text."""
+def parse(text: str, source: str = "<string>", previous: Topology | None = None) -> Topology:
+    """Validate and allocate a topology from YAML text.
+
+    Allocation is deterministic: the same text gives the same fabric on any
+    machine.  With ``previous`` (the topology in force), every key, local
+    VLAN, MAC and port name that is still valid is kept, so adding or
+    removing elements never renumbers the others.
+    """
+    prev = previous.allocations() if previous is not None else {}
     p = _Problems(source)
     loader = _Loader(text)
     try:
@@ -211,22 +219,25 @@ def parse(text: str, source: str = "<string>") -> Topology:
     # Names that are declared but broken are still known: an endpoint that
     # names them gets no second, misleading "unknown" error.
     endpoints = _endpoints(p, _section(p, doc, "endpoints"), set(raw_hosts),
-                           set(raw_networks), tunnel)
+                           set(raw_networks), tunnel, prev)
     p.raise_if_any()
 
-    keys = allocate.allocate_keys(explicit_keys, max_key)
+    keys = allocate.allocate_keys(explicit_keys, max_key, prev.get("keys"))
     networks = [Network(n, keys[n]) for n in sorted(keys)]
 
     per_host: dict[str, dict[str, int]] = {h: {} for h in hosts}
     for e in endpoints:
-        per_host[e.host][e.network] = keys[e.network]
+        for net in e.networks:
+            per_host[e.host][net] = keys[net]
+    prev_vlans = prev.get("local_vlans", {})
     local_vlans = {}
     for host, carried in per_host.items():
         if len(carried) > VLAN_MAX:
-            p.add(None, f"hosts.{host}",
+            p.add(_line(doc.get("hosts"), host), f"hosts.{host}",
                   f"carries {len(carried)} networks; a host can carry at most {VLAN_MAX}")
             continue
-        for net, vlan in allocate.allocate_local_vlans(carried).items():
+        before = {n: v for (h, n), v in prev_vlans.items() if h == host}
+        for net, vlan in allocate.allocate_local_vlans(carried, before).items():
             local_vlans[(host, net)] = vlan
     p.raise_if_any()
     return Topology(tunnel, hosts.values(), networks, endpoints, local_vlans, source)
@@ -300,91 +311,174 @@ def _networks(p: _Problems, raw: dict, tunnel: str, max_key: int) -> dict[str, i
     return keys
 
 
-def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str) -> list[Endpoint]:
-    endpoints = []
-    seen_mac: dict[str, str] = {}
-    seen_ip: dict[tuple, str] = {}
-    seen_port: dict[tuple, str] = {}
+def _address(p: _Problems, body, path: str):
+    value = body.get("ip")
+    try:
+        if "/" not in str(value):
+            raise ValueError
+        return ipaddress.ip_interface(str(value))
+    except ValueError:
+        p.add(_line(body, "ip"), f"{path}.ip",
+              f"must be an address with prefix length like 10.1.1.2/24, got {value!r}")
+        return None
+
+
+def _network_ref(p: _Problems, body, path: str, networks: set) -> str | None:
+    net = body.get("network")
+    if not isinstance(net, str):
+        p.add(_line(body, "network"), f"{path}.network",
+              f"must be a name, got {type(net).__name__} {net!r}")
+        return None
+    if net not in networks:
+        p.add(_line(body, "network"), f"{path}.network",
+              f"unknown network {net!r}{_did_you_mean(net, networks)}")
+        return None
+    return net
+
+
+def _attachments(p: _Problems, body, path: str, networks: set) -> list[Attachment] | None:
+    """An access endpoint's network and ip, or a trunk's ``vlans``."""
+    if "vlans" in body:
+        for field in ("network", "ip"):
+            if field in body:
+                p.add(_line(body, field), f"{path}.{field}",
+                      "a trunk endpoint gives network and ip per VLAN under vlans:, not here")
+                return None
+        vlans = body["vlans"]
+        if not isinstance(vlans, dict) or not vlans:
+            p.add(_line(body, "vlans"), f"{path}.vlans",
+                  "must map guest VLAN ids to {network: ..., ip: ...}")
+            return None
+        out, seen = [], {}
+        for vid, sub in vlans.items():
+            sub_path = f"{path}.vlans.{vid}"
+            if isinstance(vid, bool) or not isinstance(vid, int) or not VLAN_MIN <= vid <= VLAN_MAX:
+                p.add(_line(vlans, vid), sub_path, f"a guest VLAN id must be 1..{VLAN_MAX}")
+                continue
+            if not isinstance(sub, dict):
+                p.add(_line(vlans, vid), sub_path, "must be a mapping {network: ..., ip: ...}")
+                continue
+            _check_keys(p, sub, sub_path, ATTACHMENT_KEYS)
+            for field in ATTACHMENT_KEYS:
+                if field not in sub:
+                    p.add(_line(sub), f"{sub_path}.{field}", "missing")
+            net = _network_ref(p, sub, sub_path, networks) if "network" in sub else None
+            ip = _address(p, sub, sub_path) if "ip" in sub else None
+            if net in seen:
+                p.add(_line(sub, "network"), f"{sub_path}.network",
+                      f"network '{net}' is already on VLAN {seen[net]} of this trunk")
+                continue
+            if net and ip:
+                seen[net] = vid
+                out.append(Attachment(net, ip, vid))
+        return out if len(out) == len(vlans) else None
+    ok = True
+    for field in ATTACHMENT_KEYS:
+        if field not in body:
+            p.add(_line(body), f"{path}.{field}", "missing (or give vlans: for a trunk)")
+            ok = False
+    if not ok:
+        return None
+    net = _network_ref(p, body, path, networks)
+    ip = _address(p, body, path)
+    return [Attachment(net, ip)] if net and ip else None
+
+
+def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
+               previous: dict) -> list[Endpoint]:
+    valid = {}          # name -> (host, kind, attachments, explicit mac, explicit port)
     for name, body in raw.items():
         path = f"endpoints.{name}"
         _check_keys(p, body, path, ENDPOINT_KEYS)
         ok = True
-        for field in ("host", "kind", "network", "ip"):
+        for field in ("host", "kind"):
+            value = body.get(field)
             if field not in body:
                 p.add(_line(body), f"{path}.{field}", "missing")
                 ok = False
-        if not ok:
-            continue
-        host, kind, net = body["host"], body["kind"], body["network"]
-        for field, value in (("host", host), ("kind", kind), ("network", net)):
-            if not isinstance(value, str):
+            elif not isinstance(value, str):
                 p.add(_line(body, field), f"{path}.{field}",
                       f"must be a name, got {type(value).__name__} {value!r}")
                 ok = False
-        if not ok:
-            continue
-        if host not in hosts:
+        host, kind = body.get("host"), body.get("kind")
+        if ok and host not in hosts:
             p.add(_line(body, "host"), f"{path}.host",
                   f"unknown host {host!r}{_did_you_mean(host, hosts)}")
             ok = False
-        if kind not in ENDPOINT_KINDS:
+        if ok and kind not in ENDPOINT_KINDS:
             p.add(_line(body, "kind"), f"{path}.kind",
                   f"unknown kind {kind!r}; expected one of: {', '.join(ENDPOINT_KINDS)}")
             ok = False
-        if net not in networks:
-            p.add(_line(body, "network"), f"{path}.network",
-                  f"unknown network {net!r}{_did_you_mean(net, networks)}")
-            ok = False
-        try:
-            ip = ipaddress.ip_interface(str(body["ip"]))
-            if "/" not in str(body["ip"]):
-                raise ValueError
-        except ValueError:
-            p.add(_line(body, "ip"), f"{path}.ip",
-                  f"must be an address with prefix length like 10.1.1.2/24, got {body['ip']!r}")
-            ok = False
-        mac = str(body.get("mac", allocate.default_mac(name))).lower()
-        if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
-            p.add(_line(body, "mac"), f"{path}.mac",
-                  f"must be a unicast MAC like 02:00:00:00:00:01, got {body.get('mac')!r}")
-            ok = False
-        port = str(body.get("port", allocate.default_port(name)))
-        if not IFNAME_RE.match(port):
-            p.add(_line(body, "port"), f"{path}.port",
-                  f"must be a Linux interface name of at most 15 characters, got {port!r}")
-            ok = False
-        if not ok:
-            continue
-        checks = [
-            (seen_mac, mac, "mac", f"MAC {mac} is already used by endpoint"),
-            (seen_ip, (net, ip.ip), "ip", f"{ip.ip} is already used in network '{net}' by endpoint"),
-            (seen_port, (host, port), "port", f"port '{port}' on host '{host}' is already used by endpoint"),
-        ]
-        for seen, key, field, message in checks:
-            if key in seen:
-                p.add(_line(body, field), f"{path}.{field}", f"{message} '{seen[key]}'")
+        attachments = _attachments(p, body, path, networks)
+        mac = port = None
+        if "mac" in body:
+            mac = str(body["mac"]).lower()
+            if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+                p.add(_line(body, "mac"), f"{path}.mac",
+                      f"must be a unicast MAC like 02:00:00:00:00:01, got {body['mac']!r}")
                 ok = False
-            else:
-                seen[key] = name
-        if port == tunnel_port_name(tunnel, host) or port.startswith(f"{tunnel}-"):
-            p.add(_line(body, "port"), f"{path}.port",
-                  f"'{port}' is reserved for tunnel ports ({tunnel}-HOST)")
-            ok = False
-        if ok:
-            endpoints.append(Endpoint(name, host, kind, net, ip, mac, port))
-    return endpoints
+        if "port" in body:
+            port = str(body["port"])
+            if not IFNAME_RE.match(port):
+                p.add(_line(body, "port"), f"{path}.port",
+                      f"must be a Linux interface name of at most 15 characters, got {port!r}")
+                ok = False
+            elif port.startswith(f"{tunnel}-"):
+                p.add(_line(body, "port"), f"{path}.port",
+                      f"'{port}' is reserved for tunnel ports ({tunnel}-HOST)")
+                ok = False
+        if ok and attachments:
+            valid[name] = (host, kind, attachments, mac, port)
+
+    # Explicit values first, each checked for duplicates; then defaults
+    # allocated around them, so a default never collides with anything.
+    seen_mac: dict[str, str] = {}
+    seen_port: dict[tuple, str] = {}
+    seen_ip: dict[tuple, str] = {}
+    for name, (host, _, attachments, mac, port) in valid.items():
+        body, path = raw[name], f"endpoints.{name}"
+        if mac is not None:
+            if mac in seen_mac:
+                p.add(_line(body, "mac"), f"{path}.mac",
+                      f"MAC {mac} is already used by endpoint '{seen_mac[mac]}'")
+            seen_mac.setdefault(mac, name)
+        for a in attachments:
+            key = (a.network, a.ip.ip)
+            if key in seen_ip:
+                where = f"{path}.vlans.{a.vlan}.ip" if a.vlan else f"{path}.ip"
+                p.add(_line(body, "vlans" if a.vlan else "ip"), where,
+                      f"{a.ip.ip} is already used in network '{a.network}' "
+                      f"by endpoint '{seen_ip[key]}'")
+            seen_ip.setdefault(key, name)
+        if port is not None:
+            if (host, port) in seen_port:
+                p.add(_line(body, "port"), f"{path}.port", f"port '{port}' on host '{host}' "
+                      f"is already used by endpoint '{seen_port[(host, port)]}'")
+            seen_port.setdefault((host, port), name)
+
+    macs = allocate.allocate_names([n for n, v in valid.items() if v[3] is None],
+                                   allocate.default_mac, set(seen_mac), previous.get("macs"))
+    ports = {}
+    for host in sorted({v[0] for v in valid.values()}):
+        pending = [n for n, v in valid.items() if v[0] == host and v[4] is None]
+        used = {port for (h, port) in seen_port if h == host}
+        ports.update(allocate.allocate_names(pending, allocate.default_port, used,
+                                             previous.get("ports")))
+    return [Endpoint(name, host, kind, tuple(attachments), mac or macs[name], port or ports[name])
+            for name, (host, kind, attachments, mac, port) in valid.items()]
 
 
-def load(path: str | Path | None = None) -> Topology:
-    """Load a topology file, or the embedded seed topology when ``path`` is None."""
+def load(path: str | Path | None = None, previous: Topology | None = None) -> Topology:
+    """Load a topology file, or the embedded seed topology when ``path`` is
+    None.  ``previous``: the topology in force, whose allocations are kept."""
     if path is None:
-        return parse(seed_text(), SEED_NAME)
+        return parse(seed_text(), SEED_NAME, previous)
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise TopologyError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return parse(text, str(path))
+    return parse(text, str(path), previous)
 
 
 def seed_text() -> str:

@@ -13,7 +13,8 @@ name.  Node kinds and their ``obj`` attribute:
 Edge kinds (attribute ``kind``):
 
     endpoint -> host      "attached"   the endpoint's port is on that host
-    endpoint -> network   "member"     the endpoint belongs to that network
+    endpoint -> network   "member"     ``attachment``: the endpoint's address in
+                                       that network (and guest VLAN on a trunk)
     host -> network       "carries"    ``local_vlan``: the host-local VLAN id
     host -> host          "tunnel"     one per ordered pair of hosts
 """
@@ -54,14 +55,46 @@ class Network:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """An endpoint's place in one network.  ``vlan`` is the guest's own
+    802.1Q id on a trunk endpoint, None on an access (untagged) endpoint."""
+    network: str
+    ip: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    vlan: int | None = None
+
+
+@dataclass(frozen=True)
 class Endpoint:
     name: str
     host: str
     kind: str
-    network: str
-    ip: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    attachments: tuple[Attachment, ...]
     mac: str
     port: str
+
+    @property
+    def trunk(self) -> bool:
+        return self.attachments[0].vlan is not None
+
+    @property
+    def networks(self) -> list[str]:
+        return [a.network for a in self.attachments]
+
+    def attachment(self, network: str) -> Attachment:
+        return next(a for a in self.attachments if a.network == network)
+
+    @property
+    def network(self) -> str:
+        """The network of an access endpoint (a trunk has several)."""
+        if self.trunk:
+            raise ValueError(f"endpoint {self.name} is a trunk: see attachments")
+        return self.attachments[0].network
+
+    @property
+    def ip(self):
+        if self.trunk:
+            raise ValueError(f"endpoint {self.name} is a trunk: see attachments")
+        return self.attachments[0].ip
 
 
 def _node(kind: str, name: str) -> tuple[str, str]:
@@ -84,7 +117,9 @@ class Topology:
         for e in endpoints:
             g.add_node(_node("endpoint", e.name), kind="endpoint", obj=e)
             g.add_edge(_node("endpoint", e.name), _node("host", e.host), kind="attached")
-            g.add_edge(_node("endpoint", e.name), _node("network", e.network), kind="member")
+            for a in e.attachments:
+                g.add_edge(_node("endpoint", e.name), _node("network", a.network),
+                           kind="member", attachment=a)
         for (host, net), vlan in local_vlans.items():
             g.add_edge(_node("host", host), _node("network", net),
                        kind="carries", local_vlan=vlan)
@@ -163,7 +198,19 @@ class Topology:
 
     def endpoint_by_ip(self, network: str, ip: str) -> Endpoint | None:
         addr = ipaddress.ip_address(ip)
-        return next((e for e in self.members(network) if e.ip.ip == addr), None)
+        return next((e for e in self.members(network) if e.attachment(network).ip.ip == addr),
+                    None)
+
+    def allocations(self) -> dict:
+        """What allocation chose, to hand back as ``previous`` when the next
+        version of the file is loaded, so nothing existing is renumbered."""
+        return {
+            "keys": {n.name: n.key for n in self.networks.values()},
+            "local_vlans": {(u[1], v[1]): d["local_vlan"]
+                            for u, v, d in self.graph.edges(data=True) if d["kind"] == "carries"},
+            "macs": {e.name: e.mac for e in self.endpoints.values()},
+            "ports": {e.name: e.port for e in self.endpoints.values()},
+        }
 
     def tunnel_port(self, host: str, peer: str) -> str:
         """Name of the tunnel port on ``host`` that leads to ``peer``."""

@@ -2,6 +2,7 @@
 refused (``FILE:LINE: dotted.path: message``, every problem at once, never
 a half-loaded model)."""
 
+from ipaddress import ip_interface
 import ipaddress
 
 import pytest
@@ -109,7 +110,8 @@ def test_graph_edges_are_attached_member_carries_and_tunnel():
     t = topology.load()
     edges = {(u, v): d for u, v, d in t.graph.edges(data=True)}
     assert edges[("endpoint", "vm1"), ("host", "kvm1")] == {"kind": "attached"}
-    assert edges[("endpoint", "vm1"), ("network", "net10")] == {"kind": "member"}
+    assert edges[("endpoint", "vm1"), ("network", "net10")] == {
+        "kind": "member", "attachment": topology.Attachment("net10", ip_interface("10.1.1.2/24"))}
     assert edges[("host", "kvm1"), ("network", "net10")] == {"kind": "carries", "local_vlan": 10}
     assert edges[("host", "kvm1"), ("host", "kvm2")] == {"kind": "tunnel"}
     assert edges[("host", "kvm2"), ("host", "kvm1")] == {"kind": "tunnel"}
