@@ -4,9 +4,9 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-APT_PACKAGES := openvswitch-switch mininet iproute2 ethtool iputils-ping tcpdump
+APT_PACKAGES := openvswitch-switch mininet iproute2 ethtool iputils-ping tcpdump graphviz
 
-.PHONY: setup apt root demo test unit integration down clean
+.PHONY: setup apt root demo test unit integration down clean bench
 
 setup: apt $(STAMP)
 
@@ -39,6 +39,10 @@ unit: setup
 
 integration: root setup
 	$(PY) -m pytest tests/integration
+
+# Not a test: measures topology loading against plain PyYAML, rewrites BENCHMARKS.md.
+bench: setup
+	$(PY) bench/bench_topology.py
 
 down: setup
 	$(PY) -m mininet_scenarios --down

@@ -14,7 +14,7 @@ import sys
 
 import topology
 from mininet_scenarios import emulation
-from mininet_scenarios.check import check
+from mininet_scenarios.check import check, interfaces
 
 
 def parse_args(argv):
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         emu.wait_programmed()
         if args.check:
             result = check(topo)
-            print(result.table(list(topo.endpoints)))
+            print(result.table([i.label for i in interfaces(topo)]))
             print(result.line(), flush=True)
             status = 0 if result.passed else 1
         if args.cli:

@@ -299,12 +299,21 @@ class Emulation:
         netns_exec(ep.host, ["ip", "link", "set", ep.port, "up", "mtu", mtu])
         self._quiet(ep.host, ep.port)
         netns_exec(ep.name, ["ip", "link", "set", "eth0", "address", ep.mac, "mtu", mtu])
-        family = "-6" if ep.ip.version == 6 else "-4"
-        netns_exec(ep.name, ["ip", family, "addr", "add", str(ep.ip), "dev", "eth0"]
-                   + (["nodad"] if ep.ip.version == 6 else []))
         netns_exec(ep.name, ["ip", "link", "set", "eth0", "up"])
         # TCP over the userspace datapath: the sender must compute checksums.
         netns_exec(ep.name, ["ethtool", "-K", "eth0", "tx", "off"], check=False)
+        if ep.trunk:
+            # A trunk guest would configure 802.1Q sub-interfaces; this kernel
+            # has no 8021q module, so its tagged frames are sent and read raw
+            # (mininet_scenarios.probe) and eth0 carries no address.
+            return self._attach(ep)
+        a = ep.attachments[0]
+        family = "-6" if a.ip.version == 6 else "-4"
+        netns_exec(ep.name, ["ip", family, "addr", "add", str(a.ip), "dev", "eth0"]
+                   + (["nodad"] if a.ip.version == 6 else []))
+        self._attach(ep)
+
+    def _attach(self, ep):
         with ovsdb_mod.Ovsdb(self.ovs[ep.host].db) as db:
             db.add_port("br-int", ep.port, {"nsgre-endpoint": ep.name})
 
@@ -314,6 +323,9 @@ class Emulation:
         for host, peer in ((a, b), (b, a)):
             ovs = self.ovs[host.name]
             for ep in self.topo.endpoints_on(host.name):
+                if ep.trunk:
+                    raise EmulationError(f"--static: endpoint {ep.name} is a trunk; the "
+                                         "source post's setup has access ports only")
                 vlan = self.topo.network(ep.network).key
                 if vlan > 4094:
                     raise EmulationError(f"--static: network {ep.network} key {vlan} "

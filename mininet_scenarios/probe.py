@@ -7,7 +7,7 @@ IP, and one broadcast), and every endpoint records which markers reached
 it.  A marker can only arrive if the frame crossed the fabric to that port.
 
     python -m mininet_scenarios.probe listen IFACE SECONDS   (or until a line on stdin)
-    python -m mininet_scenarios.probe send IFACE SRC_NAME SRC_MAC SRC_IP \\
+    python -m mininet_scenarios.probe send IFACE VLAN|- SRC_NAME SRC_MAC SRC_IP \\
         DST_NAME,DST_MAC,DST_IP ...
 """
 
@@ -40,7 +40,8 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def frame(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, marker: str) -> bytes:
+def frame(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, marker: str,
+          vlan: int | None = None) -> bytes:
     payload = MAGIC + marker.encode()
     udp = struct.pack("!HHHH", PORT, PORT, 8 + len(payload), 0) + payload
     src, dst = ipaddress.ip_address(src_ip), ipaddress.ip_address(dst_ip)
@@ -54,11 +55,30 @@ def frame(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, marker: str) -> 
         udp = udp[:6] + struct.pack("!H", _checksum(pseudo + udp) or 0xFFFF) + udp[8:]
         ip = struct.pack("!IHBB16s16s", 0x60000000, len(udp), 17, 64, src.packed, dst.packed)
         ethertype = 0x86DD
-    return _mac(dst_mac) + _mac(src_mac) + struct.pack("!H", ethertype) + ip + udp
+    tag = struct.pack("!HH", 0x8100, vlan) if vlan else b""
+    return _mac(dst_mac) + _mac(src_mac) + tag + struct.pack("!H", ethertype) + ip + udp
+
+
+def _arrival_vlan(data: bytes, ancdata) -> int | None:
+    """The 802.1Q VLAN id a frame arrived with, or None if untagged.  The
+    kernel usually strips the tag into the packet's metadata (auxdata)."""
+    for level, kind, cdata in ancdata:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA:
+            status, _, _, _, _, tci = struct.unpack_from("IIIHHH", cdata)
+            if status & TP_STATUS_VLAN_VALID:
+                return tci & 0xFFF
+    if data[12:14] == b"\x81\x00":
+        return struct.unpack_from("!H", data, 14)[0] & 0xFFF
+    return None
+
+
+SOL_PACKET, PACKET_AUXDATA, TP_STATUS_VLAN_VALID = 263, 8, 0x10
 
 
 def listen(iface: str, seconds: float) -> list[str]:
+    """Markers that arrived, as ``SRC>DST`` (untagged) or ``SRC>DST@VID``."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
     sock.bind((iface, 0))
     print("ready", flush=True)
     seen = set()
@@ -69,16 +89,21 @@ def listen(iface: str, seconds: float) -> list[str]:
             break                      # the checker says: all probes are sent
         if sock not in ready:
             continue
-        data, addr = sock.recvfrom(65535)
+        data, ancdata, _, addr = sock.recvmsg(65535, socket.CMSG_SPACE(64))
         if addr[2] == socket.PACKET_OUTGOING:
             continue
         at = data.find(MAGIC)
         if at >= 0:
-            seen.add(data[at + len(MAGIC):].split(b"\0")[0].decode(errors="replace"))
+            marker = data[at + len(MAGIC):].split(b"\0")[0].decode(errors="replace")
+            vlan = _arrival_vlan(data, ancdata)
+            seen.add(marker if vlan is None else f"{marker}@{vlan}")
     return sorted(seen)
 
 
-def send(iface: str, src: str, src_mac: str, src_ip: str, targets: list[str], copies: int = 3):
+def send(iface: str, vlan: int | None, src: str, src_mac: str, src_ip: str,
+         targets: list[str], copies: int = 3):
+    """Unicast a marker to each ``NAME,MAC,IP`` target and broadcast one,
+    tagged with ``vlan`` when the sender is a trunk's guest VLAN."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     sock.bind((iface, 0))
     ip = str(ipaddress.ip_interface(src_ip).ip)
@@ -86,10 +111,10 @@ def send(iface: str, src: str, src_mac: str, src_ip: str, targets: list[str], co
     for target in targets:
         name, mac, dst_ip = target.split(",")
         frames.append(frame(src_mac, ip, mac, str(ipaddress.ip_interface(dst_ip).ip),
-                            f"{src}>{name}"))
+                            f"{src}>{name}", vlan))
     bcast_ip = "255.255.255.255" if ipaddress.ip_address(ip).version == 4 else "ff02::1"
     frames.append(frame(src_mac, ip, "ff:ff:ff:ff:ff:ff" if bcast_ip[0] == "2" else
-                        "33:33:00:00:00:01", bcast_ip, f"{src}>{BROADCAST}"))
+                        "33:33:00:00:00:01", bcast_ip, f"{src}>{BROADCAST}", vlan))
     for _ in range(copies):
         for f in frames:
             sock.send(f)
@@ -101,7 +126,8 @@ def main(argv=None):
     if argv[:1] == ["listen"]:
         print(json.dumps(listen(argv[1], float(argv[2]))), flush=True)
     elif argv[:1] == ["send"]:
-        send(argv[1], argv[2], argv[3], argv[4], argv[5:])
+        vlan = None if argv[2] == "-" else int(argv[2])
+        send(argv[1], vlan, argv[3], argv[4], argv[5], argv[6:])
     else:
         sys.exit(__doc__)
 

@@ -7,6 +7,8 @@
                                        create/refresh br-int and tunnels
     nsgre controller [-t FILE] [--listen ADDR] [--port N]
                                        run osken-manager with the nsgre app
+    nsgre draw [FILE] -o OUT.svg|OUT.png
+                                       picture of hosts, endpoints, networks, tunnels
 
 Exit status: 0 success, 1 a problem with the input or the target, 2 usage.
 """
@@ -77,6 +79,18 @@ def cmd_controller(args) -> int:
     return 0
 
 
+def cmd_draw(args) -> int:
+    from topology import draw
+    try:
+        draw.output_format(args.output)        # refuse a bad suffix before any work
+        draw.render(draw.to_dot(topology.load(args.file)), args.output)
+    except draw.DrawError as exc:
+        print(f"nsgre: {exc}", file=sys.stderr)
+        return 1
+    print(args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nsgre", description="nsgre: OpenFlow networks over "
                                 "tunnel keys, programmed by an os-ken app",
@@ -114,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address, or a filesystem path for a Unix socket (default: %(default)s)")
     s.add_argument("--port", type=int, default=6653, help="OpenFlow TCP port (default: %(default)s)")
     s.set_defaults(func=cmd_controller)
+
+    s = sub.add_parser("draw", help="draw the topology: hosts as boxes holding their VMs "
+                       "and namespaces, one colour per network, tunnels labelled with keys",
+                       description="Draw the topology with Graphviz (Debian package graphviz): "
+                       "each host a box labelled with its underlay address, holding its VMs "
+                       "(3-D boxes) and namespaces (ovals); each network one colour, listed "
+                       "with its tunnel key in the legend; a line between two hosts for each "
+                       "tunnel that carries a network both hold, labelled with those keys.")
+    s.add_argument("file", nargs="?", help="topology YAML (default: embedded seed)")
+    s.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="picture to write; the format follows the suffix: .svg or .png")
+    s.set_defaults(func=cmd_draw)
     return p
 
 

@@ -62,8 +62,8 @@ def up():
 
 @pytest.fixture
 def three_hosts(tmp_path):
-    """Three hosts; net30 lives on kvm1 and kvm3 only, so kvm2 must never
-    see its traffic; net10 and net30 reuse the same addresses."""
+    """Three hosts; net10 and net30 reuse the same addresses; a trunk guest
+    r2 on kvm2 is in net10 on its VLAN 100 and in net30 on its VLAN 300."""
     path = tmp_path / "three.yaml"
     path.write_text("""\
 tunnel: gre
@@ -80,6 +80,8 @@ endpoints:
   a3: {host: kvm3, kind: vm,        network: net10, ip: 10.1.1.3/24}
   b1: {host: kvm1, kind: namespace, network: net30, ip: 10.1.1.1/24}
   b3: {host: kvm3, kind: vm,        network: net30, ip: 10.1.1.3/24}
+  r2: {host: kvm2, kind: vm, vlans: {100: {network: net10, ip: 10.1.1.100/24},
+                                     300: {network: net30, ip: 10.1.1.200/24}}}
 """)
     return path
 

@@ -8,7 +8,7 @@ import time
 
 import topology
 from mininet_scenarios import emulation
-from mininet_scenarios.check import check
+from mininet_scenarios.check import check, interfaces
 
 from conftest import ROOT, ns, ping
 
@@ -101,8 +101,11 @@ def test_app_loads_by_module_name_with_a_topology_file_on_three_hosts(up, contro
     up(topo, controller=ctl.target)
     result = check(topo)
     # net30 reuses net10's addresses; isolation is read at the receivers.
-    assert result.passed, result.table(list(topo.endpoints))
-    assert (result.same_ok, result.cross_ok) == (8, 12)
+    labels = [i.label for i in interfaces(topo)]
+    assert result.passed, result.table(labels)
+    assert "r2.100" in labels and "r2.300" in labels
+    # net10: a1 a2 a3 r2.100 -> 12 ordered pairs; net30: b1 b3 r2.300 -> 6
+    assert (result.same_ok, result.same_total, result.cross_total) == (18, 18, 24)
 
 
 def test_app_loads_by_file_path_as_the_readme_starts_it(up, controller):
