@@ -187,7 +187,12 @@ class Emulation:
         return [UNDERLAY_NS, *self.topo.hosts, *self.topo.endpoints]
 
     def _check_names_free(self):
-        taken = existing_netns() & set(self._names())
+        names = self._names()
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise EmulationError("each host and endpoint becomes a namespace of its name; "
+                                 "these names are used twice: " + ", ".join(clash))
+        taken = existing_netns() & set(names)
         if taken:
             raise EmulationError(
                 "network namespaces already exist and were not created by this emulation: "
