@@ -28,6 +28,7 @@ endpoint across tunnels to every endpoint that receives it.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, NamedTuple
 
@@ -35,7 +36,9 @@ from osken_apps.flows import OFPVID_PRESENT, Flow, Group
 
 #: Match fields the simulator understands (the ones the pipeline uses, plus
 #: eth_type so a future ARP/IP rule has somewhere to go).
-FIELDS = ("in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "tunnel_id", "metadata")
+FIELDS = ("in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "tunnel_id", "metadata",
+          "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_dst", "udp_dst",
+          "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")
 
 #: OpenFlow reserved ports start here (IN_PORT, NORMAL, FLOOD, ALL, ...);
 #: the pipeline must never use them, so the simulator does not model them.
@@ -73,6 +76,20 @@ class Packet:
     tunnel_id: int = 0
     metadata: int = 0
     eth_type: int = 0x0800
+    # L3/L4 fields, None where the frame has no such header (then no match
+    # on that field can succeed, as OpenFlow prerequisites demand).
+    ip_proto: int | None = None
+    ipv4_src: str | None = None
+    ipv4_dst: str | None = None
+    ipv6_src: str | None = None
+    ipv6_dst: str | None = None
+    tcp_dst: int | None = None
+    udp_dst: int | None = None
+    arp_op: int | None = None
+    arp_spa: str | None = None
+    arp_tpa: str | None = None
+    arp_sha: str | None = None
+    arp_tha: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "eth_src", self.eth_src.lower())
@@ -90,16 +107,27 @@ class Packet:
         return getattr(self, name)
 
 
+MAC_FIELDS = ("eth_src", "eth_dst", "arp_sha", "arp_tha")
+IP_FIELDS = ("ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "arp_spa", "arp_tpa")
+
+
+def _number(name: str, value) -> int:
+    if name in MAC_FIELDS:
+        return mac_to_int(value)
+    if name in IP_FIELDS:
+        return int(ipaddress.ip_address(value))
+    return value
+
+
 def field_matches(name: str, want, have) -> bool:
     """One OXM match: exact, or ``(value, mask)`` for maskable fields."""
+    if have is None:
+        return False
+    have = _number(name, have)
     if isinstance(want, tuple):
         value, mask = want
-        if name in ("eth_src", "eth_dst"):
-            value, mask, have = mac_to_int(value), mac_to_int(mask), mac_to_int(have)
-        return (have & mask) == (value & mask)
-    if name in ("eth_src", "eth_dst"):
-        return str(want).lower() == have
-    return want == have
+        return (have & _number(name, mask)) == (_number(name, value) & _number(name, mask))
+    return _number(name, want) == have
 
 
 def matches(flow: Flow, packet: Packet) -> bool:
