@@ -230,6 +230,7 @@ class Emulation:
                 self._endpoint(ep)
             if self.static:
                 self._static_config()
+            self._resolve_underlay()
         except BaseException:
             self.down()
             raise
@@ -287,6 +288,20 @@ class Emulation:
         else:
             ovsdb_mod.prepare_host(self.topo, host, ovs.db, ovs.controller(self.controller_target),
                                    datapath_type="netdev")
+
+    def _resolve_underlay(self):
+        """OVS's userspace tunnels drop a packet to a peer whose underlay
+        MAC they have not learnt yet (and learn it only from ARP they happen
+        to see); with ARP answered locally the first tunnelled packet would
+        be an endpoint's first ping.  Tell each host its peers' br-phy MACs."""
+        macs = {}
+        for h in self.topo.hosts:
+            link = json.loads(netns_exec(h, ["ip", "-j", "link", "show", "br-phy"]).stdout)
+            macs[h] = link[0]["address"]
+        for h in self.topo.hosts:
+            for peer in self.topo.peers(h):
+                self.ovs[h].appctl("tnl/neigh/set", "br-phy", str(peer.underlay_ip),
+                                   macs[peer.name])
 
     @staticmethod
     def _quiet(ns: str, iface: str):

@@ -9,6 +9,8 @@
                                        run osken-manager with the nsgre app
     nsgre draw [FILE] -o OUT.svg|OUT.png
                                        picture of hosts, endpoints, networks, tunnels
+    nsgre trace [-t FILE] SRC DST [--proto icmp|arp|tcp:PORT|udp:PORT] [--vlan V] [--json]
+                                       where a packet goes, table by table, offline
 
 Exit status: 0 success, 1 a problem with the input or the target, 2 usage.
 """
@@ -91,6 +93,22 @@ def cmd_draw(args) -> int:
     return 0
 
 
+def cmd_trace(args) -> int:
+    import json
+    from osken_apps import simulator, trace
+    topo = topology.load(args.topology)
+    try:
+        result = trace.trace(topo, args.src, args.dst, args.proto, args.vlan)
+    except trace.TraceError as exc:
+        print(f"nsgre trace: {exc}", file=sys.stderr)
+        return 1
+    except simulator.SimulationError as exc:
+        print(f"nsgre trace: the simulator cannot follow this packet: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nsgre", description="nsgre: OpenFlow networks over "
                                 "tunnel keys, programmed by an os-ken app",
@@ -140,6 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="picture to write; the format follows the suffix: .svg or .png")
     s.set_defaults(func=cmd_draw)
+
+    s = sub.add_parser("trace", help="follow a packet from an endpoint hop by hop through "
+                       "the flows the model gives every host (offline, like ovn-trace)",
+                       description="Build the packet SRC would send to DST from the model, run "
+                       "it through every host's computed flows (ports numbered as in a fully "
+                       "wired fabric) and explain each table step, each output and the verdict. "
+                       "DST is an endpoint, an IP address (resolved in SRC's network) or a MAC "
+                       "address (used as the destination MAC as given). Exit status 0 whenever "
+                       "the trace ran, whatever its verdict.")
+    s.add_argument("src", help="the sending endpoint")
+    s.add_argument("dst", help="an endpoint, an IP address or a MAC address")
+    with_topology(s)
+    s.add_argument("--proto", default="icmp", metavar="icmp|arp|tcp:PORT|udp:PORT",
+                   help="what to send (default: %(default)s; arp: a broadcast ARP request)")
+    s.add_argument("--vlan", type=int, metavar="V",
+                   help="trunk SRC: the guest VLAN to send on; access SRC: send a tagged frame")
+    s.add_argument("--json", action="store_true", help="print the trace as JSON")
+    s.set_defaults(func=cmd_trace)
     return p
 
 

@@ -39,6 +39,11 @@ def set_vlan(vid: int) -> Action:
     return ("set_field", "vlan_vid", OFPVID_PRESENT | vid)
 
 
+def move(src: str, dst: str) -> Action:
+    """Copy one header field into another (Nicira move)."""
+    return ("move", src, dst)
+
+
 def pop_vlan() -> Action:
     return ("pop_vlan",)
 
@@ -67,6 +72,11 @@ class Flow:
     def match_dict(self) -> dict:
         return dict(self.match)
 
+    def sort_key(self) -> tuple:
+        """Table, priority, then match as text: a field may hold a plain value
+        in one flow and a (value, mask) pair in another, which do not compare."""
+        return (self.table, self.priority, repr(self.match))
+
     def identity(self) -> tuple:
         """What OpenFlow uses to tell flows apart: table, priority, match."""
         return (self.table, self.priority, self.match)
@@ -94,13 +104,22 @@ class Group:
         return f"group_id={self.group_id},type={self.type}" + (f",{buckets}" if buckets else "")
 
 
-_OFCTL_FIELDS = {"eth_src": "dl_src", "eth_dst": "dl_dst", "tunnel_id": "tun_id"}
+_OFCTL_FIELDS = {"eth_src": "dl_src", "eth_dst": "dl_dst", "tunnel_id": "tun_id",
+                 "eth_type": "dl_type", "ipv4_src": "nw_src"}
+_NXM = {"eth_src": "NXM_OF_ETH_SRC", "eth_dst": "NXM_OF_ETH_DST", "arp_sha": "NXM_NX_ARP_SHA",
+        "arp_tha": "NXM_NX_ARP_THA", "arp_spa": "NXM_OF_ARP_SPA", "arp_tpa": "NXM_OF_ARP_TPA"}
+#: Width in bits of the fields ``move`` copies.
+FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
+              "arp_spa": 32, "arp_tpa": 32}
+OFPP_IN_PORT = 0xFFFFFFF8
 
 
 def _match_ofctl(name: str, value) -> str:
     if name == "vlan_vid":
         if value == 0:
             return "vlan_tci=0x0000/0x1fff"
+        if value == (OFPVID_PRESENT, OFPVID_PRESENT):
+            return "vlan_tci=0x1000/0x1000"
         return f"dl_vlan={value & 0xFFF}"
     name = _OFCTL_FIELDS.get(name, name)
     if isinstance(value, tuple):
@@ -116,7 +135,9 @@ def _fmt(v) -> str:
 def _action_ofctl(action: Action) -> str:
     kind = action[0]
     if kind == "output":
-        return f"output:{action[1]}"
+        return "IN_PORT" if action[1] == OFPP_IN_PORT else f"output:{action[1]}"
+    if kind == "move":
+        return f"move:{_NXM[action[1]]}[]->{_NXM[action[2]]}[]"
     if kind == "group":
         return f"group:{action[1]}"
     if kind == "push_vlan":
@@ -125,5 +146,6 @@ def _action_ofctl(action: Action) -> str:
         return "pop_vlan"
     if kind == "set_field":
         _, fld, value = action
-        return f"set_field:{value:#x}->{_OFCTL_FIELDS.get(fld, fld)}"
+        shown = f"{value:#x}" if isinstance(value, int) else value
+        return f"set_field:{shown}->{_OFCTL_FIELDS.get(fld, fld)}"
     raise ValueError(f"unknown action {action!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from osken_apps import tables as T
-from osken_apps.flows import Flow, Group
+from osken_apps.flows import FIELD_BITS, Flow, Group
 from osken_apps.reconcile import Op
 
 
@@ -21,6 +21,9 @@ def actions(parser, acts) -> list:
             out.append(parser.OFPActionPopVlan())
         elif kind == "set_field":
             out.append(parser.OFPActionSetField(**{a[1]: a[2]}))
+        elif kind == "move":
+            out.append(parser.NXActionRegMove(src_field=a[1], dst_field=a[2],
+                                              n_bits=FIELD_BITS[a[1]]))
         else:
             raise ValueError(f"unknown action {a!r}")
     return out

@@ -5,24 +5,27 @@ should hold, given which ports exist on it right now (name -> OpenFlow port
 number).  A port that is absent gets no flow, so nothing ever points at a
 stale port number; when it appears, computing again yields its flows.
 
-Packet walk (tables in ``osken_apps.tables``):
+Packet walk (tables, their contracts and priorities in ``osken_apps.tables``):
 
-  classify  endpoint port + own MAC + untagged   -> push local VLAN
-            trunk port + own MAC + a guest VLAN id -> rewrite it to the local VLAN
-            tunnel port of a peer + key of a network both carry + untagged
-                                                 -> push local VLAN, mark
-                                                    FROM_TUNNEL
-            anything else                        -> drop
-  forward   local VLAN + local endpoint MAC      -> pop VLAN (trunk: rewrite to
-                                                    the guest's VLAN id), output port
-            local VLAN + remote endpoint MAC, not FROM_TUNNEL
-                                                 -> pop VLAN, set key,
-                                                    output tunnel to its host
-            local VLAN + broadcast/multicast     -> flood group of the network
-                                                    (local ports + tunnels to
-                                                    hosts carrying it, or local
-                                                    ports only if FROM_TUNNEL)
-            anything else                        -> drop
+  classify       endpoint port + own MAC + (untagged | a trunk's guest VLAN)
+                 + ARP for its own IP / IP from its own address
+                                     -> metadata: local VLAN, origin; go on
+                 tunnel port of a peer + key of a network both carry + untagged
+                                     -> metadata: local VLAN, FROM_TUNNEL; to tag
+                 anything else       -> drop
+  arp_responder  ARP request for any endpoint IP of the frame's network
+                                     -> rewrite into the reply, out of IN_PORT
+                 any other ARP       -> drop (no ARP ever crosses a tunnel)
+  tag            push the local VLAN (access, tunnel) or rewrite a trunk's
+                 guest VLAN to it
+  forward        local VLAN + local endpoint MAC  -> pop VLAN (trunk: its guest
+                                                     VLAN id), output port
+                 local VLAN + remote endpoint MAC, not FROM_TUNNEL
+                                     -> pop VLAN, set key, tunnel to its host
+                 local VLAN + broadcast/multicast -> the network's flood group
+                                     (local ports + tunnels to hosts carrying
+                                     it; local ports only if FROM_TUNNEL)
+                 anything else       -> drop
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from osken_apps import tables as T
-from osken_apps.flows import (Flow, Group, group, output, pop_vlan, push_vlan,
+from osken_apps.flows import (Flow, Group, group, move, output, pop_vlan, push_vlan,
                               set_tunnel_key, set_vlan, OFPVID_PRESENT)
 from topology import Topology
 
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+LINK_LOCAL = ("fe80::", "ffc0::")
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,45 @@ def flood_groups(vlan: int) -> tuple[int, int]:
     return T.GROUP_FLOOD_ALL_BASE + vlan, T.GROUP_FLOOD_LOCAL_BASE + vlan
 
 
+def _admit(ofport: int, arriving: int, ep, address, meta: int, cookie: int) -> list[Flow]:
+    """Port security for one attachment: ARP for its own IP and MAC, IP from
+    its own address (IPv6 also from link-local, which NDP needs)."""
+    base = {"in_port": ofport, "vlan_vid": arriving, "eth_src": ep.mac}
+    if address.version == 4:
+        matches = [{"eth_type": 0x0806, "arp_sha": ep.mac, "arp_spa": str(address.ip)},
+                   {"eth_type": 0x0800, "ipv4_src": str(address.ip)}]
+    else:
+        matches = [{"eth_type": 0x86DD, "ipv6_src": str(address.ip)},
+                   {"eth_type": 0x86DD, "ipv6_src": LINK_LOCAL}]
+    return [Flow.make(T.CLASSIFY.id, T.PRIO_ADMIT, {**base, **m}, goto=T.ARP_RESPONDER.id,
+                      write_metadata=(meta, T.META_VLAN_MASK | T.META_ORIGIN_MASK),
+                      cookie=cookie)
+            for m in matches]
+
+
+def _arp_answer(vlan: int, ep, address, cookie: int) -> Flow:
+    """Turn an ARP request for ``address`` into ``ep``'s reply, sent back."""
+    return Flow.make(
+        T.ARP_RESPONDER.id, T.PRIO_ANSWER,
+        {"metadata": (T.metadata(vlan), T.META_VLAN_MASK), "eth_type": 0x0806, "arp_op": 1,
+         "arp_tpa": str(address.ip)},
+        (move("eth_src", "eth_dst"), ("set_field", "eth_src", ep.mac),
+         ("set_field", "arp_op", 2), move("arp_sha", "arp_tha"), move("arp_spa", "arp_tpa"),
+         ("set_field", "arp_sha", ep.mac), ("set_field", "arp_spa", str(address.ip)),
+         output(T.OFPP_IN_PORT)),
+        cookie=cookie)
+
+
 def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline:
-    """Flows and groups for ``host``'s bridge holding ``ports``."""
+    """Flows and groups for ``host``'s bridge holding ``ports``; every flow
+    is checked against its table's declaration in ``tables``."""
     flows: list[Flow] = []
     groups: list[Group] = []
     base = T.cookie(T.KIND_BASE)
-    for table in T.TABLES:
+    for table in (T.CLASSIFY, T.TAG, T.FORWARD):
         flows.append(Flow.make(table.id, T.PRIO_DROP, cookie=base))
+    flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NO_ARP, {"eth_type": 0x0806}, cookie=base))
+    flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NEXT, goto=T.TAG.id, cookie=base))
 
     tunnels = {}     # peer host name -> ofport of the tunnel to it
     for peer in topo.peers(host):
@@ -74,30 +110,33 @@ def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline
         if ofport is not None:
             tunnels[peer.name] = ofport
 
+    origin = T.META_VLAN_MASK | T.FROM_TRUNK
     for net in topo.networks_on(host):
         vlan = topo.local_vlan(host, net.name)
         tagged = OFPVID_PRESENT | vlan
         net_cookie = network_cookie(net.key)
         to_tunnel = (pop_vlan(), set_tunnel_key(net.key))
         flood_local, flood_all = [], []
+        trunk_here = False
 
         for ep in topo.members(net.name):
             ep_cookie = endpoint_cookie(ep.name)
+            address = ep.attachment(net.name).ip
+            if address.version == 4:
+                flows.append(_arp_answer(vlan, ep, address, ep_cookie))
             if ep.host == host:
                 ofport = ports.get(ep.port)
                 if ofport is None:
                     continue
                 guest_vlan = ep.attachment(net.name).vlan
                 if guest_vlan is None:      # access port: untagged on the wire
-                    arriving, admit = 0, push_vlan(vlan)
+                    arriving, meta = 0, T.metadata(vlan)
                     deliver = (pop_vlan(), output(ofport))
                 else:                       # trunk: the guest's own VLAN id on the wire
-                    arriving, admit = OFPVID_PRESENT | guest_vlan, (set_vlan(vlan),)
+                    arriving, meta = OFPVID_PRESENT | guest_vlan, T.metadata(vlan, T.FROM_TRUNK)
                     deliver = (set_vlan(guest_vlan), output(ofport))
-                flows.append(Flow.make(
-                    T.CLASSIFY.id, T.PRIO_ADMIT,
-                    {"in_port": ofport, "vlan_vid": arriving, "eth_src": ep.mac},
-                    admit, goto=T.FORWARD.id, cookie=ep_cookie))
+                    trunk_here = True
+                flows += _admit(ofport, arriving, ep, address, meta, ep_cookie)
                 flows.append(Flow.make(
                     T.FORWARD.id, T.PRIO_UNICAST,
                     {"vlan_vid": tagged, "eth_dst": ep.mac}, deliver, cookie=ep_cookie))
@@ -114,9 +153,18 @@ def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline
             flows.append(Flow.make(
                 T.CLASSIFY.id, T.PRIO_ADMIT,
                 {"in_port": tunnels[peer.name], "tunnel_id": net.key, "vlan_vid": 0},
-                push_vlan(vlan), goto=T.FORWARD.id,
-                write_metadata=(T.FROM_TUNNEL, T.FROM_TUNNEL), cookie=net_cookie))
+                goto=T.TAG.id, cookie=net_cookie,
+                write_metadata=(T.metadata(vlan, T.FROM_TUNNEL),
+                                T.META_VLAN_MASK | T.META_ORIGIN_MASK)))
             flood_all.append(to_tunnel + (output(tunnels[peer.name]),))
+
+        flows.append(Flow.make(T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan), origin)},
+                               push_vlan(vlan), goto=T.FORWARD.id, cookie=net_cookie))
+        if trunk_here:
+            flows.append(Flow.make(
+                T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan, T.FROM_TRUNK), origin),
+                                       "vlan_vid": (OFPVID_PRESENT, OFPVID_PRESENT)},
+                (set_vlan(vlan),), goto=T.FORWARD.id, cookie=net_cookie))
 
         all_id, local_id = flood_groups(vlan)
         groups.append(Group(all_id, tuple(flood_local + flood_all)))
@@ -130,4 +178,6 @@ def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline
             {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (T.FROM_TUNNEL, T.FROM_TUNNEL)},
             (group(local_id),), cookie=net_cookie))
 
-    return HostPipeline(host, tuple(sorted(flows)), tuple(sorted(groups)))
+    for flow in flows:
+        T.check(flow)
+    return HostPipeline(host, tuple(sorted(flows, key=Flow.sort_key)), tuple(sorted(groups)))

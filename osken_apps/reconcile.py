@@ -28,12 +28,12 @@ def plan(installed_flows, installed_groups, desired_flows, desired_groups) -> li
             ops.append(Op("add_group", g))
         elif have_g[gid] != g:
             ops.append(Op("mod_group", g))
-    for ident, f in sorted(want_f.items()):
+    for ident, f in sorted(want_f.items(), key=lambda item: item[1].sort_key()):
         old = have_f.get(ident)
         if old is None or (old.actions, old.goto, old.write_metadata, old.cookie) != \
                 (f.actions, f.goto, f.write_metadata, f.cookie):
             ops.append(Op("add_flow", f))
-    for ident, f in sorted(have_f.items()):
+    for ident, f in sorted(have_f.items(), key=lambda item: item[1].sort_key()):
         if ident not in want_f:
             ops.append(Op("del_flow", f))
     for gid, g in sorted(have_g.items()):

@@ -32,7 +32,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, NamedTuple
 
-from osken_apps.flows import OFPVID_PRESENT, Flow, Group
+from osken_apps.flows import OFPP_IN_PORT, OFPVID_PRESENT, Flow, Group
 
 #: Match fields the simulator understands (the ones the pipeline uses, plus
 #: eth_type so a future ARP/IP rule has somewhere to go).
@@ -181,9 +181,11 @@ def _apply(actions, packet: Packet, groups: Mapping[int, Group],
         kind = action[0]
         if kind == "output":
             port = action[1]
-            if not isinstance(port, int) or not 0 < port < OFPP_MAX:
+            if not isinstance(port, int) or not (0 < port < OFPP_MAX or port == OFPP_IN_PORT):
                 raise SimulationError(f"output to reserved or invalid port {port!r}")
-            if port == packet.in_port:
+            if port == OFPP_IN_PORT:           # the only reserved port we use: answer back
+                outputs.append((packet.in_port, packet))
+            elif port == packet.in_port:
                 skipped.append(port)
             else:
                 outputs.append((port, packet))
@@ -214,10 +216,16 @@ def _apply(actions, packet: Packet, groups: Mapping[int, Group],
                 if not value & OFPVID_PRESENT:
                     raise SimulationError(f"set_field vlan_vid {value:#x} lacks OFPVID_PRESENT")
                 packet = replace(packet, vlans=(value & 0xFFF,) + packet.vlans[1:])
-            elif name in ("tunnel_id", "eth_src", "eth_dst"):
+            elif name in ("tunnel_id", "eth_src", "eth_dst", "arp_op", "arp_sha", "arp_spa",
+                          "arp_tha", "arp_tpa"):
                 packet = replace(packet, **{name: value})
             else:
                 raise SimulationError(f"set_field on unsupported field {name!r}")
+        elif kind == "move":
+            _, src, dst = action
+            if getattr(packet, src, None) is None:
+                raise SimulationError(f"move from {src}, which this packet does not have")
+            packet = replace(packet, **{dst: getattr(packet, src)})
         else:
             raise SimulationError(f"unsupported action {action!r}")
     return packet
@@ -343,8 +351,7 @@ def inject(topo, ports_by_host: Mapping[str, Mapping[str, int]], host: str, pack
             if depth + 1 > max_hops:
                 raise FabricLoop(f"frame still crossing tunnels after {max_hops} hops: "
                                  + " ".join(f"{x.src}->{x.dst}" for x in hops))
-            arrived = Packet(in_port=back, eth_src=out.eth_src, eth_dst=out.eth_dst,
-                             vlans=out.vlans, tunnel_id=out.tunnel_id, eth_type=out.eth_type)
+            arrived = replace(out, in_port=back, metadata=0)
             queue.append((peer, arrived, depth + 1))
     return FabricRun(tuple(deliveries), tuple(hops), tuple(runs))
 
@@ -353,9 +360,15 @@ def run_fabric(topo, ports_by_host: Mapping[str, Mapping[str, int]], src: str,
                eth_dst: str = BROADCAST, *, eth_src: str | None = None,
                vlans: tuple[int, ...] = (), pipelines: Mapping | None = None,
                max_hops: int = 8) -> FabricRun:
-    """Send a frame from endpoint ``src``'s port (source MAC defaults to
-    its own) and follow it to every endpoint that receives it."""
+    """Send an IP frame from endpoint ``src``'s port, from its own MAC and
+    address unless told otherwise (on a trunk, the address of the guest
+    VLAN the frame is tagged with), and follow it to every endpoint that
+    receives it."""
     ep = topo.endpoint(src)
     port = ports_by_host[ep.host][ep.port]
-    packet = Packet(in_port=port, eth_src=eth_src or ep.mac, eth_dst=eth_dst, vlans=vlans)
+    att = next((a for a in ep.attachments if a.vlan == (vlans[0] if vlans else None)),
+               ep.attachments[0])
+    l3 = ({"eth_type": 0x0800, "ipv4_src": str(att.ip.ip)} if att.ip.version == 4 else
+          {"eth_type": 0x86DD, "ipv6_src": str(att.ip.ip)})
+    packet = Packet(in_port=port, eth_src=eth_src or ep.mac, eth_dst=eth_dst, vlans=vlans, **l3)
     return inject(topo, ports_by_host, ep.host, packet, pipelines, max_hops)

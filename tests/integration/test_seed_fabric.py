@@ -197,3 +197,38 @@ def test_cli_opens_mininet_with_every_host_and_endpoint_as_a_node():
     assert "blue kvm1 kvm2 nsgre-underlay red vm1 vm2" in out
     assert "1 packets transmitted, 1 received" in out
     assert not {"blue", "kvm1"} & emulation.existing_netns()
+
+
+def test_arp_is_answered_on_the_asking_host_and_never_crosses_a_tunnel(up):
+    topo = topology.load()
+    up(topo)
+    capture = subprocess.Popen(
+        ["ip", "netns", "exec", emulation.UNDERLAY_NS, "tcpdump", "-l", "-n", "-i", "br0",
+         "ip proto 47 and ip[40:2] = 0x0806"],               # ARP inside GRE (TEB)
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(1)
+        ns("blue", "ip", "neigh", "flush", "all")
+        assert ping("blue", "10.1.1.2").returncode == 0
+        neigh = ns("blue", "ip", "neigh", "show", "10.1.1.2").stdout
+        assert topo.endpoint("vm1").mac in neigh
+        time.sleep(0.5)
+    finally:
+        capture.terminate()
+    out, _ = capture.communicate(timeout=10)
+    assert out.strip() == "", out
+
+
+def test_a_spoofed_source_address_does_not_get_through(up):
+    topo = topology.load()
+    up(topo)
+    # blue claims vm2's address (another network) and then a free one in its own
+    ns("blue", "ip", "addr", "add", "10.1.1.77/24", "dev", "eth0")
+    result = ns("blue", "ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", "10.1.1.77",
+                "10.1.1.2", check=False)
+    assert result.returncode != 0
+    # Its own address still works (once the kernel stops resolving vm1's MAC
+    # with the forged address as the ARP sender, which is dropped too).
+    ns("blue", "ip", "addr", "del", "10.1.1.77/24", "dev", "eth0")
+    ns("blue", "ip", "neigh", "flush", "all")
+    assert ping("blue", "10.1.1.2").returncode == 0

@@ -64,9 +64,14 @@ def bridge(topo, host, ports=None):
 
 
 def enter(topo, host, port_name, ports=None, **fields):
-    """Run one frame entering ``host`` on ``port_name`` through its bridge."""
+    """Run one frame entering ``host`` on ``port_name`` through its bridge.
+    From an endpoint's port it is IPv4 from that endpoint's own address
+    unless ``fields`` say otherwise."""
     ports = ports or all_ports(topo)
     br = bridge(topo, host, ports)
+    owner = next((e for e in topo.endpoints_on(host) if e.port == port_name), None)
+    if owner is not None and not owner.trunk:
+        fields = {"ipv4_src": str(owner.ip.ip), **fields}
     return run_host(br.flows, br.groups, Packet(in_port=ports[host][port_name], **fields))
 
 
@@ -79,8 +84,8 @@ def tunnel_ports(topo, host, ports):
 def test_a_frame_from_an_endpoint_with_its_own_mac_gets_its_networks_local_vlan(topo):
     for ep in topo.endpoints.values():
         run = enter(topo, ep.host, ep.port, eth_src=ep.mac, eth_dst=UNKNOWN_MAC)
-        classify, forward = run.trace
-        assert classify.table == T.CLASSIFY.id and forward.table == T.FORWARD.id
+        classify, arp, tag, forward = run.trace
+        assert [s.table for s in run.trace] == [t.id for t in T.TABLES]
         assert forward.packet.vlans == (topo.local_vlan(ep.host, ep.network),)
 
 
@@ -197,7 +202,7 @@ def test_a_frame_from_a_tunnel_is_admitted_only_with_a_key_both_hosts_carry(topo
                 for dst in [BROADCAST] + [e.mac for e in topo.endpoints.values()]:
                     run = enter(topo, host, topo.tunnel_port(host, peer.name), ports,
                                 eth_src=UNKNOWN_MAC, eth_dst=dst, tunnel_id=key)
-                    admitted = run.trace[0].flow.actions != ()
+                    admitted = run.trace[0].flow.goto is not None
                     assert admitted == (net in here and net in there), (host, peer.name, key)
                     if not admitted:
                         assert run.outputs == ()
@@ -279,7 +284,7 @@ def test_every_flow_carries_an_nsgre_cookie(topo):
 
 def test_every_output_is_an_explicit_port_of_the_bridge_and_every_group_exists(topo):
     ports = all_ports(topo)
-    allowed = {"output", "group", "push_vlan", "pop_vlan", "set_field"}
+    allowed = {"output", "group", "push_vlan", "pop_vlan", "set_field", "move"}
     for host in topo.hosts:
         br = bridge(topo, host, ports)
         numbers = set(ports[host].values())
@@ -288,8 +293,10 @@ def test_every_output_is_an_explicit_port_of_the_bridge_and_every_group_exists(t
         actions += [a for g in br.groups for b in g.buckets for a in b]
         for a in actions:
             assert a[0] in allowed, a
-            if a[0] == "output":
-                assert a[1] in numbers, a           # never NORMAL, FLOOD, IN_PORT, ALL
+            if a[0] == "output":                    # never NORMAL, FLOOD, ALL; IN_PORT
+                assert a[1] in numbers or a[1] == T.OFPP_IN_PORT, a   # only to answer ARP
+                if a[1] == T.OFPP_IN_PORT:
+                    assert all(f.table == T.ARP_RESPONDER.id for f in br.flows if a in f.actions)
             if a[0] == "group":
                 assert a[1] in group_ids, a
         assert all(g.type == "all" for g in br.groups)
@@ -298,9 +305,12 @@ def test_every_output_is_an_explicit_port_of_the_bridge_and_every_group_exists(t
 def test_every_table_ends_in_an_explicit_drop(topo):
     for host in topo.hosts:
         flows = bridge(topo, host).flows
-        for table in T.TABLES:
+        for table in (T.CLASSIFY, T.TAG, T.FORWARD):
             assert any(f.table == table.id and f.priority == T.PRIO_DROP and f.match == ()
                        and f.actions == () and f.goto is None for f in flows)
+        # arp_responder drops every ARP it does not answer and passes the rest on
+        assert any(f.table == T.ARP_RESPONDER.id and f.match == (("eth_type", 0x0806),)
+                   and f.actions == () and f.goto is None for f in flows)
 
 
 def _references(br, number):
@@ -321,8 +331,9 @@ def test_no_flow_or_group_refers_to_a_port_that_is_absent(topo):
 def test_a_bridge_without_ports_admits_nothing_and_outputs_nowhere(topo):
     for host in topo.hosts:
         br = pipeline.compute(topo, host, {})
-        assert [f for f in br.flows if f.table == T.CLASSIFY.id and f.actions] == []
-        assert [a for f in br.flows for a in f.actions if a[0] == "output"] == []
+        assert [f for f in br.flows if f.table == T.CLASSIFY.id and f.goto is not None] == []
+        assert [a for f in br.flows for a in f.actions
+                if a[0] == "output" and a[1] != T.OFPP_IN_PORT] == []
         assert all(g.buckets == () for g in br.groups)
 
 
