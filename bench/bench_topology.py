@@ -255,13 +255,6 @@ def report(args, info: dict, best: dict, file_bytes: int, command: str) -> str:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     checks = verdict(best)
     lines = [
-        "# Benchmarks",
-        "",
-        "Written by `bench/bench_topology.py`; rerun it rather than editing this file.",
-        "Speed and memory targets are checked here, by benchmarks measured side by side",
-        "in one run and read as ratios, never by timed tests: absolute times on shared",
-        "machines are noise.",
-        "",
         f"## Loading a {args.networks:,}-network topology",
         "",
         f"Load, validate and allocate {args.networks:,} networks, {args.endpoints:,} endpoints "
@@ -296,7 +289,7 @@ def report(args, info: dict, best: dict, file_bytes: int, command: str) -> str:
         "",
     ]
     lines += [f"- **{case}**: {CASES[case]}" for case in best]
-    lines += ["", "## Targets", ""]
+    lines += ["", "### Targets", ""]
     lines += [f"- {'met' if ok else '**MISSED**'}: {text}" for text, ok in checks]
     lines.append("")
     return "\n".join(lines)
@@ -355,7 +348,8 @@ def main(argv=None) -> int:
         print()
         print(profile.rstrip())
     if not args.no_write:
-        Path(args.out).write_text(report(args, info, best, file_bytes, command))
+        from report import write_section
+        write_section(args.out, "topology", report(args, info, best, file_bytes, command))
         print(f"wrote {args.out}", file=sys.stderr)
     return 1 if args.fail_on_miss and not all(ok for _, ok in checks) else 0
 
