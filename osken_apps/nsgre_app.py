@@ -12,6 +12,7 @@ hold and ``reconcile.plan`` what to send.  Run it with
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from os_ken import cfg
 from os_ken.base import app_manager
@@ -36,9 +37,13 @@ class SwitchState:
         self.datapath = datapath
         self.host = host
         self.ports: dict[str, int] = {}
-        self.flows: tuple = ()          # what we last sent and saw accepted
-        self.groups: tuple = ()
-        self.synced_once = False
+        self.flows: list = []           # nsgre's flows on the switch, as records
+        self.groups: list = []          # nsgre's groups on the switch
+        self.waiting = {"ports", "flows", "groups"}   # state replies still to come
+
+    @property
+    def ready(self) -> bool:
+        return not self.waiting
 
 
 class NsgreApp(app_manager.OSKenApp):
@@ -61,25 +66,46 @@ class NsgreApp(app_manager.OSKenApp):
             return
         LOG.info("nsgre: %s connected (datapath %016x)", host.name, dp.id)
         self.switches[dp.id] = SwitchState(dp, host.name)
-        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        # Read what the switch holds before changing anything: a restarted
+        # controller must not disturb flows that are already right.
+        for request in openflow.state_requests(dp):
+            dp.send_msg(request)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def switch_gone(self, ev):
-        state = self.switches.pop(ev.datapath.id, None)
-        if state is not None:
+        state = self.switches.get(ev.datapath.id)
+        if state is not None and state.datapath is ev.datapath:
+            del self.switches[ev.datapath.id]
             LOG.info("nsgre: %s disconnected", state.host)
+
+    def _reply(self, ev, part: str, collect):
+        state = self.switches.get(ev.msg.datapath.id)
+        if state is None or part not in state.waiting:
+            return
+        collect(state, ev.msg.datapath.ofproto, ev.msg.body)
+        if not (ev.msg.flags & ev.msg.datapath.ofproto.OFPMPF_REPLY_MORE):
+            state.waiting.discard(part)
+            if state.ready:
+                self.sync(state)
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def port_desc(self, ev):
-        state = self.switches.get(ev.msg.datapath.id)
-        if state is None:
-            return
-        ofp = ev.msg.datapath.ofproto
-        for port in ev.msg.body:
-            if port.port_no <= ofp.OFPP_MAX:
-                state.ports[_name(port)] = port.port_no
-        if not (ev.msg.flags & ofp.OFPMPF_REPLY_MORE):
-            self.sync(state)
+        def collect(state, ofp, body):
+            state.ports.update({_name(p): p.port_no for p in body if p.port_no <= ofp.OFPP_MAX})
+        self._reply(ev, "ports", collect)
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def flow_stats(self, ev):
+        def collect(state, ofp, body):
+            state.flows += [openflow.flow_from_stats(f) for f in body]
+        self._reply(ev, "flows", collect)
+
+    @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
+    def group_desc(self, ev):
+        def collect(state, ofp, body):
+            state.groups += [openflow.group_from_desc(g) for g in body
+                             if openflow.owned_group(g.group_id)]
+        self._reply(ev, "groups", collect)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def port_status(self, ev):
@@ -97,7 +123,8 @@ class NsgreApp(app_manager.OSKenApp):
             state.ports[name] = port.port_no
         LOG.info("nsgre: %s port %s is %s", state.host, name,
                  "gone" if ev.msg.reason == ofp.OFPPR_DELETE else f"ofport {port.port_no}")
-        self.sync(state)
+        if state.ready:
+            self.sync(state)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def switch_error(self, ev):
@@ -108,22 +135,21 @@ class NsgreApp(app_manager.OSKenApp):
 
     # -- programming -------------------------------------------------------
     def sync(self, state: SwitchState):
-        """Send the switch the difference between what it holds and what it should."""
+        """Send the switch the difference between what it holds and what it
+        should hold; nothing at all when they agree."""
         desired = pipeline.compute(self.topology, state.host, state.ports)
         dp = state.datapath
-        if not state.synced_once:
-            # A fresh connection: we do not know what an earlier controller
-            # left, so clear our own cookie space (never anyone else's).
-            openflow.delete_owned(dp, [g.group_id for g in desired.groups])
-            state.flows, state.groups = (), ()
         ops = reconcile.plan(state.flows, state.groups, desired.flows, desired.groups)
         for op in ops:
+            LOG.debug("nsgre: %s %s %s", state.host, op.verb, op.item.to_ofctl())
             dp.send_msg(openflow.message(dp, op))
-        dp.send_msg(dp.ofproto_parser.OFPBarrierRequest(dp))
-        state.flows, state.groups = desired.flows, desired.groups
-        state.synced_once = True
-        LOG.info("nsgre: %s programmed: %d flows, %d groups (%d changes sent)",
-                 state.host, len(desired.flows), len(desired.groups), len(ops))
+        if ops:
+            dp.send_msg(dp.ofproto_parser.OFPBarrierRequest(dp))
+        state.flows, state.groups = list(desired.flows), list(desired.groups)
+        verbs = Counter(op.verb for op in ops)
+        LOG.info("nsgre: %s programmed: %d flows, %d groups (%d changes sent%s)",
+                 state.host, len(desired.flows), len(desired.groups), len(ops),
+                 "".join(f", {n} {verb}" for verb, n in sorted(verbs.items())))
 
 
 def _name(port) -> str:

@@ -67,14 +67,63 @@ def message(dp, op: Op):
     raise ValueError(f"unknown op {op.verb}")
 
 
-def delete_owned(dp, group_ids):
-    """Remove every flow carrying an nsgre cookie, in all tables, and the
-    given groups.  Flows of anyone else are untouched."""
+# -- the way back: what a switch reports, as flow records ----------------------
+def actions_from(acts) -> tuple:
+    """os-ken action objects as flow-record action tuples."""
+    out = []
+    for a in acts:
+        name = type(a).__name__
+        if name == "OFPActionOutput":
+            out.append(("output", a.port))
+        elif name == "OFPActionGroup":
+            out.append(("group", a.group_id))
+        elif name == "OFPActionPushVlan":
+            out.append(("push_vlan", a.ethertype))
+        elif name == "OFPActionPopVlan":
+            out.append(("pop_vlan",))
+        elif name == "OFPActionSetField":
+            out.append(("set_field", a.key, a.value))
+        elif name == "NXActionRegMove":
+            # OVS reports the fields by their NXM names (eth_src_nxm, ...)
+            out.append(("move", a.src_field.removesuffix("_nxm"),
+                        a.dst_field.removesuffix("_nxm")))
+        else:
+            out.append(("unknown", name))      # never equal to anything we want
+    return tuple(out)
+
+
+def flow_from_stats(stats) -> Flow:
+    """An installed flow (OFPFlowStats) as the record that would install it."""
+    actions, goto, metadata = (), None, None
+    for inst in stats.instructions:
+        name = type(inst).__name__
+        if name == "OFPInstructionActions":
+            actions = actions_from(inst.actions)
+        elif name == "OFPInstructionGotoTable":
+            goto = inst.table_id
+        elif name == "OFPInstructionWriteMetadata":
+            metadata = (inst.metadata, inst.metadata_mask)
+    return Flow.make(stats.table_id, stats.priority, dict(stats.match.items()), actions,
+                     goto=goto, write_metadata=metadata, cookie=stats.cookie)
+
+
+def group_from_desc(desc) -> Group:
+    return Group(desc.group_id, tuple(actions_from(b.actions) for b in desc.buckets))
+
+
+def owned_group(group_id: int) -> bool:
+    """Group ids nsgre allocates (flood groups of local VLANs 1..4094)."""
+    return (T.GROUP_FLOOD_ALL_BASE < group_id <= T.GROUP_FLOOD_ALL_BASE + 4094
+            or T.GROUP_FLOOD_LOCAL_BASE < group_id <= T.GROUP_FLOOD_LOCAL_BASE + 4094)
+
+
+def state_requests(dp) -> list:
+    """Ask a switch for its ports, nsgre's flows (by cookie) and its groups."""
     ofp, parser = dp.ofproto, dp.ofproto_parser
-    dp.send_msg(parser.OFPFlowMod(
-        dp, cookie=T.COOKIE_MAGIC << T.COOKIE_MAGIC_SHIFT, cookie_mask=T.COOKIE_OWNED_MASK,
-        table_id=ofp.OFPTT_ALL, command=ofp.OFPFC_DELETE,
-        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=parser.OFPMatch()))
-    for gid in group_ids:
-        dp.send_msg(parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, gid, []))
-    dp.send_msg(parser.OFPBarrierRequest(dp))
+    return [
+        parser.OFPPortDescStatsRequest(dp, 0),
+        parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                   T.COOKIE_MAGIC << T.COOKIE_MAGIC_SHIFT,
+                                   T.COOKIE_OWNED_MASK, parser.OFPMatch()),
+        parser.OFPGroupDescStatsRequest(dp, 0),
+    ]

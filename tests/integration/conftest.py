@@ -89,9 +89,11 @@ endpoints:
 class Controller:
     """osken-manager started exactly as the README says, by the test."""
 
-    def __init__(self, tmp_path, app, extra=()):
+    def __init__(self, tmp_path, app, extra=(), index=0):
         self.sock = tmp_path / "osken.sock"
-        self.log = tmp_path / "osken.log"
+        self.log = tmp_path / f"osken-{index}.log"
+        if self.sock.exists():
+            self.sock.unlink()                     # left by a controller that stopped
         cmd = [str(Path(sys.executable).with_name("osken-manager")), *extra,
                "--ofp-listen-host", str(self.sock), "--ofp-tcp-listen-port", "6653", app]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(self.log, "w"),
@@ -116,7 +118,7 @@ def controller(tmp_path):
     started = []
 
     def start(app, extra=()):
-        c = Controller(tmp_path, app, extra)
+        c = Controller(tmp_path, app, extra, index=len(started))
         started.append(c)
         return c
 
