@@ -165,10 +165,23 @@ class HostOvs:
                                f"--log-file={d}/ovsdb.log", "--detach"], env=env)
         state.add_process(int((d / "ovsdb.pid").read_text()), f"{d}/")
         run(["ovs-vsctl", f"--db={self.db}", "--no-wait", "init"])
+        self.start_switch(state)
+
+    def start_switch(self, state: State):
+        d = self.dir
+        env = {**os.environ, "OVS_RUNDIR": str(d), "OVS_LOGDIR": str(d), "OVS_DBDIR": str(d)}
         netns_exec(self.host, ["ovs-vswitchd", self.db, f"--pidfile={d}/vs.pid",
                                f"--unixctl={d}/vs.ctl", f"--log-file={d}/vs.log",
                                "--detach"], env=env)
         state.add_process(int((d / "vs.pid").read_text()), f"{d}/")
+
+    def kill_switch(self):
+        """SIGKILL this host's ovs-vswitchd (by its pidfile): every flow is gone."""
+        pid = int((self.dir / "vs.pid").read_text())
+        if f"{self.dir}/" in _cmdline(pid):
+            os.kill(pid, signal.SIGKILL)
+            while f"{self.dir}/" in _cmdline(pid):
+                time.sleep(0.01)
 
 
 # -- the emulation ------------------------------------------------------------
@@ -277,8 +290,7 @@ class Emulation:
         # underlay port, as OVS's userspace tunneling requires.
         ovs.vsctl("add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev",
                   "fail_mode=secure", "--", "add-port", "br-phy", "ul0")
-        ovs.ofctl("add-flow", "in_port=LOCAL,actions=output:ul0", bridge="br-phy")
-        ovs.ofctl("add-flow", "in_port=ul0,actions=LOCAL", bridge="br-phy")
+        self._underlay_flows(host)
         prefix = UNDERLAY_PREFIX if h.underlay_ip.version == 4 else 64
         netns_exec(host, ["ip", "addr", "add", f"{h.underlay_ip}/{prefix}", "dev", "br-phy"])
         netns_exec(host, ["ip", "link", "set", "br-phy", "up"])
@@ -289,7 +301,24 @@ class Emulation:
             ovsdb_mod.prepare_host(self.topo, host, ovs.db, ovs.controller(self.controller_target),
                                    datapath_type="netdev")
 
-    def _resolve_underlay(self):
+    def _underlay_flows(self, host: str):
+        """br-phy just joins the underlay port and the host's own stack."""
+        ovs = self.ovs[host]
+        ovs.ofctl("add-flow", "in_port=LOCAL,actions=output:ul0", bridge="br-phy")
+        ovs.ofctl("add-flow", "in_port=ul0,actions=LOCAL", bridge="br-phy")
+
+    def restart_switch(self, host: str):
+        """Kill a host's ovs-vswitchd and start it again, as a crash and a
+        restart by its supervisor would: OVSDB keeps bridges and ports, every
+        flow is gone.  The underlay's own flows are put back here (they are
+        the physical network's, not nsgre's); br-int is the controller's job."""
+        ovs = self.ovs[host]
+        ovs.kill_switch()
+        ovs.start_switch(self.state)
+        self._underlay_flows(host)
+        self._resolve_underlay([host])
+
+    def _resolve_underlay(self, hosts=None):
         """OVS's userspace tunnels drop a packet to a peer whose underlay
         MAC they have not learnt yet (and learn it only from ARP they happen
         to see); with ARP answered locally the first tunnelled packet would
@@ -298,7 +327,7 @@ class Emulation:
         for h in self.topo.hosts:
             link = json.loads(netns_exec(h, ["ip", "-j", "link", "show", "br-phy"]).stdout)
             macs[h] = link[0]["address"]
-        for h in self.topo.hosts:
+        for h in hosts or self.topo.hosts:
             for peer in self.topo.peers(h):
                 self.ovs[h].appctl("tnl/neigh/set", "br-phy", str(peer.underlay_ip),
                                    macs[peer.name])

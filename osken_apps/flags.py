@@ -12,17 +12,22 @@ from os_ken import cfg
 
 TOPOLOGY = cfg.StrOpt("nsgre-topology", default=None,
                       help="topology YAML file (default: the embedded seed topology)")
+AUDIT = cfg.FloatOpt("nsgre-audit-interval", default=5.0,
+                     help="seconds between re-reading every switch's flows and groups "
+                          "to repair changes made behind nsgre's back (0: never)")
+OPTIONS = (TOPOLOGY, AUDIT)
 
 
 def register(conf):
     """Register on ``conf`` however it is parsed: as a CLI option before
     parsing, as a config-file option after."""
-    if "nsgre_topology" in conf:
-        return
-    try:
-        conf.register_cli_opt(TOPOLOGY)
-    except ArgsAlreadyParsedError:
-        conf.register_opt(TOPOLOGY)
+    for opt in OPTIONS:
+        if opt.dest in conf:
+            continue
+        try:
+            conf.register_cli_opt(opt)
+        except ArgsAlreadyParsedError:
+            conf.register_opt(opt)
 
 
 register(cfg.CONF)

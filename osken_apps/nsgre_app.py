@@ -19,6 +19,7 @@ from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
                                        MAIN_DISPATCHER, set_ev_cls)
+from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
 from osken_apps import flags, openflow, pipeline, reconcile, unix_socket
@@ -55,6 +56,31 @@ class NsgreApp(app_manager.OSKenApp):
         self.topology = topology.load(path)
         self.switches: dict[int, SwitchState] = {}
         LOG.info("nsgre: topology %s: %s", self.topology.source, self.topology.summary())
+        self.audit_interval = cfg.CONF.nsgre_audit_interval
+        if self.audit_interval > 0:
+            hub.spawn(self._audit_loop)
+
+    def _audit_loop(self):
+        """Re-read every switch now and then: a flow deleted or added by hand
+        in nsgre's cookie space is repaired within one interval."""
+        while True:
+            hub.sleep(self.audit_interval)
+            for state in list(self.switches.values()):
+                if state.ready:
+                    self.read_state(state, ("flows", "groups"))
+
+    def read_state(self, state: "SwitchState", parts=("ports", "flows", "groups")):
+        state.waiting = set(parts)
+        if "ports" in parts:
+            state.ports = {}
+        if "flows" in parts:
+            state.flows = []
+        if "groups" in parts:
+            state.groups = []
+        dp = state.datapath
+        for part, request in zip(("ports", "flows", "groups"), openflow.state_requests(dp)):
+            if part in parts:
+                dp.send_msg(request)
 
     # -- connection life cycle ---------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -65,11 +91,10 @@ class NsgreApp(app_manager.OSKenApp):
             LOG.warning("nsgre: datapath %016x is not a host of the topology; leaving it alone", dp.id)
             return
         LOG.info("nsgre: %s connected (datapath %016x)", host.name, dp.id)
-        self.switches[dp.id] = SwitchState(dp, host.name)
+        state = self.switches[dp.id] = SwitchState(dp, host.name)
         # Read what the switch holds before changing anything: a restarted
         # controller must not disturb flows that are already right.
-        for request in openflow.state_requests(dp):
-            dp.send_msg(request)
+        self.read_state(state)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def switch_gone(self, ev):

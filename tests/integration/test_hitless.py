@@ -48,3 +48,45 @@ def test_a_controller_restart_loses_no_packet_and_sends_no_flow_mod(up, controll
     for proc in pings:
         missing, sent = lost(proc)
         assert sent >= 200 and missing == 0, (missing, sent)
+
+
+def nsgre_flows(emu, host):
+    out = emu.ovs[host].ofctl("dump-flows", "cookie=0x4e53000000000000/0xffff000000000000",
+                              "--no-stats", check=False)
+    return sorted(line.strip() for line in out.splitlines() if "cookie=" in line)
+
+
+def test_a_restarted_switch_is_fully_programmed_within_2_seconds(up):
+    topo = topology.load()
+    emu = up(topo)
+    before = nsgre_flows(emu, "kvm1")
+    emu.ovs["kvm1"].kill_switch()
+    started = time.monotonic()
+    emu.restart_switch("kvm1")
+    while nsgre_flows(emu, "kvm1") != before:
+        assert time.monotonic() - started < 2.0, "kvm1 not reprogrammed within 2 s"
+        time.sleep(0.05)
+    deadline = time.monotonic() + 5
+    while subprocess.run(["ip", "netns", "exec", "blue", "ping", "-c", "1", "-W", "1",
+                          "10.1.1.2"], capture_output=True).returncode:
+        assert time.monotonic() < deadline
+
+
+def test_flows_changed_by_hand_are_repaired_within_the_audit_interval(up):
+    topo = topology.load()
+    emu = up(topo)
+    ovs = emu.ovs["kvm1"]
+    before = nsgre_flows(emu, "kvm1")
+    vm1 = topo.endpoint("vm1")
+    # delete vm1's delivery flow, and blackhole it with a flow that claims to be ours
+    ovs.ofctl("del-flows", "--strict", f"table=3,priority=100,dl_dst={vm1.mac},dl_vlan=10")
+    assert len(nsgre_flows(emu, "kvm1")) == len(before) - 1
+    ovs.ofctl("add-flow", f"cookie=0x4e53020000000001,table=3,priority=200,dl_dst={vm1.mac},"
+                          "actions=drop")
+    assert len(nsgre_flows(emu, "kvm1")) == len(before)
+    started = time.monotonic()
+    while nsgre_flows(emu, "kvm1") != before:
+        assert time.monotonic() - started < 5 + 2, "not repaired within the audit interval"
+        time.sleep(0.1)
+    assert subprocess.run(["ip", "netns", "exec", "blue", "ping", "-c", "2", "-W", "1",
+                           "10.1.1.2"], capture_output=True).returncode == 0
