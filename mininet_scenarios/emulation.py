@@ -340,6 +340,25 @@ class Emulation:
         netns_exec(ns, ["ip", "link", "set", iface, "arp", "off"])
         netns_exec(ns, ["sysctl", "-qw", f"net.ipv6.conf.{iface}.disable_ipv6=1"], check=False)
 
+    def apply(self, new: Topology):
+        """Bring the running emulation to ``new`` (loaded with the topology
+        in force as ``previous``): endpoints added get their namespace and
+        port, endpoints removed lose theirs.  Hosts joining or leaving are
+        not handled yet."""
+        old = self.topo
+        if set(new.hosts) != set(old.hosts):
+            raise EmulationError("adding or removing hosts in a running emulation is not "
+                                 "supported yet")
+        gone = [e for name, e in old.endpoints.items() if name not in new.endpoints]
+        added = [e for name, e in new.endpoints.items() if name not in old.endpoints]
+        for ep in gone:
+            with ovsdb_mod.Ovsdb(self.ovs[ep.host].db) as db:
+                db.del_port("br-int", ep.port)
+            run(["ip", "netns", "delete", ep.name], check=False)
+        self.topo = new
+        for ep in added:
+            self._endpoint(ep)
+
     def _endpoint(self, ep):
         host_node = self.net.nameToNode[ep.host]
         node = self._node(ep.name)

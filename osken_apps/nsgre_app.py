@@ -12,6 +12,7 @@ hold and ``reconcile.plan`` what to send.  Run it with
 from __future__ import annotations
 
 import logging
+import signal
 from collections import Counter
 
 from os_ken import cfg
@@ -59,6 +60,30 @@ class NsgreApp(app_manager.OSKenApp):
         self.audit_interval = cfg.CONF.nsgre_audit_interval
         if self.audit_interval > 0:
             hub.spawn(self._audit_loop)
+        signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload))
+
+    def reload(self):
+        """Apply the topology file again (SIGHUP).  A bad file changes
+        nothing; a good one is allocated around the one in force (nothing
+        existing is renumbered) and only the difference is sent."""
+        path = cfg.CONF.nsgre_topology or None
+        try:
+            new = topology.load(path, previous=self.topology)
+        except topology.TopologyError as exc:
+            LOG.error("nsgre: reload refused, the topology in force stays:\n%s", exc)
+            return
+        self.topology = new
+        LOG.info("nsgre: topology %s reloaded: %s", new.source, new.summary())
+        for dpid, state in list(self.switches.items()):
+            host = new.host_by_dpid(dpid)
+            if host is None:
+                LOG.warning("nsgre: %s left the topology; removing nsgre's flows", state.host)
+                self.send_plan(state, reconcile.plan(state.flows, state.groups, (), ()))
+                state.flows, state.groups = [], []
+                del self.switches[dpid]
+            elif state.ready:
+                state.host = host.name
+                self.sync(state)
 
     def _audit_loop(self):
         """Re-read every switch now and then: a flow deleted or added by hand
@@ -163,18 +188,22 @@ class NsgreApp(app_manager.OSKenApp):
         """Send the switch the difference between what it holds and what it
         should hold; nothing at all when they agree."""
         desired = pipeline.compute(self.topology, state.host, state.ports)
-        dp = state.datapath
         ops = reconcile.plan(state.flows, state.groups, desired.flows, desired.groups)
-        for op in ops:
-            LOG.debug("nsgre: %s %s %s", state.host, op.verb, op.item.to_ofctl())
-            dp.send_msg(openflow.message(dp, op))
-        if ops:
-            dp.send_msg(dp.ofproto_parser.OFPBarrierRequest(dp))
+        self.send_plan(state, ops)
         state.flows, state.groups = list(desired.flows), list(desired.groups)
         verbs = Counter(op.verb for op in ops)
         LOG.info("nsgre: %s programmed: %d flows, %d groups (%d changes sent%s)",
                  state.host, len(desired.flows), len(desired.groups), len(ops),
                  "".join(f", {n} {verb}" for verb, n in sorted(verbs.items())))
+
+    @staticmethod
+    def send_plan(state: SwitchState, ops):
+        dp = state.datapath
+        for op in ops:
+            LOG.debug("nsgre: %s %s %s", state.host, op.verb, op.item.to_ofctl())
+            dp.send_msg(openflow.message(dp, op))
+        if ops:
+            dp.send_msg(dp.ofproto_parser.OFPBarrierRequest(dp))
 
 
 def _name(port) -> str:

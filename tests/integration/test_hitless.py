@@ -3,6 +3,7 @@ no packet is lost while it is away, and it sends no flow-mod when it
 comes back."""
 
 import re
+import signal
 import subprocess
 import time
 
@@ -89,4 +90,58 @@ def test_flows_changed_by_hand_are_repaired_within_the_audit_interval(up):
         assert time.monotonic() - started < 5 + 2, "not repaired within the audit interval"
         time.sleep(0.1)
     assert subprocess.run(["ip", "netns", "exec", "blue", "ping", "-c", "2", "-W", "1",
+                           "10.1.1.2"], capture_output=True).returncode == 0
+
+
+def test_a_network_added_on_sighup_works_and_no_other_traffic_loses_a_packet(
+        up, controller, tmp_path):
+    path = tmp_path / "fabric.yaml"
+    path.write_text(topology.seed_text())
+    ctl = controller("osken_apps/nsgre_app.py",
+                     extra=["--user-flags", "osken_apps/flags.py", "--nsgre-topology", str(path)])
+    old = topology.load(path)
+    emu = up(old, controller=ctl.target)
+    wait_programmed(ctl, old.hosts)
+    # net30 with one endpoint on each host, reusing net10's addresses
+    path.write_text(
+        topology.seed_text().replace("  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n")
+        + "  green:  {host: kvm1, kind: vm,        network: net30, ip: 10.1.1.1/24}\n"
+        + "  yellow: {host: kvm2, kind: namespace, network: net30, ip: 10.1.1.2/24}\n")
+    new = topology.load(path, previous=old)
+    pings = [continuous_ping("blue", "10.1.1.2", 8), continuous_ping("red", "10.1.2.2", 8)]
+    time.sleep(0.5)
+    emu.apply(new)                                    # the namespaces and their ports
+    before = ctl.log.read_text()
+    ctl.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["ip", "netns", "exec", "green", "ping", "-c", "1", "-W", "0.5",
+                          "10.1.1.2"], capture_output=True).returncode:
+        assert time.monotonic() < deadline, ctl.log.read_text()
+    for proc in pings:
+        missing, sent = lost(proc)
+        assert missing == 0, (missing, sent)
+    after = ctl.log.read_text()[len(before):]
+    assert "reloaded: 2 hosts, 3 networks, 6 endpoints" in after
+    # only the delta went out: a few dozen flow-mods, not the whole pipeline again
+    sent = [int(n) for n in re.findall(r"\((\d+) changes sent", after)]
+    assert sent and max(sent) < 20, after
+
+
+def test_a_bad_file_on_sighup_changes_nothing(up, controller, tmp_path):
+    path = tmp_path / "fabric.yaml"
+    path.write_text(topology.seed_text())
+    ctl = controller("osken_apps/nsgre_app.py",
+                     extra=["--user-flags", "osken_apps/flags.py", "--nsgre-topology", str(path)])
+    emu = up(topology.load(path), controller=ctl.target)
+    wait_programmed(ctl, ["kvm1", "kvm2"])
+    before = nsgre_flows(emu, "kvm1")
+    path.write_text(topology.seed_text().replace("host: kvm1, kind: vm", "host: kvm9, kind: vm"))
+    ctl.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload refused" not in ctl.log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert "endpoints.vm1.host: unknown host 'kvm9'" in ctl.log.read_text()
+    assert nsgre_flows(emu, "kvm1") == before
+    assert subprocess.run(["ip", "netns", "exec", "blue", "ping", "-c", "1", "-W", "1",
                            "10.1.1.2"], capture_output=True).returncode == 0
