@@ -57,7 +57,8 @@ class State:
     def __init__(self, run_dir: Path = RUN_DIR):
         self.run_dir = run_dir
         self.path = run_dir / "emulation.json"
-        self.data = {"namespaces": [], "processes": [], "mode": None, "topology": None}
+        self.data = {"namespaces": [], "processes": [], "files": [], "mode": None,
+                     "topology": None}
 
     @classmethod
     def read(cls, run_dir: Path = RUN_DIR) -> "State | None":
@@ -117,7 +118,12 @@ def teardown(run_dir: Path = RUN_DIR) -> bool:
     for name in reversed(state.data["namespaces"]):
         if name in present:
             run(["ip", "netns", "delete", name], check=False)
-    shutil.rmtree(run_dir, ignore_errors=True)
+    # Only what the emulation itself wrote: a controller started by someone
+    # else may keep its sockets here.  (osken.log stays for a post-mortem.)
+    shutil.rmtree(run_dir / "hosts", ignore_errors=True)
+    for name in state.data.get("files", []):
+        Path(name).unlink(missing_ok=True)
+    state.path.unlink(missing_ok=True)
     return True
 
 
@@ -258,9 +264,11 @@ class Emulation:
         topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
         proc = subprocess.Popen(
             [sys.executable, "-m", "osken_apps.cli", "controller", *topo_args,
-             "--listen", str(sock)],
+             "--listen", str(sock), "--api", str(self.run_dir / "api.sock")],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.state.add_process(proc.pid, "osken_apps.cli")
+        self.state.data["files"] += [str(sock), str(self.run_dir / "api.sock")]
+        self.state.save()
         deadline = time.monotonic() + 20
         while not sock.exists():
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import topology
-from osken_apps import ovsdb, pipeline
+from osken_apps import api, ovsdb, pipeline
 
 APP = Path(__file__).with_name("nsgre_app.py")
 FLAGS = Path(__file__).with_name("flags.py")
@@ -66,11 +66,27 @@ def cmd_prepare_host(args) -> int:
     return 0
 
 
+def cmd_apply(args) -> int:
+    try:
+        text = Path(args.file).read_text()
+    except OSError as exc:
+        raise SystemExit(f"nsgre: {args.file}: cannot read: {exc.strerror}")
+    status, body = api.request(args.api, "POST", "/apply", text.encode(),
+                               {"X-Nsgre-Source": args.file})
+    if status == 200:
+        changes = ", ".join(f"{h} {n}" for h, n in sorted(body["changes"].items())) or "none"
+        print(f"{args.file}: applied: {body['topology']}; changes sent: {changes}")
+        return 0
+    for problem in body.get("problems", [body.get("error", f"HTTP {status}")]):
+        print(problem, file=sys.stderr)
+    return 1
+
+
 def cmd_controller(args) -> int:
     if args.topology:
         topology.load(args.topology)           # refuse a bad file before starting
     argv = ["osken-manager", "--user-flags", str(FLAGS), "--ofp-listen-host", args.listen,
-            "--ofp-tcp-listen-port", str(args.port), str(APP)]
+            "--ofp-tcp-listen-port", str(args.port), "--nsgre-api", args.api, str(APP)]
     if args.topology:
         argv += ["--nsgre-topology", str(Path(args.topology).resolve())]
     if args.listen.startswith("/") and os.path.exists(args.listen):
@@ -145,7 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--listen", default="0.0.0.0",
                    help="address, or a filesystem path for a Unix socket (default: %(default)s)")
     s.add_argument("--port", type=int, default=6653, help="OpenFlow TCP port (default: %(default)s)")
+    s.add_argument("--api", default=api.DEFAULT,
+                   help="where the HTTP API listens: a Unix socket path or HOST:PORT "
+                        "(default: %(default)s)")
     s.set_defaults(func=cmd_controller)
+
+    s = sub.add_parser("apply", help="send a new topology to the running controller: "
+                       "validated first, then only the difference is programmed")
+    s.add_argument("file", help="topology YAML")
+    s.add_argument("--api", default=api.DEFAULT,
+                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
+    s.set_defaults(func=cmd_apply)
 
     s = sub.add_parser("draw", help="draw the topology: hosts as boxes holding their VMs "
                        "and namespaces, one colour per network, tunnels labelled with keys",
@@ -187,7 +213,7 @@ def main(argv=None) -> int:
     except topology.TopologyError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except ovsdb.OvsdbError as exc:
+    except (ovsdb.OvsdbError, api.ApiError) as exc:
         print(f"nsgre: {exc}", file=sys.stderr)
         return 1
 

@@ -15,7 +15,10 @@ TOPOLOGY = cfg.StrOpt("nsgre-topology", default=None,
 AUDIT = cfg.FloatOpt("nsgre-audit-interval", default=5.0,
                      help="seconds between re-reading every switch's flows and groups "
                           "to repair changes made behind nsgre's back (0: never)")
-OPTIONS = (TOPOLOGY, AUDIT)
+API = cfg.StrOpt("nsgre-api", default="/run/nsgre/api.sock",
+                 help="where the HTTP API listens: a Unix socket path, or HOST:PORT "
+                      "('' turns it off)")
+OPTIONS = (TOPOLOGY, AUDIT, API)
 
 
 def register(conf):

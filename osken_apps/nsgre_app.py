@@ -23,7 +23,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3
 
-from osken_apps import flags, openflow, pipeline, reconcile, unix_socket
+from osken_apps import api, flags, openflow, pipeline, reconcile, unix_socket
 import topology
 
 LOG = logging.getLogger("nsgre")
@@ -56,34 +56,70 @@ class NsgreApp(app_manager.OSKenApp):
         path = cfg.CONF.nsgre_topology or None
         self.topology = topology.load(path)
         self.switches: dict[int, SwitchState] = {}
+        self.strangers: dict = {}       # connected datapaths of no host (yet): dpid -> dp
+        self.version = 1
         LOG.info("nsgre: topology %s: %s", self.topology.source, self.topology.summary())
         self.audit_interval = cfg.CONF.nsgre_audit_interval
         if self.audit_interval > 0:
             hub.spawn(self._audit_loop)
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload))
+        if cfg.CONF.nsgre_api:
+            hub.spawn(api.serve, self, cfg.CONF.nsgre_api)
+            LOG.info("nsgre: API on %s", cfg.CONF.nsgre_api)
 
     def reload(self):
-        """Apply the topology file again (SIGHUP).  A bad file changes
-        nothing; a good one is allocated around the one in force (nothing
-        existing is renumbered) and only the difference is sent."""
+        """Apply the topology file again (SIGHUP)."""
         path = cfg.CONF.nsgre_topology or None
         try:
-            new = topology.load(path, previous=self.topology)
+            self.apply(topology.load(path, previous=self.topology))
         except topology.TopologyError as exc:
             LOG.error("nsgre: reload refused, the topology in force stays:\n%s", exc)
-            return
+
+    def apply_text(self, text: str, source: str) -> tuple[int, dict]:
+        """Validate and apply posted YAML (the API's POST /apply)."""
+        try:
+            new = topology.parse(text, source, previous=self.topology)
+        except topology.TopologyError as exc:
+            LOG.error("nsgre: apply refused, the topology in force stays:\n%s", exc)
+            return 400, {"ok": False, "problems": exc.problems}
+        return 200, {"ok": True, "topology": new.summary(), "changes": self.apply(new)}
+
+    def apply(self, new) -> dict:
+        """Make ``new`` (validated, allocated around the topology in force)
+        the topology in force; send each switch only its delta."""
         self.topology = new
+        self.version += 1
         LOG.info("nsgre: topology %s reloaded: %s", new.source, new.summary())
+        changes = {}
         for dpid, state in list(self.switches.items()):
             host = new.host_by_dpid(dpid)
             if host is None:
                 LOG.warning("nsgre: %s left the topology; removing nsgre's flows", state.host)
-                self.send_plan(state, reconcile.plan(state.flows, state.groups, (), ()))
-                state.flows, state.groups = [], []
+                ops = reconcile.plan(state.flows, state.groups, (), ())
+                self.send_plan(state, ops)
+                changes[state.host] = len(ops)
                 del self.switches[dpid]
+                self.strangers[dpid] = state.datapath
             elif state.ready:
                 state.host = host.name
-                self.sync(state)
+                changes[host.name] = self.sync(state)
+        for dpid, dp in list(self.strangers.items()):
+            host = new.host_by_dpid(dpid)
+            if host is not None:                   # a host that joined
+                del self.strangers[dpid]
+                self.adopt(dp, host.name)
+        return changes
+
+    def describe_topology(self) -> dict:
+        t = self.topology
+        return {"source": t.source, "version": self.version, "summary": t.summary(),
+                "hosts": sorted(t.hosts), "networks": {n.name: n.key for n in t.networks.values()},
+                "endpoints": sorted(t.endpoints)}
+
+    def describe_switches(self) -> dict:
+        return {s.host: {"datapath": f"{dpid:016x}", "ready": s.ready, "ports": s.ports,
+                         "flows": len(s.flows), "groups": len(s.groups)}
+                for dpid, s in sorted(self.switches.items())}
 
     def _audit_loop(self):
         """Re-read every switch now and then: a flow deleted or added by hand
@@ -114,15 +150,21 @@ class NsgreApp(app_manager.OSKenApp):
         host = self.topology.host_by_dpid(dp.id)
         if host is None:
             LOG.warning("nsgre: datapath %016x is not a host of the topology; leaving it alone", dp.id)
+            self.strangers[dp.id] = dp
             return
         LOG.info("nsgre: %s connected (datapath %016x)", host.name, dp.id)
-        state = self.switches[dp.id] = SwitchState(dp, host.name)
+        self.adopt(dp, host.name)
+
+    def adopt(self, dp, host: str):
+        state = self.switches[dp.id] = SwitchState(dp, host)
         # Read what the switch holds before changing anything: a restarted
         # controller must not disturb flows that are already right.
         self.read_state(state)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def switch_gone(self, ev):
+        if self.strangers.get(ev.datapath.id) is ev.datapath:
+            del self.strangers[ev.datapath.id]
         state = self.switches.get(ev.datapath.id)
         if state is not None and state.datapath is ev.datapath:
             del self.switches[ev.datapath.id]
@@ -195,6 +237,7 @@ class NsgreApp(app_manager.OSKenApp):
         LOG.info("nsgre: %s programmed: %d flows, %d groups (%d changes sent%s)",
                  state.host, len(desired.flows), len(desired.groups), len(ops),
                  "".join(f", {n} {verb}" for verb, n in sorted(verbs.items())))
+        return len(ops)
 
     @staticmethod
     def send_plan(state: SwitchState, ops):

@@ -5,6 +5,7 @@ comes back."""
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import topology
@@ -145,3 +146,47 @@ def test_a_bad_file_on_sighup_changes_nothing(up, controller, tmp_path):
     assert nsgre_flows(emu, "kvm1") == before
     assert subprocess.run(["ip", "netns", "exec", "blue", "ping", "-c", "1", "-W", "1",
                            "10.1.1.2"], capture_output=True).returncode == 0
+
+
+def nsgre(*args):
+    return subprocess.run([sys.executable, "-m", "osken_apps.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_nsgre_apply_validates_then_programs_only_the_delta(up, controller, tmp_path):
+    api = tmp_path / "api.sock"
+    ctl = controller("osken_apps/nsgre_app.py",
+                     extra=["--user-flags", "osken_apps/flags.py", "--nsgre-api", str(api)])
+    old = topology.load()
+    emu = up(old, controller=ctl.target)
+    wait_programmed(ctl, old.hosts)
+    before = nsgre_flows(emu, "kvm1")
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(topology.seed_text().replace("net20: {key: 20}", "net20: {key: 0}"))
+    result = nsgre("apply", str(bad), "--api", str(api))
+    assert result.returncode == 1
+    assert f"{bad}:10: networks.net20.key: must be an integer" in result.stderr
+    assert nsgre_flows(emu, "kvm1") == before
+
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        topology.seed_text().replace("  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n")
+        + "  green:  {host: kvm1, kind: vm,        network: net30, ip: 10.1.1.1/24}\n"
+        + "  yellow: {host: kvm2, kind: namespace, network: net30, ip: 10.1.1.2/24}\n")
+    emu.apply(topology.load(good, previous=old))
+    pings = [continuous_ping("blue", "10.1.1.2", 4)]
+    result = nsgre("apply", str(good), "--api", str(api))
+    assert result.returncode == 0, result.stderr
+    assert "applied: 2 hosts, 3 networks, 6 endpoints, tunnel gre; changes sent: kvm1" in result.stdout
+    assert subprocess.run(["ip", "netns", "exec", "green", "ping", "-c", "2", "-W", "1",
+                           "10.1.1.2"], capture_output=True).returncode == 0
+    assert lost(pings[0])[0] == 0
+
+
+def test_nsgre_apply_says_in_one_line_when_the_controller_is_unreachable(tmp_path):
+    result = nsgre("apply", topology.loader.__file__.replace("loader.py", "seed.yaml"),
+                   "--api", str(tmp_path / "nobody.sock"))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "unreachable" in result.stderr

@@ -1,0 +1,102 @@
+"""The controller's small HTTP API, and the client the CLI uses.
+
+os-ken 3.x no longer ships a WSGI framework, so this is a plain WSGI app
+served by eventlet (which os-ken already runs on), by default on a Unix
+socket: only local users who may read the socket can change the fabric.
+
+    GET  /topology   the topology in force
+    GET  /switches   connected hosts, their datapath ids and ports
+    POST /apply      body: topology YAML; validate, then apply the delta
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+
+DEFAULT = "/run/nsgre/api.sock"
+
+
+def listen(address: str):
+    """A listening socket for ``address``: a filesystem path (Unix socket)
+    or HOST:PORT."""
+    import eventlet
+    if "/" in address:
+        if os.path.exists(address):
+            os.unlink(address)                 # left by an earlier controller
+        os.makedirs(os.path.dirname(address), exist_ok=True)
+        return eventlet.listen(address, family=socket.AF_UNIX)
+    host, port = address.rsplit(":", 1)
+    return eventlet.listen((host, int(port)))
+
+
+class Api:
+    """WSGI application over the running NsgreApp."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
+        try:
+            if (method, path) == ("GET", "/topology"):
+                status, body = 200, self.app.describe_topology()
+            elif (method, path) == ("GET", "/switches"):
+                status, body = 200, self.app.describe_switches()
+            elif (method, path) == ("POST", "/apply"):
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                text = environ["wsgi.input"].read(length).decode()
+                name = environ.get("HTTP_X_NSGRE_SOURCE", "posted.yaml")
+                status, body = self.app.apply_text(text, name)
+            else:
+                status, body = 404, {"error": f"no such resource: {method} {path}"}
+        except Exception as exc:                  # the API must answer, not hang up
+            status, body = 500, {"error": f"{type(exc).__name__}: {exc}"}
+        data = json.dumps(body, indent=1).encode()
+        start_response(f"{status} {http.client.responses.get(status, '')}",
+                       [("Content-Type", "application/json"),
+                        ("Content-Length", str(len(data)))])
+        return [data]
+
+
+def serve(app, address: str):
+    import eventlet.wsgi
+    eventlet.wsgi.server(listen(address), Api(app), log_output=False)
+
+
+# -- client -------------------------------------------------------------------
+class ApiError(RuntimeError):
+    pass
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def request(address: str, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
+    """(status, JSON body) from the controller at ``address``."""
+    if address.startswith("unix:"):
+        address = address[len("unix:"):]
+    if "/" in address:
+        conn = _UnixConnection(address, timeout)
+    else:
+        host, port = address.removeprefix("http://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise ApiError(f"controller at {address} unreachable: {exc}") from None
+    finally:
+        conn.close()
