@@ -11,6 +11,16 @@ import time
 import topology
 
 
+def seed_plus_net30(path):
+    """The seed plus net30, with green on kvm1 and yellow on kvm2 reusing
+    net10's addresses."""
+    path.write_text(
+        topology.seed_text().replace("  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n")
+        + "  green:  {host: kvm1, kind: vm,        network: net30, ip: 10.1.1.1/24}\n"
+        + "  yellow: {host: kvm2, kind: namespace, network: net30, ip: 10.1.1.2/24}\n")
+    return path
+
+
 def continuous_ping(src, ip, seconds):
     """A ping every 50 ms for ``seconds``; returns the process."""
     return subprocess.Popen(["ip", "netns", "exec", src, "ping", "-q", "-i", "0.05", "-W", "1",
@@ -103,11 +113,7 @@ def test_a_network_added_on_sighup_works_and_no_other_traffic_loses_a_packet(
     old = topology.load(path)
     emu = up(old, controller=ctl.target)
     wait_programmed(ctl, old.hosts)
-    # net30 with one endpoint on each host, reusing net10's addresses
-    path.write_text(
-        topology.seed_text().replace("  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n")
-        + "  green:  {host: kvm1, kind: vm,        network: net30, ip: 10.1.1.1/24}\n"
-        + "  yellow: {host: kvm2, kind: namespace, network: net30, ip: 10.1.1.2/24}\n")
+    seed_plus_net30(path)
     new = topology.load(path, previous=old)
     pings = [continuous_ping("blue", "10.1.1.2", 8), continuous_ping("red", "10.1.2.2", 8)]
     time.sleep(0.5)
@@ -169,11 +175,7 @@ def test_nsgre_apply_validates_then_programs_only_the_delta(up, controller, tmp_
     assert f"{bad}:10: networks.net20.key: must be an integer" in result.stderr
     assert nsgre_flows(emu, "kvm1") == before
 
-    good = tmp_path / "good.yaml"
-    good.write_text(
-        topology.seed_text().replace("  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n")
-        + "  green:  {host: kvm1, kind: vm,        network: net30, ip: 10.1.1.1/24}\n"
-        + "  yellow: {host: kvm2, kind: namespace, network: net30, ip: 10.1.1.2/24}\n")
+    good = seed_plus_net30(tmp_path / "good.yaml")
     emu.apply(topology.load(good, previous=old))
     pings = [continuous_ping("blue", "10.1.1.2", 4)]
     result = nsgre("apply", str(good), "--api", str(api))
