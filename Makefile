@@ -43,6 +43,7 @@ integration: root setup
 # Not a test: measures topology loading against plain PyYAML, rewrites BENCHMARKS.md.
 bench: setup
 	$(PY) bench/bench_flows.py
+	$(PY) bench/bench_change.py
 	$(PY) bench/bench_topology.py
 
 down: setup
