@@ -1,5 +1,5 @@
 """python -m mininet_scenarios [TOPO] [--check] [--static] [--cli] [--keep]
-                          [--controller TARGET] | --down
+                          [--controller TARGET] | --down | --apply FILE
 
 Bring up an emulated fabric for a topology (default: the embedded seed
 topology, the source post's two hosts), optionally test every pair of
@@ -32,7 +32,40 @@ def parse_args(argv):
     p.add_argument("--cli", action="store_true", help="open the mininet CLI")
     p.add_argument("--keep", action="store_true", help="leave everything running")
     p.add_argument("--down", action="store_true", help="remove a kept emulation and exit")
+    p.add_argument("--apply", metavar="FILE",
+                   help="change a kept emulation to FILE: add and remove namespaces, ports "
+                        "and hosts, refresh tunnels; also apply FILE to the controller the "
+                        "emulation started")
     return p.parse_args(argv)
+
+
+def apply(path: str) -> int:
+    """--apply: validated first, so a bad file changes nothing at all."""
+    from osken_apps import api
+    try:
+        emu = emulation.Emulation.kept()
+        new = topology.load(path, previous=emu.topo)
+        emu.apply(new)
+    except (topology.TopologyError, emulation.EmulationError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{path}: emulation now {new.summary()}")
+    sock = emu.run_dir / "api.sock"
+    if str(sock) in emu.state.data.get("files", []):
+        status, body = api.request(str(sock), "POST", "/apply", new_text(path),
+                                   {"X-Nsgre-Source": path})
+        if status != 200:
+            print("\n".join(body.get("problems", [body.get("error", str(status))])),
+                  file=sys.stderr)
+            return 1
+        changes = ", ".join(f"{h} {n}" for h, n in sorted(body["changes"].items()))
+        print(f"controller: applied; changes sent: {changes or 'none'}")
+    return 0
+
+
+def new_text(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def main(argv=None) -> int:
@@ -40,6 +73,8 @@ def main(argv=None) -> int:
     if args.down:
         print("removed" if emulation.teardown() else "nothing to remove")
         return 0
+    if args.apply:
+        return apply(args.apply)
     try:
         topo = topology.load(args.topology)
     except topology.TopologyError as exc:

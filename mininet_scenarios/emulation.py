@@ -47,6 +47,15 @@ def netns_exec(ns: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return run(["ip", "netns", "exec", ns, *cmd], **kw)
 
 
+def underlay_port(host: str) -> str:
+    """The host's port on the underlay bridge, named after the host."""
+    name = f"u-{host}"
+    if len(name) <= 15:
+        return name
+    import hashlib
+    return f"u-{host[:6]}-{hashlib.sha256(host.encode()).hexdigest()[:6]}"
+
+
 def existing_netns() -> set[str]:
     out = run(["ip", "netns", "list"]).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
@@ -242,6 +251,8 @@ class Emulation:
             self.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")
             if not self.static:
                 self.controller_target = controller or self._start_controller()
+                self.state.data["controller"] = self.controller_target
+                self.state.save()
             self._underlay()
             for host in self.topo.hosts:
                 self._host(host)
@@ -284,11 +295,9 @@ class Emulation:
 
     def _host(self, host: str):
         h = self.topo.host(host)
-        node = self._node(host)
-        index = list(self.topo.hosts).index(host)
-        ul_port = f"u{index}"
-        self.net.addLink(node, self.net.nameToNode[UNDERLAY_NS], intfName1="ul0",
-                         intfName2=ul_port)
+        self._node(host)
+        ul_port = underlay_port(host)
+        self._link(host, "ul0", UNDERLAY_NS, ul_port)
         netns_exec(UNDERLAY_NS, ["ip", "link", "set", ul_port, "master", "br0", "up"])
         netns_exec(host, ["ip", "link", "set", "ul0", "up", "mtu", str(UNDERLAY_MTU)])
         self._quiet(host, "ul0")
@@ -348,29 +357,84 @@ class Emulation:
         netns_exec(ns, ["ip", "link", "set", iface, "arp", "off"])
         netns_exec(ns, ["sysctl", "-qw", f"net.ipv6.conf.{iface}.disable_ipv6=1"], check=False)
 
+    @classmethod
+    def kept(cls, run_dir: Path = RUN_DIR) -> "Emulation":
+        """The emulation a ``--keep`` run left, to change it from here."""
+        from mininet.net import Mininet
+        import topology as topology_mod
+        state = State.read(run_dir)
+        if state is None:
+            raise EmulationError(f"no kept emulation in {run_dir} (start one with --keep)")
+        source = state.data["topology"]
+        topo = topology_mod.load(None if source == topology_mod.loader.SEED_NAME else source)
+        emu = cls(topo, run_dir, static=state.data["mode"] == "static")
+        emu.state = state
+        emu.controller_target = state.data.get("controller")
+        emu.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")
+        return emu
+
     def apply(self, new: Topology):
         """Bring the running emulation to ``new`` (loaded with the topology
-        in force as ``previous``): endpoints added get their namespace and
-        port, endpoints removed lose theirs.  Hosts joining or leaving are
-        not handled yet."""
+        in force as ``previous``): namespaces, ports and hosts added or
+        removed; every host's tunnel ports refreshed over OVSDB."""
+        if self.static:
+            raise EmulationError("--apply changes an nsgre emulation, not the static baseline")
         old = self.topo
-        if set(new.hosts) != set(old.hosts):
-            raise EmulationError("adding or removing hosts in a running emulation is not "
-                                 "supported yet")
-        gone = [e for name, e in old.endpoints.items() if name not in new.endpoints]
-        added = [e for name, e in new.endpoints.items() if name not in old.endpoints]
-        for ep in gone:
-            with ovsdb_mod.Ovsdb(self.ovs[ep.host].db) as db:
-                db.del_port("br-int", ep.port)
-            run(["ip", "netns", "delete", ep.name], check=False)
+        gone_eps = [e for n, e in old.endpoints.items()
+                    if n not in new.endpoints or new.endpoint(n) != e]
+        new_eps = [e for n, e in new.endpoints.items()
+                   if n not in old.endpoints or old.endpoint(n) != e]
+        gone_hosts = [h for h in old.hosts if h not in new.hosts]
+        new_hosts = [h for h in new.hosts if h not in old.hosts]
+        clash = (set(new_hosts) | {e.name for e in new_eps}) - {e.name for e in gone_eps}
+        clash &= existing_netns()
+        if clash:
+            raise EmulationError("namespaces already exist: " + ", ".join(sorted(clash)))
+        for ep in gone_eps:
+            if ep.host not in gone_hosts:
+                with ovsdb_mod.Ovsdb(self.ovs[ep.host].db) as db:
+                    db.del_port("br-int", ep.port)
+            self._forget_namespace(ep.name)
+        for host in gone_hosts:
+            for proc in self.state.data["processes"]:
+                if proc["what"] == f"{self.ovs[host].dir}/":
+                    _stop_process(proc["pid"], proc["what"])
+            self._forget_namespace(host)
         self.topo = new
-        for ep in added:
+        self.ovs = {h: HostOvs(self.run_dir, h) for h in new.hosts}
+        for host in new_hosts:
+            self._host(host)
+        for host in new.hosts:
+            if host not in new_hosts:
+                ovsdb_mod.prepare_host(new, host, self.ovs[host].db,
+                                       self.ovs[host].controller(self.controller_target),
+                                       datapath_type="netdev")
+        for ep in new_eps:
             self._endpoint(ep)
+        self._resolve_underlay()
+        self.state.data["topology"] = new.source
+        self.state.save()
+
+    def _forget_namespace(self, name: str):
+        run(["ip", "netns", "delete", name], check=False)
+        if name in self.state.data["namespaces"]:
+            self.state.data["namespaces"].remove(name)
+            self.state.save()
+
+    def _link(self, ns1: str, if1: str, ns2: str, if2: str):
+        """A veth pair between two namespaces: through mininet when this
+        process created both nodes (so its CLI knows the interfaces), else
+        directly (a kept emulation changed by ``--apply``)."""
+        nodes = self.net.nameToNode
+        if ns1 in nodes and ns2 in nodes:
+            self.net.addLink(nodes[ns1], nodes[ns2], intfName1=if1, intfName2=if2)
+        else:
+            netns_exec(ns1, ["ip", "link", "add", if1, "type", "veth", "peer", "name", if2,
+                             "netns", ns2])
 
     def _endpoint(self, ep):
-        host_node = self.net.nameToNode[ep.host]
-        node = self._node(ep.name)
-        self.net.addLink(host_node, node, intfName1=ep.port, intfName2="eth0")
+        self._node(ep.name)
+        self._link(ep.host, ep.port, ep.name, "eth0")
         mtu = str(self.topo.endpoint_mtu(UNDERLAY_MTU))
         netns_exec(ep.host, ["ip", "link", "set", ep.port, "up", "mtu", mtu])
         self._quiet(ep.host, ep.port)

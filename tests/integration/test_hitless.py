@@ -192,3 +192,39 @@ def test_nsgre_apply_says_in_one_line_when_the_controller_is_unreachable(tmp_pat
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "unreachable" in result.stderr
+
+
+THIRD_HOST = """\
+  kvm3: {underlay_ip: 198.18.0.3}
+"""
+
+
+def test_apply_to_a_kept_emulation_adds_and_removes_a_host_without_losing_a_packet(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "mininet_scenarios", *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    seed = topology.seed_text()
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(seed.replace("  kvm2: {underlay_ip: 198.18.0.2}\n",
+                                  "  kvm2: {underlay_ip: 198.18.0.2}\n" + THIRD_HOST)
+                     + "  vm3:  {host: kvm3, kind: vm, network: net10, ip: 10.1.1.3/24}\n")
+    back = tmp_path / "back.yaml"
+    back.write_text(seed)
+    assert run("--keep").returncode == 0
+    try:
+        pings = [continuous_ping("blue", "10.1.1.2", 10), continuous_ping("red", "10.1.2.2", 10)]
+        result = run("--apply", str(grown))
+        assert result.returncode == 0, result.stderr
+        assert "emulation now 3 hosts, 2 networks, 5 endpoints" in result.stdout
+        deadline = time.monotonic() + 10
+        while subprocess.run(["ip", "netns", "exec", "vm3", "ping", "-c", "1", "-W", "0.5",
+                              "10.1.1.1"], capture_output=True).returncode:
+            assert time.monotonic() < deadline, "vm3 on the new host kvm3 unreachable"
+        result = run("--apply", str(back))
+        assert result.returncode == 0, result.stderr
+        assert "kvm3" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                            text=True).stdout
+        for proc in pings:
+            missing, sent = lost(proc)
+            assert missing == 0, (missing, sent)
+    finally:
+        assert run("--down").returncode == 0

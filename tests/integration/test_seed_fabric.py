@@ -24,7 +24,7 @@ def test_seed_every_same_network_pair_reaches_and_every_cross_network_pair_is_is
 def test_blue_on_kvm2_pings_vm1_on_kvm1_through_a_gre_tunnel_keyed_for_net10(up):
     up(topology.load())
     capture = subprocess.Popen(
-        ["ip", "netns", "exec", emulation.UNDERLAY_NS, "tcpdump", "-l", "-n", "-i", "u1",
+        ["ip", "netns", "exec", emulation.UNDERLAY_NS, "tcpdump", "-l", "-n", "-i", emulation.underlay_port("kvm2"),
          "-c", "1", "ip proto 47 and ip[54:4] = 0x0a010101"],  # inner IPv4 source 10.1.1.1
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
