@@ -112,9 +112,13 @@ def cmd_draw(args) -> int:
 def cmd_trace(args) -> int:
     import json
     from osken_apps import simulator, trace
-    topo = topology.load(args.topology)
+    if len(args.where) not in (2, 3) or (len(args.where) == 3 and args.topology):
+        print("nsgre trace: give [TOPO] SRC DST (or -t TOPO SRC DST)", file=sys.stderr)
+        return 2
+    *given, src, dst = args.where
+    topo = topology.load(given[0] if given else args.topology)
     try:
-        result = trace.trace(topo, args.src, args.dst, args.proto, args.vlan)
+        result = trace.trace(topo, src, dst, args.proto, args.vlan)
     except trace.TraceError as exc:
         print(f"nsgre trace: {exc}", file=sys.stderr)
         return 1
@@ -193,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "DST is an endpoint, an IP address (resolved in SRC's network) or a MAC "
                        "address (used as the destination MAC as given). Exit status 0 whenever "
                        "the trace ran, whatever its verdict.")
-    s.add_argument("src", help="the sending endpoint")
-    s.add_argument("dst", help="an endpoint, an IP address or a MAC address")
+    s.add_argument("where", nargs="+", metavar="[TOPO] SRC DST",
+                   help="optional topology file, the sending endpoint, and an endpoint, "
+                        "IP address or MAC address")
     with_topology(s)
     s.add_argument("--proto", default="icmp", metavar="icmp|arp|tcp:PORT|udp:PORT",
                    help="what to send (default: %(default)s; arp: a broadcast ARP request)")

@@ -1,5 +1,4 @@
-"""The offline simulator (behind ``nsgre trace``) agrees with the real
-thing: with the switches' own port numbers, every bridge visit it predicts
+"""The offline simulator and ``nsgre trace`` agree with the real thing: with the switches' own port numbers, every bridge visit it predicts
 hits the same tables and flows (by cookie) as ``ovs-appctl ofproto/trace``
 on the real bridge, drops where OVS drops, and its verdict for every pair
 of endpoints is what real packets do."""
@@ -12,6 +11,7 @@ import pytest
 import topology
 from mininet_scenarios.check import check, interfaces
 from osken_apps import simulator as sim
+from osken_apps.trace import trace
 
 from conftest import ns
 
@@ -111,3 +111,7 @@ def test_the_simulator_hits_the_same_flows_as_ofproto_trace_and_real_packets_agr
                                                  if dst.vlan else x.packet.vlans == ())
                       for x in run.deliveries)
         assert arrived == (verdict == "ok"), (s, d, verdict)
+        if src.vlan is None and dst.vlan is None:
+            # and what `nsgre trace SRC DST` says, on the switches' port numbers
+            said = trace(topo, src.ns, dst.ns, "udp:7", ports=ports)
+            assert (dst.ns in said.delivered_to) == (verdict == "ok"), (s, d, said.verdict)
