@@ -11,6 +11,7 @@ hold and ``reconcile.plan`` what to send.  Run it with
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 from collections import Counter
@@ -58,6 +59,7 @@ class NsgreApp(app_manager.OSKenApp):
         self.switches: dict[int, SwitchState] = {}
         self.strangers: dict = {}       # connected datapaths of no host (yet): dpid -> dp
         self.version = 1
+        self.bundle_ids = itertools.count(1)
         LOG.info("nsgre: topology %s: %s", self.topology.source, self.topology.summary())
         self.audit_interval = cfg.CONF.nsgre_audit_interval
         if self.audit_interval > 0:
@@ -239,14 +241,21 @@ class NsgreApp(app_manager.OSKenApp):
                  "".join(f", {n} {verb}" for verb, n in sorted(verbs.items())))
         return len(ops)
 
-    @staticmethod
-    def send_plan(state: SwitchState, ops):
+    def send_plan(self, state: SwitchState, ops):
+        """Send a plan as one atomic, ordered OpenFlow bundle (the ONF
+        extension OVS implements for OpenFlow 1.3): the switch applies all of
+        it or none of it, and never forwards with half a change."""
+        if not ops:
+            return
         dp = state.datapath
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        bundle = next(self.bundle_ids)
+        flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+        dp.send_msg(parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
         for op in ops:
             LOG.debug("nsgre: %s %s %s", state.host, op.verb, op.item.to_ofctl())
-            dp.send_msg(openflow.message(dp, op))
-        if ops:
-            dp.send_msg(dp.ofproto_parser.OFPBarrierRequest(dp))
+            dp.send_msg(parser.ONFBundleAddMsg(dp, bundle, flags, openflow.message(dp, op), []))
+        dp.send_msg(parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
 
 
 def _name(port) -> str:
