@@ -41,9 +41,10 @@ integration: root setup
 	$(PY) -m pytest tests/integration
 
 # Not a test: measures topology loading against plain PyYAML, rewrites BENCHMARKS.md.
-bench: setup
+bench: root setup
 	$(PY) bench/bench_flows.py
 	$(PY) bench/bench_change.py
+	$(PY) bench/bench_restart.py
 	$(PY) bench/bench_topology.py
 
 down: setup
