@@ -12,7 +12,6 @@ PIDs), so teardown removes exactly that, also from another process
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -504,6 +503,3 @@ class Emulation:
         with ovsdb_mod.Ovsdb(self.ovs[host].db) as db:
             return db.port_names("br-int")
 
-
-def address(ip) -> str:
-    return str(ipaddress.ip_interface(ip).ip)

@@ -447,7 +447,6 @@ def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> l
 
 
 def _explain_group(names: _Names, host: str, gid: int, packet: sim.Packet) -> str:
-    topo = names.topo
     local_only = gid >= T.GROUP_FLOOD_LOCAL_BASE
     vid = gid - (T.GROUP_FLOOD_LOCAL_BASE if local_only else T.GROUP_FLOOD_ALL_BASE)
     net = names.net_by_vlan.get(host, {}).get(vid)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import topology
 from mininet_scenarios import emulation
 
 ROOT = Path(__file__).resolve().parents[2]

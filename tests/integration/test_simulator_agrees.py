@@ -13,7 +13,7 @@ from mininet_scenarios.check import check, interfaces
 from osken_apps import simulator as sim
 from osken_apps.trace import trace
 
-from conftest import ns
+
 
 
 def real_ports(emu, host):
