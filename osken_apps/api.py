@@ -6,6 +6,7 @@ socket: only local users who may read the socket can change the fabric.
 
     GET  /topology   the topology in force
     GET  /switches   connected hosts, their datapath ids and ports
+    GET  /fabric     the model joined with what the switches report (nsgre show)
     POST /apply      body: topology YAML; validate, then apply the delta
 """
 
@@ -45,6 +46,8 @@ class Api:
                 status, body = 200, self.app.describe_topology()
             elif (method, path) == ("GET", "/switches"):
                 status, body = 200, self.app.describe_switches()
+            elif (method, path) == ("GET", "/fabric"):
+                status, body = 200, self.app.describe_fabric()
             elif (method, path) == ("POST", "/apply"):
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 text = environ["wsgi.input"].read(length).decode()

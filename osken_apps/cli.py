@@ -82,6 +82,33 @@ def cmd_apply(args) -> int:
     return 1
 
 
+def cmd_show(args) -> int:
+    status, f = api.request(args.api, "GET", "/fabric")
+    if status != 200:
+        raise api.ApiError(f"controller at {args.api}: HTTP {status}: {f.get('error', '')}")
+    print(f"fabric {f['source']} (version {f['version']}, tunnel {f['tunnel']})")
+    print("hosts:")
+    for name, h in f["hosts"].items():
+        state = "connected" if h["connected"] else "NOT CONNECTED"
+        print(f"  {name}: {state}, datapath {h['datapath']}, underlay {h['underlay_ip']}")
+        for port, tun in h["tunnels"].items():
+            ofport = tun["ofport"] if tun["ofport"] is not None else "absent"
+            print(f"    tunnel {port} -> {tun['peer']} (ofport {ofport})")
+    print("networks:")
+    for name, n in f["networks"].items():
+        vlans = ", ".join(f"{h} vlan {v}" for h, v in n["local_vlans"].items()) or "no host"
+        print(f"  {name}: key {n['key']}; {vlans}")
+    print("endpoints:")
+    for name, e in f["endpoints"].items():
+        ofport = e["ofport"] if e["ofport"] is not None else "absent"
+        where = "; ".join(f"{a['network']} {a['ip']}" + (f" (guest vlan {a['vlan']})"
+                                                          if a["vlan"] else "")
+                          for a in e["attachments"])
+        print(f"  {name}: {e['kind']} on {e['host']}, port {e['port']} (ofport {ofport}), "
+              f"{e['mac']}, {where}")
+    return 0
+
+
 def cmd_controller(args) -> int:
     if args.topology:
         topology.load(args.topology)           # refuse a bad file before starting
@@ -169,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the HTTP API listens: a Unix socket path or HOST:PORT "
                         "(default: %(default)s)")
     s.set_defaults(func=cmd_controller)
+
+    s = sub.add_parser("show", help="the running fabric: hosts (connected, datapath, "
+                       "tunnels), networks (key, local VLANs), endpoints (port, ofport, MAC, IP)")
+    s.add_argument("--api", default=api.DEFAULT,
+                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
+    s.set_defaults(func=cmd_show)
 
     s = sub.add_parser("apply", help="send a new topology to the running controller: "
                        "validated first, then only the difference is programmed")

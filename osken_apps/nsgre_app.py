@@ -123,6 +123,35 @@ class NsgreApp(app_manager.OSKenApp):
                          "flows": len(s.flows), "groups": len(s.groups)}
                 for dpid, s in sorted(self.switches.items())}
 
+    def describe_fabric(self) -> dict:
+        """Everything `nsgre show` prints: the model joined with what each
+        connected switch reports."""
+        t = self.topology
+        by_host = {s.host: s for s in self.switches.values()}
+        hosts = {}
+        for h in t.hosts.values():
+            state = by_host.get(h.name)
+            hosts[h.name] = {
+                "connected": state is not None, "datapath": f"{h.dpid:016x}",
+                "underlay_ip": str(h.underlay_ip),
+                "tunnels": {t.tunnel_port(h.name, p.name): {
+                    "peer": p.name, "ofport": state.ports.get(t.tunnel_port(h.name, p.name))
+                    if state else None} for p in t.peers(h.name)}}
+        networks = {n.name: {"key": n.key,
+                             "local_vlans": {h.name: t.local_vlan(h.name, n.name)
+                                             for h in t.hosts_carrying(n.name)}}
+                    for n in t.networks.values()}
+        endpoints = {}
+        for e in t.endpoints.values():
+            state = by_host.get(e.host)
+            endpoints[e.name] = {
+                "host": e.host, "kind": e.kind, "port": e.port, "mac": e.mac,
+                "ofport": state.ports.get(e.port) if state else None,
+                "attachments": [{"network": a.network, "ip": str(a.ip), "vlan": a.vlan}
+                                for a in e.attachments]}
+        return {"source": t.source, "version": self.version, "tunnel": t.tunnel,
+                "hosts": hosts, "networks": networks, "endpoints": endpoints}
+
     def _audit_loop(self):
         """Re-read every switch now and then: a flow deleted or added by hand
         in nsgre's cookie space is repaired within one interval."""

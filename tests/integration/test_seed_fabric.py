@@ -232,3 +232,20 @@ def test_a_spoofed_source_address_does_not_get_through(up):
     ns("blue", "ip", "addr", "del", "10.1.1.77/24", "dev", "eth0")
     ns("blue", "ip", "neigh", "flush", "all")
     assert ping("blue", "10.1.1.2").returncode == 0
+
+
+def test_nsgre_show_reports_hosts_networks_and_endpoints_of_the_running_fabric():
+    assert run_scenario("--keep").returncode == 0
+    try:
+        result = nsgre("show")
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert "kvm1: connected, datapath 00000000c6120001, underlay 198.18.0.1" in out
+        assert "tunnel gre-kvm2 -> kvm2 (ofport 1)" in out
+        assert "net10: key 10; kvm1 vlan 10, kvm2 vlan 10" in out
+        vm1 = topology.load().endpoint("vm1")
+        assert f"vm1: vm on kvm1, port p-vm1 (ofport 3), {vm1.mac}, net10 10.1.1.2/24" in out
+    finally:
+        assert run_scenario("--down").returncode == 0
+    gone = nsgre("show")
+    assert gone.returncode == 1 and "unreachable" in gone.stderr
