@@ -7,6 +7,8 @@ socket: only local users who may read the socket can change the fabric.
     GET  /topology   the topology in force
     GET  /switches   connected hosts, their datapath ids and ports
     GET  /fabric     the model joined with what the switches report (nsgre show)
+    GET  /flows      installed nsgre flows per host, named, with counters
+    GET  /diff       desired against installed per host (nsgre diff)
     POST /apply      body: topology YAML; validate, then apply the delta
 """
 
@@ -48,6 +50,10 @@ class Api:
                 status, body = 200, self.app.describe_switches()
             elif (method, path) == ("GET", "/fabric"):
                 status, body = 200, self.app.describe_fabric()
+            elif (method, path) == ("GET", "/flows"):
+                status, body = 200, self.app.describe_flows()
+            elif (method, path) == ("GET", "/diff"):
+                status, body = 200, self.app.describe_diff()
             elif (method, path) == ("POST", "/apply"):
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 text = environ["wsgi.input"].read(length).decode()

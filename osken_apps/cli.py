@@ -109,6 +109,61 @@ def cmd_show(args) -> int:
     return 0
 
 
+def _get(address: str, path: str) -> dict:
+    status, body = api.request(address, "GET", path)
+    if status != 200:
+        raise api.ApiError(f"controller at {address}: HTTP {status}: {body.get('error', '')}")
+    return body
+
+
+def cmd_flows(args) -> int:
+    import json
+    hosts = _get(args.api, "/flows")
+    if args.host and args.host not in hosts:
+        raise SystemExit(f"nsgre: no connected host {args.host!r}{_near(args.host, hosts)}")
+    shown = {}
+    for host, rows in hosts.items():
+        if args.host and host != args.host:
+            continue
+        keep = [r for r in rows
+                if (args.table is None or r["table"] == args.table)
+                and (args.network is None or r["serves"] == f"network {args.network}")
+                and (args.endpoint is None or r["serves"] == f"endpoint {args.endpoint}")]
+        shown[host] = keep
+    if args.json:
+        print(json.dumps(shown, indent=1))
+        return 0
+    for host, rows in shown.items():
+        print(f"{host}: {len(rows)} flows")
+        for r in rows:
+            print(f"  table {r['table']} prio {r['priority']:>3}  {r['serves']:<16} "
+                  f"pkts {r['packets']:>6}  {r['flow']} -> {r['actions']}")
+    return 0
+
+
+def cmd_diff(args) -> int:
+    import json
+    d = _get(args.api, "/diff")
+    if args.json:
+        print(json.dumps(d, indent=1))
+        return 0 if d["in_sync"] else 1
+    for host in d["not_connected"]:
+        print(f"{host}: NOT CONNECTED")
+    for host, entry in d["hosts"].items():
+        count = sum(len(v) for v in entry.values())
+        print(f"{host}: {'in sync' if not count else f'{count} differences'}")
+        for kind in ("missing", "unexpected", "changed"):
+            for row in entry[kind]:
+                print(f"  {kind:<10} {row['serves']:<16} {row['flow']}")
+    return 0 if d["in_sync"] else 1
+
+
+def _near(word, choices) -> str:
+    import difflib
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def cmd_controller(args) -> int:
     if args.topology:
         topology.load(args.topology)           # refuse a bad file before starting
@@ -202,6 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api", default=api.DEFAULT,
                    help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
     s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("flows", help="installed flows, named by network and endpoint, "
+                       "with packet counters (from the controller)")
+    s.add_argument("--host"), s.add_argument("--network"), s.add_argument("--endpoint")
+    s.add_argument("--table", type=int)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--api", default=api.DEFAULT, help="the controller's API (default: %(default)s)")
+    s.set_defaults(func=cmd_flows)
+
+    s = sub.add_parser("diff", help="desired against installed flows and groups per host; "
+                       "exit 0 in sync, 1 not")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--api", default=api.DEFAULT, help="the controller's API (default: %(default)s)")
+    s.set_defaults(func=cmd_diff)
 
     s = sub.add_parser("apply", help="send a new topology to the running controller: "
                        "validated first, then only the difference is programmed")

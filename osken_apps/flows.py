@@ -81,15 +81,22 @@ class Flow:
         """What OpenFlow uses to tell flows apart: table, priority, match."""
         return (self.table, self.priority, self.match)
 
-    def to_ofctl(self) -> str:
-        parts = [f"cookie={self.cookie:#x}", f"table={self.table}", f"priority={self.priority}"]
-        parts += [_match_ofctl(k, v) for k, v in self.match]
+    def match_ofctl(self) -> str:
+        return ",".join(_match_ofctl(k, v) for k, v in self.match)
+
+    def actions_ofctl(self) -> str:
         instr = [_action_ofctl(a) for a in self.actions]
         if self.write_metadata is not None:
             instr.append("write_metadata:%#x/%#x" % self.write_metadata)
         if self.goto is not None:
             instr.append(f"goto_table:{self.goto}")
-        return ",".join(parts) + " actions=" + (",".join(instr) or "drop")
+        return ",".join(instr) or "drop"
+
+    def to_ofctl(self) -> str:
+        parts = [f"cookie={self.cookie:#x}", f"table={self.table}", f"priority={self.priority}"]
+        if self.match:
+            parts.append(self.match_ofctl())
+        return ",".join(parts) + " actions=" + self.actions_ofctl()
 
 
 @dataclass(frozen=True, order=True)

@@ -22,9 +22,11 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
                                        MAIN_DISPATCHER, set_ev_cls)
 from os_ken.lib import hub
+from os_ken.app.ofctl import api as ofctl_api
 from os_ken.ofproto import ofproto_v1_3
 
 from osken_apps import api, flags, openflow, pipeline, reconcile, unix_socket
+from osken_apps.flows import Group
 import topology
 
 LOG = logging.getLogger("nsgre")
@@ -151,6 +153,68 @@ class NsgreApp(app_manager.OSKenApp):
                                 for a in e.attachments]}
         return {"source": t.source, "version": self.version, "tunnel": t.tunnel,
                 "hosts": hosts, "networks": networks, "endpoints": endpoints}
+
+    def fetch(self, state: "SwitchState"):
+        """Fresh from the switch: nsgre's flow stats (with counters) and its
+        groups.  Blocks this green thread only."""
+        dp = state.datapath
+        parser = dp.ofproto_parser
+        _, flow_req, group_req = openflow.state_requests(dp)
+        flows = [f for reply in ofctl_api.send_msg(self, flow_req, parser.OFPFlowStatsReply,
+                                                    reply_multi=True) for f in reply.body]
+        groups = [openflow.group_from_desc(g)
+                  for reply in ofctl_api.send_msg(self, group_req, parser.OFPGroupDescStatsReply,
+                                                  reply_multi=True)
+                  for g in reply.body if openflow.owned_group(g.group_id)]
+        return flows, groups
+
+    def describe_flows(self) -> dict:
+        """Installed nsgre flows per connected host, named and counted."""
+        out = {}
+        for state in sorted(self.switches.values(), key=lambda s: s.host):
+            stats, _ = self.fetch(state)
+            rows = []
+            for st in stats:
+                flow = openflow.flow_from_stats(st)
+                rows.append({"table": flow.table, "priority": flow.priority,
+                             "cookie": f"{flow.cookie:#x}",
+                             "serves": pipeline.cookie_meaning(self.topology, flow.cookie),
+                             "flow": flow.match_ofctl() or "(any)",
+                             "actions": flow.actions_ofctl(),
+                             "packets": st.packet_count, "bytes": st.byte_count})
+            out[state.host] = sorted(rows, key=lambda r: (r["table"], -r["priority"], r["flow"]))
+        return out
+
+    def describe_diff(self) -> dict:
+        """Desired against installed, per connected host."""
+        hosts = {}
+        for state in sorted(self.switches.values(), key=lambda s: s.host):
+            stats, groups = self.fetch(state)
+            flows = [openflow.flow_from_stats(st) for st in stats]
+            desired = pipeline.compute(self.topology, state.host, state.ports)
+            have = {f.identity(): f for f in flows}
+            entry = {"missing": [], "unexpected": [], "changed": []}
+            for op in reconcile.plan(flows, groups, desired.flows, desired.groups):
+                item = op.item
+                text = item.to_ofctl()
+                if isinstance(item, Group):
+                    serves = f"group {item.group_id}"
+                else:
+                    serves = pipeline.cookie_meaning(self.topology, item.cookie)
+                row = {"serves": serves, "flow": text}
+                if op.verb == "del_flow" or op.verb == "del_group":
+                    entry["unexpected"].append(row)
+                elif op.verb == "add_flow" and item.identity() not in have:
+                    entry["missing"].append(row)
+                elif op.verb == "add_group":
+                    entry["missing"].append(row)
+                else:
+                    entry["changed"].append(row)
+            hosts[state.host] = entry
+        in_sync = all(not any(e.values()) for e in hosts.values())
+        missing_hosts = [h for h in self.topology.hosts if h not in hosts]
+        return {"in_sync": in_sync and not missing_hosts, "hosts": hosts,
+                "not_connected": missing_hosts}
 
     def _audit_loop(self):
         """Re-read every switch now and then: a flow deleted or added by hand

@@ -59,6 +59,22 @@ def network_cookie(key: int) -> int:
     return T.cookie(T.KIND_NETWORK, key)
 
 
+def cookie_meaning(topo: Topology, value: int) -> str:
+    """What a cookie says, in topology terms: ``network net10``,
+    ``endpoint vm1``, ``base``, or ``not nsgre's``."""
+    decoded = T.decode_cookie(value)
+    if decoded is None:
+        return "not nsgre's"
+    kind, ident = decoded
+    if kind == "network":
+        name = next((n.name for n in topo.networks.values() if n.key == ident), None)
+        return f"network {name}" if name else f"network with key {ident} (not in the topology)"
+    if kind == "endpoint":
+        name = next((e for e in topo.endpoints if endpoint_cookie(e) == value), None)
+        return f"endpoint {name}" if name else "an endpoint not in the topology"
+    return kind
+
+
 def flood_groups(vlan: int) -> tuple[int, int]:
     """(flood to all, flood to local ports only) group ids of a local VLAN."""
     return T.GROUP_FLOOD_ALL_BASE + vlan, T.GROUP_FLOOD_LOCAL_BASE + vlan
