@@ -9,6 +9,7 @@ socket: only local users who may read the socket can change the fabric.
     GET  /fabric     the model joined with what the switches report (nsgre show)
     GET  /flows      installed nsgre flows per host, named, with counters
     GET  /diff       desired against installed per host (nsgre diff)
+    GET  /trace      ?src=&dst=&proto=&vlan=  a trace through the installed flows
     POST /apply      body: topology YAML; validate, then apply the delta
 """
 
@@ -18,6 +19,7 @@ import http.client
 import json
 import os
 import socket
+from urllib.parse import parse_qs
 
 DEFAULT = "/run/nsgre/api.sock"
 
@@ -54,6 +56,9 @@ class Api:
                 status, body = 200, self.app.describe_flows()
             elif (method, path) == ("GET", "/diff"):
                 status, body = 200, self.app.describe_diff()
+            elif (method, path) == ("GET", "/trace"):
+                q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+                status, body = self._trace(q)
             elif (method, path) == ("POST", "/apply"):
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 text = environ["wsgi.input"].read(length).decode()
@@ -68,6 +73,16 @@ class Api:
                        [("Content-Type", "application/json"),
                         ("Content-Length", str(len(data)))])
         return [data]
+
+
+    def _trace(self, q: dict) -> tuple[int, dict]:
+        from osken_apps.trace import TraceError
+        from osken_apps.simulator import SimulationError
+        try:
+            vlan = int(q["vlan"]) if q.get("vlan") else None
+            return 200, self.app.describe_trace(q["src"], q["dst"], q.get("proto", "icmp"), vlan)
+        except (KeyError, ValueError, TraceError, SimulationError) as exc:
+            return 400, {"error": str(exc)}
 
 
 def serve(app, address: str):

@@ -191,6 +191,26 @@ def cmd_draw(args) -> int:
     return 0
 
 
+def _trace_live(args, src: str, dst: str) -> int:
+    import json
+    from urllib.parse import urlencode
+    query = {"src": src, "dst": dst, "proto": args.proto}
+    if args.vlan is not None:
+        query["vlan"] = args.vlan
+    status, body = api.request(args.api, "GET", "/trace?" + urlencode(query))
+    if status != 200:
+        print(f"nsgre trace: {body.get('error', status)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({k: v for k, v in body.items() if k != "text"}, indent=2))
+        return 0
+    print("(live: through the flows installed on the switches)")
+    print(body["text"])
+    if not body["agrees_with_model"]:
+        print(f"  DIFFERS from the model, whose flows give: {body['model_verdict']}")
+    return 0
+
+
 def cmd_trace(args) -> int:
     import json
     from osken_apps import simulator, trace
@@ -198,6 +218,8 @@ def cmd_trace(args) -> int:
         print("nsgre trace: give [TOPO] SRC DST (or -t TOPO SRC DST)", file=sys.stderr)
         return 2
     *given, src, dst = args.where
+    if args.live:
+        return _trace_live(args, src, dst)
     topo = topology.load(given[0] if given else args.topology)
     try:
         result = trace.trace(topo, src, dst, args.proto, args.vlan)
@@ -307,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to send (default: %(default)s; arp: a broadcast ARP request)")
     s.add_argument("--vlan", type=int, metavar="V",
                    help="trunk SRC: the guest VLAN to send on; access SRC: send a tagged frame")
+    s.add_argument("--live", action="store_true",
+                   help="trace through the flows installed on the switches (asks the "
+                        "controller) and say where that differs from the model")
+    s.add_argument("--api", default=api.DEFAULT, help="the controller's API, for --live "
+                   "(default: %(default)s)")
     s.add_argument("--json", action="store_true", help="print the trace as JSON")
     s.set_defaults(func=cmd_trace)
     return p

@@ -216,6 +216,26 @@ class NsgreApp(app_manager.OSKenApp):
         return {"in_sync": in_sync and not missing_hosts, "hosts": hosts,
                 "not_connected": missing_hosts}
 
+    def describe_trace(self, src: str, dst: str, proto: str, vlan: int | None) -> dict:
+        """The trace through the flows installed right now, and whether the
+        model's flows (on the same ports) would give the same verdict."""
+        from osken_apps import trace as trace_mod
+        ports = {h: {} for h in self.topology.hosts}
+        installed = {h: pipeline.HostPipeline(h, (), ()) for h in self.topology.hosts}
+        for state in self.switches.values():
+            stats, groups = self.fetch(state)
+            ports[state.host] = dict(state.ports)
+            installed[state.host] = pipeline.HostPipeline(
+                state.host, tuple(openflow.flow_from_stats(st) for st in stats), tuple(groups))
+        live = trace_mod.trace(self.topology, src, dst, proto, vlan, ports=ports,
+                               pipelines=installed)
+        model = trace_mod.trace(self.topology, src, dst, proto, vlan, ports=ports)
+        result = live.to_dict()
+        result["text"] = live.text()
+        result["model_verdict"] = model.verdict
+        result["agrees_with_model"] = live.verdict == model.verdict
+        return result
+
     def _audit_loop(self):
         """Re-read every switch now and then: a flow deleted or added by hand
         in nsgre's cookie space is repaired within one interval."""

@@ -705,13 +705,16 @@ def plan(topo, ports, src_name: str, dst: str, proto: Proto, vlan: int | None) -
 # -- running it -------------------------------------------------------------------
 
 def trace(topo, src: str, dst: str, proto: str | Proto = "icmp", vlan: int | None = None,
-          ports=None) -> Trace:
+          ports=None, pipelines=None) -> Trace:
+    """``pipelines`` (host -> flows and groups) replaces the computed ones:
+    the flows actually installed, for ``nsgre trace --live``."""
     if isinstance(proto, str):
         proto = parse_proto(proto)
     ports = ports if ports is not None else sim.all_ports(topo)
     p = plan(topo, ports, src, dst, proto, vlan)
     names = _Names(topo, ports)
-    names.pipelines = {h: pl.compute(topo, h, ports.get(h, {})) for h in topo.hosts}
+    names.pipelines = dict(pipelines) if pipelines is not None else \
+        {h: pl.compute(topo, h, ports.get(h, {})) for h in topo.hosts}
     run = sim.inject(topo, ports, p.src.host, p.packet, pipelines=names.pipelines)
 
     hops, first_drop = [], None

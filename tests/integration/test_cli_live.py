@@ -52,3 +52,15 @@ def test_diff_is_clean_then_shows_a_flow_deleted_by_hand_in_topology_terms(kept)
     while nsgre("diff").returncode != 0:
         assert time.monotonic() < deadline
         time.sleep(0.5)
+
+
+def test_trace_live_follows_the_installed_flows_and_says_where_they_differ(kept):
+    clean = nsgre("trace", "--live", "vm1", "blue")
+    assert clean.returncode == 0, clean.stderr
+    assert "verdict: delivered to blue" in clean.stdout and "DIFFERS" not in clean.stdout
+    blue = topology.load().endpoint("blue")
+    kvm2 = emulation.HostOvs(emulation.RUN_DIR, "kvm2")
+    kvm2.ofctl("del-flows", "--strict", f"table=3,priority=100,dl_dst={blue.mac},dl_vlan=10")
+    drift = nsgre("trace", "--live", "vm1", "blue")
+    assert "verdict: dropped at kvm2 table 3 (forward)" in drift.stdout
+    assert "DIFFERS from the model, whose flows give: delivered to blue" in drift.stdout
