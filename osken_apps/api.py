@@ -10,6 +10,7 @@ socket: only local users who may read the socket can change the fabric.
     GET  /flows      installed nsgre flows per host, named, with counters
     GET  /diff       desired against installed per host (nsgre diff)
     GET  /trace      ?src=&dst=&proto=&vlan=  a trace through the installed flows
+    GET  /metrics    Prometheus text format
     POST /apply      body: topology YAML; validate, then apply the delta
 """
 
@@ -56,6 +57,11 @@ class Api:
                 status, body = 200, self.app.describe_flows()
             elif (method, path) == ("GET", "/diff"):
                 status, body = 200, self.app.describe_diff()
+            elif (method, path) == ("GET", "/metrics"):
+                data = self.app.metrics().encode()
+                start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4"),
+                                          ("Content-Length", str(len(data)))])
+                return [data]
             elif (method, path) == ("GET", "/trace"):
                 q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
                 status, body = self._trace(q)
@@ -106,9 +112,8 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def request(address: str, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
-    """(status, JSON body) from the controller at ``address``."""
+def _raw(address: str, method: str, path: str, body: bytes | None = None,
+         headers: dict | None = None, timeout: float = 30.0) -> tuple[int, bytes]:
     if address.startswith("unix:"):
         address = address[len("unix:"):]
     if "/" in address:
@@ -119,8 +124,25 @@ def request(address: str, method: str, path: str, body: bytes | None = None,
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
+        return response.status, response.read()
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise ApiError(f"controller at {address} unreachable: {exc}") from None
     finally:
         conn.close()
+
+
+def request(address: str, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
+    """(status, JSON body) from the controller at ``address``."""
+    status, data = _raw(address, method, path, body, headers, timeout)
+    try:
+        return status, json.loads(data or b"{}")
+    except ValueError as exc:
+        raise ApiError(f"controller at {address}: not JSON: {exc}") from None
+
+
+def request_text(address: str, path: str) -> str:
+    status, data = _raw(address, "GET", path)
+    if status != 200:
+        raise ApiError(f"controller at {address}: HTTP {status}")
+    return data.decode()

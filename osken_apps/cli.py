@@ -141,6 +141,11 @@ def cmd_flows(args) -> int:
     return 0
 
 
+def cmd_metrics(args) -> int:
+    print(api.request_text(args.api, "/metrics"), end="")
+    return 0
+
+
 def cmd_diff(args) -> int:
     import json
     d = _get(args.api, "/diff")
@@ -293,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--api", default=api.DEFAULT, help="the controller's API (default: %(default)s)")
     s.set_defaults(func=cmd_diff)
+
+    s = sub.add_parser("metrics", help="the controller's Prometheus metrics")
+    s.add_argument("--api", default=api.DEFAULT, help="the controller's API (default: %(default)s)")
+    s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("apply", help="send a new topology to the running controller: "
                        "validated first, then only the difference is programmed")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import signal
+import time
 from collections import Counter
 
 from os_ken import cfg
@@ -62,6 +63,11 @@ class NsgreApp(app_manager.OSKenApp):
         self.strangers: dict = {}       # connected datapaths of no host (yet): dpid -> dp
         self.version = 1
         self.bundle_ids = itertools.count(1)
+        # Counters for GET /metrics (Prometheus text format).
+        self.flow_mods_sent: Counter = Counter()       # host -> messages
+        self.switch_errors: Counter = Counter()        # host -> errors reported
+        self.reconciles = 0
+        self.reconcile_seconds = 0.0
         LOG.info("nsgre: topology %s: %s", self.topology.source, self.topology.summary())
         self.audit_interval = cfg.CONF.nsgre_audit_interval
         if self.audit_interval > 0:
@@ -236,6 +242,35 @@ class NsgreApp(app_manager.OSKenApp):
         result["agrees_with_model"] = live.verdict == model.verdict
         return result
 
+    def metrics(self) -> str:
+        """Prometheus text exposition of the controller's state."""
+        lines = []
+
+        def metric(name, kind, doc, samples):
+            lines.extend([f"# HELP {name} {doc}", f"# TYPE {name} {kind}"])
+            for labels, value in samples:
+                label = ",".join(f'{k}="{v}"' for k, v in labels.items())
+                lines.append(f"{name}{{{label}}} {value}" if label else f"{name} {value}")
+
+        metric("nsgre_switches_connected", "gauge", "hosts whose bridge is connected",
+               [({}, len(self.switches))])
+        metric("nsgre_hosts", "gauge", "hosts in the topology in force",
+               [({}, len(self.topology.hosts))])
+        metric("nsgre_topology_version", "gauge", "topology applications since start",
+               [({}, self.version)])
+        per_table = Counter((s.host, f.table) for s in self.switches.values() for f in s.flows)
+        metric("nsgre_flows_installed", "gauge", "nsgre flows per host and table",
+               [({"host": h, "table": t}, n) for (h, t), n in sorted(per_table.items())])
+        metric("nsgre_flow_mods_sent_total", "counter", "flow and group mods sent per host",
+               [({"host": h}, n) for h, n in sorted(self.flow_mods_sent.items())])
+        metric("nsgre_reconcile_runs_total", "counter", "reconciliations run",
+               [({}, self.reconciles)])
+        metric("nsgre_reconcile_seconds_total", "counter", "time spent reconciling",
+               [({}, round(self.reconcile_seconds, 6))])
+        metric("nsgre_switch_errors_total", "counter", "error messages from switches",
+               [({"host": h}, n) for h, n in sorted(self.switch_errors.items())])
+        return "\n".join(lines) + "\n"
+
     def _audit_loop(self):
         """Re-read every switch now and then: a flow deleted or added by hand
         in nsgre's cookie space is repaired within one interval."""
@@ -336,6 +371,7 @@ class NsgreApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def switch_error(self, ev):
         state = self.switches.get(ev.msg.datapath.id)
+        self.switch_errors[state.host if state else f"{ev.msg.datapath.id:016x}"] += 1
         LOG.error("nsgre: %s rejected a message: type=%d code=%d",
                   state.host if state else f"{ev.msg.datapath.id:016x}",
                   ev.msg.type, ev.msg.code)
@@ -344,9 +380,12 @@ class NsgreApp(app_manager.OSKenApp):
     def sync(self, state: SwitchState):
         """Send the switch the difference between what it holds and what it
         should hold; nothing at all when they agree."""
+        started = time.monotonic()
         desired = pipeline.compute(self.topology, state.host, state.ports)
         ops = reconcile.plan(state.flows, state.groups, desired.flows, desired.groups)
         self.send_plan(state, ops)
+        self.reconciles += 1
+        self.reconcile_seconds += time.monotonic() - started
         state.flows, state.groups = list(desired.flows), list(desired.groups)
         verbs = Counter(op.verb for op in ops)
         LOG.info("nsgre: %s programmed: %d flows, %d groups (%d changes sent%s)",
@@ -360,6 +399,7 @@ class NsgreApp(app_manager.OSKenApp):
         it or none of it, and never forwards with half a change."""
         if not ops:
             return
+        self.flow_mods_sent[state.host] += len(ops)
         dp = state.datapath
         ofp, parser = dp.ofproto, dp.ofproto_parser
         bundle = next(self.bundle_ids)

@@ -64,3 +64,15 @@ def test_trace_live_follows_the_installed_flows_and_says_where_they_differ(kept)
     drift = nsgre("trace", "--live", "vm1", "blue")
     assert "verdict: dropped at kvm2 table 3 (forward)" in drift.stdout
     assert "DIFFERS from the model, whose flows give: delivered to blue" in drift.stdout
+
+
+def test_metrics_count_switches_flows_and_flow_mods(kept):
+    result = nsgre("metrics")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "nsgre_switches_connected 2" in lines
+    assert "nsgre_topology_version 1" in lines
+    assert any(line.startswith('nsgre_flows_installed{host="kvm1",table="0"} ') for line in lines)
+    sent = [int(line.split()[-1]) for line in lines
+            if line.startswith('nsgre_flow_mods_sent_total{host="kvm1"}')]
+    assert sent and sent[0] > 0
