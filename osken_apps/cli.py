@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="the running fabric: hosts (connected, datapath, "
                        "tunnels), networks (key, local VLANs), endpoints (port, ofport, MAC, IP)")
-    s.add_argument("--api", default=api.DEFAULT,
+    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
                    help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
     s.set_defaults(func=cmd_show)
 
@@ -290,23 +290,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host"), s.add_argument("--network"), s.add_argument("--endpoint")
     s.add_argument("--table", type=int)
     s.add_argument("--json", action="store_true")
-    s.add_argument("--api", default=api.DEFAULT, help="the controller's API (default: %(default)s)")
+    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
+                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
     s.set_defaults(func=cmd_flows)
 
     s = sub.add_parser("diff", help="desired against installed flows and groups per host; "
                        "exit 0 in sync, 1 not")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--api", default=api.DEFAULT, help="the controller's API (default: %(default)s)")
+    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
+                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
     s.set_defaults(func=cmd_diff)
 
     s = sub.add_parser("metrics", help="the controller's Prometheus metrics")
-    s.add_argument("--api", default=api.DEFAULT, help="the controller's API (default: %(default)s)")
+    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
+                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
     s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("apply", help="send a new topology to the running controller: "
                        "validated first, then only the difference is programmed")
     s.add_argument("file", help="topology YAML")
-    s.add_argument("--api", default=api.DEFAULT,
+    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
                    help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
     s.set_defaults(func=cmd_apply)
 
@@ -341,8 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--live", action="store_true",
                    help="trace through the flows installed on the switches (asks the "
                         "controller) and say where that differs from the model")
-    s.add_argument("--api", default=api.DEFAULT, help="the controller's API, for --live "
-                   "(default: %(default)s)")
+    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
+                   help="the controller's API, for --live (default: %(default)s)")
     s.add_argument("--json", action="store_true", help="print the trace as JSON")
     s.set_defaults(func=cmd_trace)
     return p
