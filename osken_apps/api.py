@@ -8,6 +8,8 @@ socket: only local users who may read the socket can change the fabric.
     GET  /switches   connected hosts, their datapath ids and ports
     GET  /fabric     the model joined with what the switches report (nsgre show)
     GET  /flows      installed nsgre flows per host, named, with counters
+    GET  /groups     installed nsgre groups per host, with counters
+    GET  /desired    what each connected host should hold (ovs-ofctl text)
     GET  /diff       desired against installed per host (nsgre diff)
     GET  /trace      ?src=&dst=&proto=&vlan=  a trace through the installed flows
     GET  /metrics    Prometheus text format
@@ -55,6 +57,10 @@ class Api:
                 status, body = 200, self.app.describe_fabric()
             elif (method, path) == ("GET", "/flows"):
                 status, body = 200, self.app.describe_flows()
+            elif (method, path) == ("GET", "/groups"):
+                status, body = 200, self.app.describe_groups()
+            elif (method, path) == ("GET", "/desired"):
+                status, body = 200, self.app.describe_desired()
             elif (method, path) == ("GET", "/diff"):
                 status, body = 200, self.app.describe_diff()
             elif (method, path) == ("GET", "/metrics"):

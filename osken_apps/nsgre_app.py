@@ -191,6 +191,37 @@ class NsgreApp(app_manager.OSKenApp):
             out[state.host] = sorted(rows, key=lambda r: (r["table"], -r["priority"], r["flow"]))
         return out
 
+    def describe_groups(self) -> dict:
+        """Installed nsgre groups per connected host, with their counters."""
+        out = {}
+        for state in sorted(self.switches.values(), key=lambda s: s.host):
+            dp = state.datapath
+            _, groups = self.fetch(state)
+            replies = ofctl_api.send_msg(
+                self, dp.ofproto_parser.OFPGroupStatsRequest(dp, 0, dp.ofproto.OFPG_ALL),
+                dp.ofproto_parser.OFPGroupStatsReply, reply_multi=True)
+            counters = {g.group_id: g for r in replies for g in r.body}
+            out[state.host] = [
+                {"group": g.to_ofctl(), "network": self._group_network(state.host, g.group_id),
+                 "packets": counters[g.group_id].packet_count if g.group_id in counters else None,
+                 "bytes": counters[g.group_id].byte_count if g.group_id in counters else None}
+                for g in groups]
+        return out
+
+    def _group_network(self, host: str, group_id: int) -> str | None:
+        vlan = group_id % 4096
+        return next((n.name for n in self.topology.networks_on(host)
+                     if self.topology.local_vlan(host, n.name) == vlan), None)
+
+    def describe_desired(self) -> dict:
+        """What each connected host should hold, as ovs-ofctl text."""
+        out = {}
+        for state in sorted(self.switches.values(), key=lambda s: s.host):
+            want = pipeline.compute(self.topology, state.host, state.ports)
+            out[state.host] = {"flows": [f.to_ofctl() for f in want.flows],
+                               "groups": [g.to_ofctl() for g in want.groups]}
+        return out
+
     def describe_diff(self) -> dict:
         """Desired against installed, per connected host."""
         hosts = {}

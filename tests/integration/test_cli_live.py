@@ -76,3 +76,16 @@ def test_metrics_count_switches_flows_and_flow_mods(kept):
     sent = [int(line.split()[-1]) for line in lines
             if line.startswith('nsgre_flow_mods_sent_total{host="kvm1"}')]
     assert sent and sent[0] > 0
+
+
+def test_the_api_serves_groups_with_counters_and_the_desired_state(kept):
+    from osken_apps import api
+    status, groups = api.request(api.DEFAULT, "GET", "/groups")
+    assert status == 200
+    assert {g["network"] for g in groups["kvm1"]} == {"net10", "net20"}
+    assert all(g["packets"] is not None for g in groups["kvm1"])
+    status, desired = api.request(api.DEFAULT, "GET", "/desired")
+    assert status == 200
+    installed = nsgre("flows", "--host", "kvm1", "--json")
+    assert len(desired["kvm1"]["flows"]) == len(json.loads(installed.stdout)["kvm1"])
+    assert len(desired["kvm1"]["groups"]) == len(groups["kvm1"])
