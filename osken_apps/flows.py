@@ -85,7 +85,7 @@ class Flow:
         return ",".join(_match_ofctl(k, v) for k, v in self.match)
 
     def actions_ofctl(self) -> str:
-        instr = [_action_ofctl(a) for a in self.actions]
+        instr = [action_ofctl(a) for a in self.actions]
         if self.write_metadata is not None:
             instr.append("write_metadata:%#x/%#x" % self.write_metadata)
         if self.goto is not None:
@@ -106,7 +106,7 @@ class Group:
     type: str = "all"
 
     def to_ofctl(self) -> str:
-        buckets = ",".join("bucket=actions=" + ",".join(_action_ofctl(a) for a in b)
+        buckets = ",".join("bucket=actions=" + ",".join(action_ofctl(a) for a in b)
                            for b in self.buckets)
         return f"group_id={self.group_id},type={self.type}" + (f",{buckets}" if buckets else "")
 
@@ -139,7 +139,7 @@ def _fmt(v) -> str:
     return f"{v:#x}" if isinstance(v, int) and v > 9 else str(v)
 
 
-def _action_ofctl(action: Action) -> str:
+def action_ofctl(action: Action) -> str:
     kind = action[0]
     if kind == "output":
         return "IN_PORT" if action[1] == OFPP_IN_PORT else f"output:{action[1]}"
@@ -155,4 +155,6 @@ def _action_ofctl(action: Action) -> str:
         _, fld, value = action
         shown = f"{value:#x}" if isinstance(value, int) else value
         return f"set_field:{shown}->{_OFCTL_FIELDS.get(fld, fld)}"
+    if kind == "unknown":              # reported by a switch, not one nsgre writes
+        return f"unknown({action[1]})"
     raise ValueError(f"unknown action {action!r}")

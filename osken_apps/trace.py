@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from osken_apps import pipeline as pl
 from osken_apps import simulator as sim
+from osken_apps import flows as flows_mod
 from osken_apps import tables as T
 
 BRIDGE = "br-int"
@@ -358,23 +359,6 @@ def _match_text(names: _Names, host: str, flow) -> str:
     return ",".join(parts) or "(any)"
 
 
-def _action_text(action) -> str:
-    from osken_apps import flows
-    try:
-        return flows._action_ofctl(action)
-    except Exception:               # an action flows.py does not print (yet)
-        return ":".join(str(a) for a in action)
-
-
-def _actions_text(flow) -> str:
-    parts = [_action_text(a) for a in flow.actions]
-    if flow.write_metadata is not None:
-        parts.append("write_metadata:%#x/%#x" % flow.write_metadata)
-    if flow.goto is not None:
-        parts.append(f"goto_table:{flow.goto}")
-    return ",".join(parts) or "drop"
-
-
 def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> list[str]:
     """Plain words for an action list; ``packet`` is the packet before it."""
     sets = {a[1]: a[2] for a in actions if a[0] == "set_field"}
@@ -441,7 +425,7 @@ def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> l
         elif kind == "group":
             said.append(_explain_group(names, host, a[1], packet))
         else:
-            said.append(f"{_action_text(a)}")
+            said.append(flows_mod.action_ofctl(a))
         i += 1
     return said
 
@@ -752,7 +736,7 @@ def trace(topo, src: str, dst: str, proto: str | Proto = "icmp", vlan: int | Non
                 text = ", ".join(said)
                 info = StepInfo(st.table, tname, flow.priority, flow.cookie,
                                 names.cookie(flow.cookie), _match_text(names, host, flow),
-                                _actions_text(flow), text[:1].upper() + text[1:], dropped,
+                                flow.actions_ofctl(), text[:1].upper() + text[1:], dropped,
                                 reason)
             hop.steps.append(info)
             if info.dropped and first_drop is None:
