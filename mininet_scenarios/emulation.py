@@ -274,7 +274,8 @@ class Emulation:
         topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
         proc = subprocess.Popen(
             [sys.executable, "-m", "osken_apps.cli", "controller", *topo_args,
-             "--listen", str(sock), "--api", str(self.run_dir / "api.sock")],
+             "--listen", str(sock), "--api", str(self.run_dir / "api.sock"),
+             "--ovsdb", f"unix:{self.run_dir}/hosts/{{host}}/db.sock"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.state.add_process(proc.pid, "osken_apps.cli")
         self.state.data["files"] += [str(sock), str(self.run_dir / "api.sock")]

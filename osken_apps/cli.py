@@ -173,7 +173,8 @@ def cmd_controller(args) -> int:
     if args.topology:
         topology.load(args.topology)           # refuse a bad file before starting
     argv = ["osken-manager", "--user-flags", str(FLAGS), "--ofp-listen-host", args.listen,
-            "--ofp-tcp-listen-port", str(args.port), "--nsgre-api", args.api, str(APP)]
+            "--ofp-tcp-listen-port", str(args.port), "--nsgre-api", args.api,
+            "--nsgre-ovsdb", args.ovsdb, str(APP)]
     if args.topology:
         argv += ["--nsgre-topology", str(Path(args.topology).resolve())]
     if args.listen.startswith("/") and os.path.exists(args.listen):
@@ -277,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api", default=api.DEFAULT,
                    help="where the HTTP API listens: a Unix socket path or HOST:PORT "
                         "(default: %(default)s)")
+    s.add_argument("--ovsdb", default="", metavar="TEMPLATE",
+                   help="each host's OVSDB remote, with {host} and {underlay_ip}, e.g. "
+                        "tcp:{underlay_ip}:6640: keep tunnel ports in step over OVSDB")
     s.set_defaults(func=cmd_controller)
 
     s = sub.add_parser("show", help="the running fabric: hosts (connected, datapath, "

@@ -18,7 +18,12 @@ AUDIT = cfg.FloatOpt("nsgre-audit-interval", default=5.0,
 API = cfg.StrOpt("nsgre-api", default="/run/nsgre/api.sock",
                  help="where the HTTP API listens: a Unix socket path, or HOST:PORT "
                       "('' turns it off)")
-OPTIONS = (TOPOLOGY, AUDIT, API)
+OVSDB = cfg.StrOpt("nsgre-ovsdb", default="",
+                   help="each host's OVSDB remote, a template with {host} and "
+                        "{underlay_ip} (e.g. tcp:{underlay_ip}:6640); when set, the "
+                        "controller keeps every host's tunnel ports in step with the "
+                        "topology over OVSDB")
+OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB)
 
 
 def register(conf):

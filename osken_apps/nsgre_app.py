@@ -26,7 +26,7 @@ from os_ken.lib import hub
 from os_ken.app.ofctl import api as ofctl_api
 from os_ken.ofproto import ofproto_v1_3
 
-from osken_apps import api, flags, openflow, pipeline, reconcile, unix_socket
+from osken_apps import api, flags, openflow, ovsdb, pipeline, reconcile, unix_socket
 from osken_apps.flows import Group
 import topology
 
@@ -73,6 +73,7 @@ class NsgreApp(app_manager.OSKenApp):
         if self.audit_interval > 0:
             hub.spawn(self._audit_loop)
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload))
+        self.sync_tunnels(self.topology)
         if cfg.CONF.nsgre_api:
             hub.spawn(api.serve, self, cfg.CONF.nsgre_api)
             LOG.info("nsgre: API on %s", cfg.CONF.nsgre_api)
@@ -94,10 +95,35 @@ class NsgreApp(app_manager.OSKenApp):
             return 400, {"ok": False, "problems": exc.problems}
         return 200, {"ok": True, "topology": new.summary(), "changes": self.apply(new)}
 
+    def sync_tunnels(self, topo):
+        """With --nsgre-ovsdb, give every host exactly one tunnel port per
+        peer over OVSDB (hosts joining and leaving), each in its own green
+        thread so a host whose OVSDB is down delays nobody."""
+        template = cfg.CONF.nsgre_ovsdb
+        if not template:
+            return
+        for host in topo.hosts.values():
+            remote = template.format(host=host.name, underlay_ip=host.underlay_ip)
+            hub.spawn(self._sync_host_tunnels, topo, host.name, remote)
+
+    @staticmethod
+    def _sync_host_tunnels(topo, host: str, remote: str):
+        try:
+            with ovsdb.Ovsdb(remote, timeout=5) as db:
+                if db.bridge(ovsdb.BRIDGE) is None:
+                    LOG.warning("nsgre: %s has no %s yet (run nsgre prepare-host)",
+                                host, ovsdb.BRIDGE)
+                    return
+                db.sync_tunnels(ovsdb.BRIDGE, ovsdb.tunnel_ports(topo, host))
+            LOG.info("nsgre: %s tunnels in step over OVSDB (%s)", host, remote)
+        except (ovsdb.OvsdbError, OSError) as exc:
+            LOG.warning("nsgre: %s: tunnels not updated over OVSDB: %s", host, exc)
+
     def apply(self, new) -> dict:
         """Make ``new`` (validated, allocated around the topology in force)
         the topology in force; send each switch only its delta."""
         self.topology = new
+        self.sync_tunnels(new)
         self.version += 1
         LOG.info("nsgre: topology %s reloaded: %s", new.source, new.summary())
         changes = {}

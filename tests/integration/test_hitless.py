@@ -228,3 +228,40 @@ def test_apply_to_a_kept_emulation_adds_and_removes_a_host_without_losing_a_pack
             assert missing == 0, (missing, sent)
     finally:
         assert run("--down").returncode == 0
+
+
+def test_the_controller_removes_and_restores_tunnel_ports_over_ovsdb_as_hosts_leave_and_join(
+        up, controller, tmp_path):
+    api = tmp_path / "api.sock"
+    ctl = controller("osken_apps/nsgre_app.py",
+                     extra=["--user-flags", "osken_apps/flags.py", "--nsgre-api", str(api),
+                            "--nsgre-ovsdb", "unix:/run/nsgre/hosts/{host}/db.sock"])
+    seed = topology.load()
+    emu = up(seed, controller=ctl.target)
+    wait_programmed(ctl, seed.hosts)
+    kvm1 = emu.ovs["kvm1"]
+    alone = tmp_path / "alone.yaml"          # kvm2 leaves, with its endpoints
+    alone.write_text("hosts:\n  kvm1: {underlay_ip: 198.18.0.1}\n"
+                     "networks:\n  net10: {key: 10}\n  net20: {key: 20}\n"
+                     "endpoints:\n"
+                     "  vm1: {host: kvm1, kind: vm, network: net10, ip: 10.1.1.2/24}\n"
+                     "  red: {host: kvm1, kind: namespace, network: net20, ip: 10.1.2.1/24}\n")
+    assert nsgre("apply", str(alone), "--api", str(api)).returncode == 0
+
+    def ports():
+        return kvm1.vsctl("list-ports", "br-int").split()
+
+    deadline = time.monotonic() + 5
+    while "gre-kvm2" in ports():
+        assert time.monotonic() < deadline, ctl.log.read_text()
+        time.sleep(0.1)
+    back = tmp_path / "back.yaml"
+    back.write_text(topology.seed_text())
+    assert nsgre("apply", str(back), "--api", str(api)).returncode == 0
+    while "gre-kvm2" not in ports():
+        assert time.monotonic() < deadline + 5, ctl.log.read_text()
+        time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while subprocess.run(["ip", "netns", "exec", "blue", "ping", "-c", "1", "-W", "0.5",
+                          "10.1.1.2"], capture_output=True).returncode:
+        assert time.monotonic() < deadline, ctl.log.read_text()
