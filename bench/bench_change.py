@@ -53,33 +53,26 @@ def main(argv=None) -> int:
     added = text + f"  newcomer: {{host: {host}, kind: vm, network: {net}, ip: 10.250.0.1/16}}\n"
 
     # What the switches hold before the change: the controller already knows it.
-    final = simulator.all_ports(topology.parse(added, "fabric.yaml", previous=old))
-    newcomer_port = topology.parse(added, "fabric.yaml", previous=old).endpoint("newcomer").port
+    grown = topology.parse(added, "fabric.yaml", previous=old)
+    newcomer_port = grown.endpoint("newcomer").port
+    final = simulator.all_ports(grown)
     installed = {h: pipeline.compute(old, h, {p: n for p, n in final[h].items()
                                               if p != newcomer_port})
                  for h in old.hosts}
+    nothing = {h: pipeline.HostPipeline(h, (), ()) for h in old.hosts}
 
-    def incremental():
+    def apply_change(held):
+        """Reload, recompute every host, plan against what ``held`` says is there."""
         new = topology.parse(added, "fabric.yaml", previous=old)
         ports = simulator.all_ports(new)
         ops = {}
         for h in new.hosts:
             after = pipeline.compute(new, h, ports[h])
-            before = installed[h]
-            ops[h] = reconcile.plan(before.flows, before.groups, after.flows, after.groups)
+            ops[h] = reconcile.plan(held[h].flows, held[h].groups, after.flows, after.groups)
         return ops
 
-    def full_resync():
-        new = topology.parse(added, "fabric.yaml", previous=old)
-        ports = simulator.all_ports(new)
-        ops = {}
-        for h in new.hosts:
-            after = pipeline.compute(new, h, ports[h])
-            ops[h] = reconcile.plan((), (), after.flows, after.groups)
-        return ops
-
-    t_inc, inc = best(incremental)
-    t_full, full = best(full_resync)
+    t_inc, inc = best(lambda: apply_change(installed))
+    t_full, full = best(lambda: apply_change(nothing))
     n_inc = sum(len(v) for v in inc.values())
     n_full = sum(len(v) for v in full.values())
     lines = [

@@ -252,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     def with_topology(s):
         s.add_argument("-t", "--topology", help="topology YAML (default: embedded seed)")
 
+    def with_controller(s):
+        s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
+                       help="the running controller's API: unix:PATH, PATH or HOST:PORT "
+                            "(default: %(default)s)")
+
     s = sub.add_parser("pipeline", help="print the flows and groups a host should hold "
                        "(ovs-ofctl syntax, from the model alone)")
     s.add_argument("host")
@@ -285,8 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="the running fabric: hosts (connected, datapath, "
                        "tunnels), networks (key, local VLANs), endpoints (port, ofport, MAC, IP)")
-    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
-                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
+    with_controller(s)
     s.set_defaults(func=cmd_show)
 
     s = sub.add_parser("flows", help="installed flows, named by network and endpoint, "
@@ -294,27 +298,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host"), s.add_argument("--network"), s.add_argument("--endpoint")
     s.add_argument("--table", type=int)
     s.add_argument("--json", action="store_true")
-    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
-                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
+    with_controller(s)
     s.set_defaults(func=cmd_flows)
 
     s = sub.add_parser("diff", help="desired against installed flows and groups per host; "
                        "exit 0 in sync, 1 not")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
-                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
+    with_controller(s)
     s.set_defaults(func=cmd_diff)
 
     s = sub.add_parser("metrics", help="the controller's Prometheus metrics")
-    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
-                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
+    with_controller(s)
     s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("apply", help="send a new topology to the running controller: "
                        "validated first, then only the difference is programmed")
     s.add_argument("file", help="topology YAML")
-    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
-                   help="the controller's API: unix:PATH, PATH or HOST:PORT (default: %(default)s)")
+    with_controller(s)
     s.set_defaults(func=cmd_apply)
 
     s = sub.add_parser("draw", help="draw the topology: hosts as boxes holding their VMs "
@@ -348,8 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--live", action="store_true",
                    help="trace through the flows installed on the switches (asks the "
                         "controller) and say where that differs from the model")
-    s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
-                   help="the controller's API, for --live (default: %(default)s)")
+    with_controller(s)
     s.add_argument("--json", action="store_true", help="print the trace as JSON")
     s.set_defaults(func=cmd_trace)
     return p
