@@ -29,6 +29,7 @@ from os_ken.ofproto import ofproto_v1_3
 from osken_apps import api, flags, openflow, ovsdb, pipeline, reconcile, unix_socket
 from osken_apps.flows import Group
 import topology
+from topology import diff
 
 LOG = logging.getLogger("nsgre")
 
@@ -36,15 +37,14 @@ flags.register(cfg.CONF)
 unix_socket.install()
 
 
-class SwitchState:
+class SwitchState(reconcile.Held):
     """What the controller knows of one connected bridge."""
 
     def __init__(self, datapath, host: str):
+        super().__init__()
         self.datapath = datapath
         self.host = host
         self.ports: dict[str, int] = {}
-        self.flows: list = []           # nsgre's flows on the switch, as records
-        self.groups: list = []          # nsgre's groups on the switch
         self.waiting = {"ports", "flows", "groups"}   # state replies still to come
 
     @property
@@ -122,23 +122,25 @@ class NsgreApp(app_manager.OSKenApp):
     def apply(self, new) -> dict:
         """Make ``new`` (validated, allocated around the topology in force)
         the topology in force; send each switch only its delta."""
-        self.topology = new
+        old, self.topology = self.topology, new
         self.sync_tunnels(new)
         self.version += 1
-        LOG.info("nsgre: topology %s reloaded: %s", new.source, new.summary())
+        touched = diff.hosts_touched(old, new, diff.changed_networks(old, new))
+        LOG.info("nsgre: topology %s reloaded: %s; %d networks changed on %d hosts",
+                 new.source, new.summary(), len(set().union(*touched.values())), len(touched))
         changes = {}
         for dpid, state in list(self.switches.items()):
             host = new.host_by_dpid(dpid)
             if host is None:
                 LOG.warning("nsgre: %s left the topology; removing nsgre's flows", state.host)
-                ops = reconcile.plan(state.flows, state.groups, (), ())
+                ops = reconcile.plan(state.flows.values(), state.groups.values(), (), ())
                 self.send_plan(state, ops)
                 changes[state.host] = len(ops)
                 del self.switches[dpid]
                 self.strangers[dpid] = state.datapath
             elif state.ready:
                 state.host = host.name
-                changes[host.name] = self.sync(state)
+                changes[host.name] = self.sync(state, touched.get(host.name, set()))
         for dpid, dp in list(self.strangers.items()):
             host = new.host_by_dpid(dpid)
             if host is not None:                   # a host that joined
@@ -315,7 +317,8 @@ class NsgreApp(app_manager.OSKenApp):
                [({}, len(self.topology.hosts))])
         metric("nsgre_topology_version", "gauge", "topology applications since start",
                [({}, self.version)])
-        per_table = Counter((s.host, f.table) for s in self.switches.values() for f in s.flows)
+        per_table = Counter((s.host, f.table) for s in self.switches.values()
+                            for f in s.flows.values())
         metric("nsgre_flows_installed", "gauge", "nsgre flows per host and table",
                [({"host": h, "table": t}, n) for (h, t), n in sorted(per_table.items())])
         metric("nsgre_flow_mods_sent_total", "counter", "flow and group mods sent per host",
@@ -342,9 +345,9 @@ class NsgreApp(app_manager.OSKenApp):
         if "ports" in parts:
             state.ports = {}
         if "flows" in parts:
-            state.flows = []
+            state.flows = {}
         if "groups" in parts:
-            state.groups = []
+            state.groups = {}
         dp = state.datapath
         for part, request in zip(("ports", "flows", "groups"), openflow.state_requests(dp)):
             if part in parts:
@@ -396,14 +399,14 @@ class NsgreApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats(self, ev):
         def collect(state, ofp, body):
-            state.flows += [openflow.flow_from_stats(f) for f in body]
+            state.flows.update((f.identity(), f) for f in map(openflow.flow_from_stats, body))
         self._reply(ev, "flows", collect)
 
     @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
     def group_desc(self, ev):
         def collect(state, ofp, body):
-            state.groups += [openflow.group_from_desc(g) for g in body
-                             if openflow.owned_group(g.group_id)]
+            state.groups.update((g.group_id, openflow.group_from_desc(g)) for g in body
+                                if openflow.owned_group(g.group_id))
         self._reply(ev, "groups", collect)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
@@ -423,7 +426,7 @@ class NsgreApp(app_manager.OSKenApp):
         LOG.info("nsgre: %s port %s is %s", state.host, name,
                  "gone" if ev.msg.reason == ofp.OFPPR_DELETE else f"ofport {port.port_no}")
         if state.ready:
-            self.sync(state)
+            self.sync(state, pipeline.networks_using_port(self.topology, state.host, name))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def switch_error(self, ev):
@@ -434,19 +437,25 @@ class NsgreApp(app_manager.OSKenApp):
                   ev.msg.type, ev.msg.code)
 
     # -- programming -------------------------------------------------------
-    def sync(self, state: SwitchState):
+    def sync(self, state: SwitchState, networks=None):
         """Send the switch the difference between what it holds and what it
-        should hold; nothing at all when they agree."""
+        should hold; nothing at all when they agree.  With ``networks``, only
+        those networks' pieces are recomputed and compared (a topology change
+        or a port coming and going): the work is that of the change, and the
+        audit still compares everything every interval."""
         started = time.monotonic()
-        desired = pipeline.compute(self.topology, state.host, state.ports)
-        ops = reconcile.plan(state.flows, state.groups, desired.flows, desired.groups)
+        host = state.host
+        if networks is None:
+            ops = state.resync(self.topology, host, state.ports)
+        else:
+            ops = state.update(self.topology, host, state.ports, networks)
         self.send_plan(state, ops)
         self.reconciles += 1
         self.reconcile_seconds += time.monotonic() - started
-        state.flows, state.groups = list(desired.flows), list(desired.groups)
         verbs = Counter(op.verb for op in ops)
-        LOG.info("nsgre: %s programmed: %d flows, %d groups (%d changes sent%s)",
-                 state.host, len(desired.flows), len(desired.groups), len(ops),
+        LOG.info("nsgre: %s %s: %d flows, %d groups (%d changes sent%s)",
+                 host, "programmed" if networks is None else f"{len(networks)} networks updated",
+                 len(state.flows), len(state.groups), len(ops),
                  "".join(f", {n} {verb}" for verb, n in sorted(verbs.items())))
         return len(ops)
 

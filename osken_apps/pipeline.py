@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from osken_apps import tables as T
 from osken_apps.flows import (Flow, Group, group, move, output, pop_vlan, push_vlan,
@@ -41,6 +41,13 @@ from topology import Topology
 
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 LINK_LOCAL = ("fe80::", "ffc0::")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What one network contributes to one host's bridge."""
+    flows: tuple[Flow, ...]
+    groups: tuple[Group, ...]
 
 
 @dataclass(frozen=True)
@@ -109,91 +116,152 @@ def _arp_answer(vlan: int, ep, address, cookie: int) -> Flow:
         cookie=cookie)
 
 
-def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline:
-    """Flows and groups for ``host``'s bridge holding ``ports``; every flow
-    is checked against its table's declaration in ``tables``."""
-    flows: list[Flow] = []
-    groups: list[Group] = []
+def base_flows() -> tuple[Flow, ...]:
+    """What every bridge holds whatever the topology: the default drops and
+    the ARP table's fall-through."""
     base = T.cookie(T.KIND_BASE)
-    for table in (T.CLASSIFY, T.TAG, T.FORWARD):
-        flows.append(Flow.make(table.id, T.PRIO_DROP, cookie=base))
+    flows = [Flow.make(table.id, T.PRIO_DROP, cookie=base)
+             for table in (T.CLASSIFY, T.TAG, T.FORWARD)]
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NO_ARP, {"eth_type": 0x0806}, cookie=base))
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NEXT, goto=T.TAG.id, cookie=base))
+    return tuple(flows)
 
-    tunnels = {}     # peer host name -> ofport of the tunnel to it
+
+def tunnel_ports(topo: Topology, host: str, ports: Mapping[str, int]) -> dict[str, int]:
+    """Peer host name -> OpenFlow port of the tunnel to it, for tunnels present."""
+    tunnels = {}
     for peer in topo.peers(host):
         ofport = ports.get(topo.tunnel_port(host, peer.name))
         if ofport is not None:
             tunnels[peer.name] = ofport
+    return tunnels
 
+
+def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, int],
+                  tunnels: Mapping[str, int]) -> Piece:
+    """The flows and groups one network needs on ``host``'s bridge.  They
+    depend only on its view (``topology.diff.network_views``) and on the ports of
+    its local members and of the tunnels to hosts carrying it, which is what
+    lets a change recompute only the networks it touches."""
+    net = topo.network(network)
+    flows: list[Flow] = []
+    groups: list[Group] = []
     origin = T.META_VLAN_MASK | T.FROM_TRUNK
-    for net in topo.networks_on(host):
-        vlan = topo.local_vlan(host, net.name)
-        tagged = OFPVID_PRESENT | vlan
-        net_cookie = network_cookie(net.key)
-        to_tunnel = (pop_vlan(), set_tunnel_key(net.key))
-        flood_local, flood_all = [], []
-        trunk_here = False
+    vlan = topo.local_vlan(host, net.name)
+    tagged = OFPVID_PRESENT | vlan
+    net_cookie = network_cookie(net.key)
+    to_tunnel = (pop_vlan(), set_tunnel_key(net.key))
+    flood_local, flood_all = [], []
+    trunk_here = False
 
-        for ep in topo.members(net.name):
-            ep_cookie = endpoint_cookie(ep.name)
-            address = ep.attachment(net.name).ip
-            if address.version == 4:
-                flows.append(_arp_answer(vlan, ep, address, ep_cookie))
-            if ep.host == host:
-                ofport = ports.get(ep.port)
-                if ofport is None:
-                    continue
-                guest_vlan = ep.attachment(net.name).vlan
-                if guest_vlan is None:      # access port: untagged on the wire
-                    arriving, meta = 0, T.metadata(vlan)
-                    deliver = (pop_vlan(), output(ofport))
-                else:                       # trunk: the guest's own VLAN id on the wire
-                    arriving, meta = OFPVID_PRESENT | guest_vlan, T.metadata(vlan, T.FROM_TRUNK)
-                    deliver = (set_vlan(guest_vlan), output(ofport))
-                    trunk_here = True
-                flows += _admit(ofport, arriving, ep, address, meta, ep_cookie)
-                flows.append(Flow.make(
-                    T.FORWARD.id, T.PRIO_UNICAST,
-                    {"vlan_vid": tagged, "eth_dst": ep.mac}, deliver, cookie=ep_cookie))
-                flood_local.append(deliver)
-            elif ep.host in tunnels:
-                flows.append(Flow.make(
-                    T.FORWARD.id, T.PRIO_UNICAST,
-                    {"vlan_vid": tagged, "eth_dst": ep.mac, "metadata": (0, T.FROM_TUNNEL)},
-                    to_tunnel + (output(tunnels[ep.host]),), cookie=ep_cookie))
-
-        for peer in topo.hosts_carrying(net.name):
-            if peer.name == host or peer.name not in tunnels:
+    for ep in topo.members(net.name):
+        ep_cookie = endpoint_cookie(ep.name)
+        address = ep.attachment(net.name).ip
+        if address.version == 4:
+            flows.append(_arp_answer(vlan, ep, address, ep_cookie))
+        if ep.host == host:
+            ofport = ports.get(ep.port)
+            if ofport is None:
                 continue
+            guest_vlan = ep.attachment(net.name).vlan
+            if guest_vlan is None:      # access port: untagged on the wire
+                arriving, meta = 0, T.metadata(vlan)
+                deliver = (pop_vlan(), output(ofport))
+            else:                       # trunk: the guest's own VLAN id on the wire
+                arriving, meta = OFPVID_PRESENT | guest_vlan, T.metadata(vlan, T.FROM_TRUNK)
+                deliver = (set_vlan(guest_vlan), output(ofport))
+                trunk_here = True
+            flows += _admit(ofport, arriving, ep, address, meta, ep_cookie)
             flows.append(Flow.make(
-                T.CLASSIFY.id, T.PRIO_ADMIT,
-                {"in_port": tunnels[peer.name], "tunnel_id": net.key, "vlan_vid": 0},
-                goto=T.TAG.id, cookie=net_cookie,
-                write_metadata=(T.metadata(vlan, T.FROM_TUNNEL),
-                                T.META_VLAN_MASK | T.META_ORIGIN_MASK)))
-            flood_all.append(to_tunnel + (output(tunnels[peer.name]),))
-
-        flows.append(Flow.make(T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan), origin)},
-                               push_vlan(vlan), goto=T.FORWARD.id, cookie=net_cookie))
-        if trunk_here:
+                T.FORWARD.id, T.PRIO_UNICAST,
+                {"vlan_vid": tagged, "eth_dst": ep.mac}, deliver, cookie=ep_cookie))
+            flood_local.append(deliver)
+        elif ep.host in tunnels:
             flows.append(Flow.make(
-                T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan, T.FROM_TRUNK), origin),
-                                       "vlan_vid": (OFPVID_PRESENT, OFPVID_PRESENT)},
-                (set_vlan(vlan),), goto=T.FORWARD.id, cookie=net_cookie))
+                T.FORWARD.id, T.PRIO_UNICAST,
+                {"vlan_vid": tagged, "eth_dst": ep.mac, "metadata": (0, T.FROM_TUNNEL)},
+                to_tunnel + (output(tunnels[ep.host]),), cookie=ep_cookie))
 
-        all_id, local_id = flood_groups(vlan)
-        groups.append(Group(all_id, tuple(flood_local + flood_all)))
-        groups.append(Group(local_id, tuple(flood_local)))
+    for peer in topo.hosts_carrying(net.name):
+        if peer.name == host or peer.name not in tunnels:
+            continue
         flows.append(Flow.make(
-            T.FORWARD.id, T.PRIO_FLOOD,
-            {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (0, T.FROM_TUNNEL)},
-            (group(all_id),), cookie=net_cookie))
-        flows.append(Flow.make(
-            T.FORWARD.id, T.PRIO_FLOOD,
-            {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (T.FROM_TUNNEL, T.FROM_TUNNEL)},
-            (group(local_id),), cookie=net_cookie))
+            T.CLASSIFY.id, T.PRIO_ADMIT,
+            {"in_port": tunnels[peer.name], "tunnel_id": net.key, "vlan_vid": 0},
+            goto=T.TAG.id, cookie=net_cookie,
+            write_metadata=(T.metadata(vlan, T.FROM_TUNNEL),
+                            T.META_VLAN_MASK | T.META_ORIGIN_MASK)))
+        flood_all.append(to_tunnel + (output(tunnels[peer.name]),))
 
+    flows.append(Flow.make(T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan), origin)},
+                           push_vlan(vlan), goto=T.FORWARD.id, cookie=net_cookie))
+    if trunk_here:
+        flows.append(Flow.make(
+            T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan, T.FROM_TRUNK), origin),
+                                   "vlan_vid": (OFPVID_PRESENT, OFPVID_PRESENT)},
+            (set_vlan(vlan),), goto=T.FORWARD.id, cookie=net_cookie))
+
+    all_id, local_id = flood_groups(vlan)
+    groups.append(Group(all_id, tuple(flood_local + flood_all)))
+    groups.append(Group(local_id, tuple(flood_local)))
+    flows.append(Flow.make(
+        T.FORWARD.id, T.PRIO_FLOOD,
+        {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (0, T.FROM_TUNNEL)},
+        (group(all_id),), cookie=net_cookie))
+    flows.append(Flow.make(
+        T.FORWARD.id, T.PRIO_FLOOD,
+        {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (T.FROM_TUNNEL, T.FROM_TUNNEL)},
+        (group(local_id),), cookie=net_cookie))
     for flow in flows:
         T.check(flow)
+    return Piece(tuple(flows), tuple(groups))
+
+
+def pieces(topo: Topology, host: str, ports: Mapping[str, int],
+           networks: Iterable[str] | None = None) -> dict[str, Piece]:
+    """Network name -> its piece on ``host``, for ``networks`` (default: all)
+    that ``host`` carries; a network it does not carry has no piece."""
+    if networks is None:
+        wanted = [n.name for n in topo.networks_on(host)]
+    else:
+        wanted = [n for n in networks if topo.carries(host, n)]
+    tunnels = tunnel_ports(topo, host, ports)
+    return {name: network_piece(topo, host, name, ports, tunnels) for name in sorted(wanted)}
+
+
+def joined(parts: Iterable[Piece]) -> tuple[list[Flow], list[Group]]:
+    """All flows and all groups of some pieces."""
+    flows: list[Flow] = []
+    groups: list[Group] = []
+    for part in parts:
+        flows += part.flows
+        groups += part.groups
+    return flows, groups
+
+
+def assemble(host: str, parts: Iterable[Piece]) -> HostPipeline:
+    flows, groups = joined(parts)
+    flows += base_flows()
     return HostPipeline(host, tuple(sorted(flows, key=Flow.sort_key)), tuple(sorted(groups)))
+
+
+def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline:
+    """Flows and groups for ``host``'s bridge holding ``ports``; every flow
+    is checked against its table's declaration in ``tables``."""
+    for flow in base_flows():
+        T.check(flow)
+    return assemble(host, pieces(topo, host, ports).values())
+
+
+def networks_using_port(topo: Topology, host: str, port: str) -> set[str]:
+    """The networks whose pieces on ``host`` change when ``port`` comes or
+    goes: an endpoint port's networks, or for a tunnel port the networks
+    both ends carry.  Any other port concerns no network."""
+    carried = {n.name for n in topo.networks_on(host)}
+    for ep in topo.endpoints_on(host):
+        if ep.port == port:
+            return carried.intersection(ep.networks)
+    for peer in topo.peers(host):
+        if topo.tunnel_port(host, peer.name) == port:
+            return carried.intersection(n.name for n in topo.networks_on(peer.name))
+    return set()

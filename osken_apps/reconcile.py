@@ -1,13 +1,16 @@
 """What to send a switch to move it from one pipeline to another (pure).
 
 The plan is ordered so that no flow ever points at a group that does not
-exist yet and no group is removed while a flow still uses it.
+exist yet and no group is removed while a flow still uses it.  ``Held``
+is the controller's record of one bridge; ``resync`` compares all of it,
+``update`` only the networks a change touches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from osken_apps import pipeline
 from osken_apps.flows import Flow, Group
 
 
@@ -40,3 +43,47 @@ def plan(installed_flows, installed_groups, desired_flows, desired_groups) -> li
         if gid not in want_g:
             ops.append(Op("del_group", g))
     return ops
+
+
+def apply(flows: dict, groups: dict, ops) -> None:
+    """Update a record of a switch's flows (identity -> Flow) and groups
+    (id -> Group) by a plan sent to it."""
+    for op in ops:
+        if op.verb == "add_flow":
+            flows[op.item.identity()] = op.item
+        elif op.verb == "del_flow":
+            flows.pop(op.item.identity(), None)
+        elif op.verb in ("add_group", "mod_group"):
+            groups[op.item.group_id] = op.item
+        else:
+            groups.pop(op.item.group_id, None)
+
+
+@dataclass
+class Held:
+    """What one bridge holds, as far as the controller knows: nsgre's flows
+    (identity -> Flow) and groups (id -> Group) as installed, and per network
+    the piece of the pipeline they were made from."""
+    flows: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)
+    pieces: dict = field(default_factory=dict)
+
+    def resync(self, topo, host: str, ports) -> list[Op]:
+        """Everything the bridge should hold against everything it holds."""
+        parts = pipeline.pieces(topo, host, ports)
+        desired = pipeline.assemble(host, parts.values())
+        ops = plan(self.flows.values(), self.groups.values(), desired.flows, desired.groups)
+        self.pieces = parts
+        apply(self.flows, self.groups, ops)
+        return ops
+
+    def update(self, topo, host: str, ports, networks) -> list[Op]:
+        """Recompute and compare only ``networks``' pieces (both versions are
+        planned in one go, so a flow that moves from one network to another,
+        as when a local VLAN is reused, is modified, never lost)."""
+        parts = pipeline.pieces(topo, host, ports, networks)
+        before = [self.pieces.pop(n) for n in networks if n in self.pieces]
+        ops = plan(*pipeline.joined(before), *pipeline.joined(parts.values()))
+        self.pieces.update(parts)
+        apply(self.flows, self.groups, ops)
+        return ops

@@ -105,7 +105,7 @@ class Topology:
     """A validated, fully allocated fabric.  Build it with ``topology.load``."""
 
     def __init__(self, tunnel: str, hosts: Iterable[Host],
-                 networks: Iterable[Network], endpoints: Iterable[Endpoint],
+                 networks: Iterable[Network], endpoints: list[Endpoint],
                  local_vlans: dict[tuple[str, str], int], source: str = "<memory>"):
         self.tunnel = tunnel
         self.source = source
@@ -123,6 +123,7 @@ class Topology:
         for (host, net), vlan in local_vlans.items():
             g.add_edge(_node("host", host), _node("network", net),
                        kind="carries", local_vlan=vlan)
+        self.views = _network_views(tunnel, g, endpoints, local_vlans)
         names = sorted(h.name for h in self._objs(g, "host"))
         for a in names:
             for b in names:
@@ -177,6 +178,9 @@ class Topology:
         nodes = self._out(_node("host", host), "carries")
         return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda n: n.name)
 
+    def carries(self, host: str, network: str) -> bool:
+        return self.graph.has_edge(_node("host", host), _node("network", network))
+
     def local_vlan(self, host: str, network: str) -> int:
         return self.graph.edges[_node("host", host), _node("network", network)]["local_vlan"]
 
@@ -222,6 +226,22 @@ class Topology:
     def summary(self) -> str:
         return (f"{len(self.hosts)} hosts, {len(self.networks)} networks, "
                 f"{len(self.endpoints)} endpoints, tunnel {self.tunnel}")
+
+
+def _network_views(tunnel, graph, endpoints, local_vlans) -> dict[str, tuple]:
+    """Network name -> everything its flows depend on (see ``topology.diff``),
+    in plain strings and ints so that comparing two versions is cheap."""
+    members: dict[str, list] = {}
+    for e in endpoints:
+        for a in e.attachments:
+            members.setdefault(a.network, []).append(
+                (e.name, e.host, e.mac, e.port, str(a.ip), a.vlan))
+    carrying: dict[str, list] = {}
+    for (host, net), vlan in local_vlans.items():
+        carrying.setdefault(net, []).append((host, vlan))
+    return {name: (tunnel, data["obj"].key, tuple(sorted(members.get(name, ()))),
+                   tuple(sorted(carrying.get(name, ()))))
+            for (kind, name), data in graph.nodes(data=True) if kind == "network"}
 
 
 def tunnel_port_name(tunnel: str, peer: str) -> str:

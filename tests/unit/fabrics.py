@@ -1,5 +1,8 @@
 """Random valid topologies for property tests (hypothesis strategies)."""
 
+import random
+
+import yaml
 from hypothesis import strategies as st
 
 
@@ -22,3 +25,56 @@ def fabrics(draw):
         endpoints[f"e{i}"] = {"host": f"h{draw(st.integers(0, n_hosts - 1))}", "kind": "vm",
                               "network": net, "ip": f"10.0.{i // 250}.{i % 250 + 1}/16"}
     return {"tunnel": tunnel, "hosts": hosts, "networks": networks, "endpoints": endpoints}
+
+
+def build(spec) -> str:
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+GROWTH = ("add_net", "del_net", "add_ep", "del_ep", "add_host", "del_host")
+#: Edits that renumber or move what exists (allocation keeps nothing of them).
+EDITS = ("move_ep", "readdress_ep", "rekey_net")
+
+
+def _fresh_ip(spec, rnd: random.Random) -> str:
+    used = {e["ip"].split("/")[0] for e in spec["endpoints"].values()}
+    while True:
+        ip = f"10.9.{rnd.randrange(250)}.{rnd.randrange(1, 250)}"
+        if ip not in used:
+            return ip + "/16"
+
+
+def mutate(spec, rnd: random.Random, taken: set, kinds=GROWTH):
+    """One random change of kind ``kinds``.  A new network's explicit key is
+    one no network has yet (explicit keys win, so naming a key another
+    network was given would renumber that one)."""
+    spec = yaml.safe_load(build(spec))
+    what = rnd.choice(kinds)
+    free_key = rnd.choice([k for k in range(1, 9000) if k not in taken])
+    if what == "add_net":
+        spec["networks"][f"new{rnd.randrange(1000)}"] = rnd.choice([{}, {"key": free_key}])
+    elif what == "del_net" and len(spec["networks"]) > 1:
+        gone = rnd.choice(sorted(spec["networks"]))
+        del spec["networks"][gone]
+        spec["endpoints"] = {n: e for n, e in spec["endpoints"].items() if e["network"] != gone}
+    elif what == "add_ep":
+        spec["endpoints"][f"new{rnd.randrange(1000)}"] = {
+            "host": rnd.choice(sorted(spec["hosts"])), "kind": "namespace",
+            "network": rnd.choice(sorted(spec["networks"])), "ip": _fresh_ip(spec, rnd)}
+    elif what == "del_ep" and spec["endpoints"]:
+        del spec["endpoints"][rnd.choice(sorted(spec["endpoints"]))]
+    elif what == "add_host":
+        spec["hosts"]["hnew"] = {"underlay_ip": "198.19.0.1"}
+    elif what == "del_host" and len(spec["hosts"]) > 1:
+        gone = rnd.choice(sorted(spec["hosts"]))
+        del spec["hosts"][gone]
+        spec["endpoints"] = {n: e for n, e in spec["endpoints"].items() if e["host"] != gone}
+    elif what == "move_ep" and spec["endpoints"]:
+        ep = spec["endpoints"][rnd.choice(sorted(spec["endpoints"]))]
+        ep["host"] = rnd.choice(sorted(spec["hosts"]))
+    elif what == "readdress_ep" and spec["endpoints"]:
+        ep = spec["endpoints"][rnd.choice(sorted(spec["endpoints"]))]
+        ep["ip"] = _fresh_ip(spec, rnd)
+    elif what == "rekey_net":
+        spec["networks"][rnd.choice(sorted(spec["networks"]))] = {"key": free_key}
+    return spec

@@ -2,46 +2,12 @@
 (given the topology in force, no existing element is renumbered when
 others are added or removed)."""
 
-import random
-
 import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
 import topology
-from fabrics import fabrics
-
-
-def build(spec) -> str:
-    return yaml.safe_dump(spec, sort_keys=False)
-
-
-def mutate(spec, rnd: random.Random, taken: set):
-    """One random addition or removal of a network, endpoint or host.  A new
-    network's explicit key is one no network has yet (explicit keys win, so
-    naming a key another network was given would renumber that one)."""
-    spec = yaml.safe_load(build(spec))
-    what = rnd.choice(["add_net", "del_net", "add_ep", "del_ep", "add_host", "del_host"])
-    if what == "add_net":
-        key = rnd.choice([k for k in range(1, 9000) if k not in taken])
-        spec["networks"][f"new{rnd.randrange(1000)}"] = rnd.choice([{}, {"key": key}])
-    elif what == "del_net" and len(spec["networks"]) > 1:
-        gone = rnd.choice(sorted(spec["networks"]))
-        del spec["networks"][gone]
-        spec["endpoints"] = {n: e for n, e in spec["endpoints"].items() if e["network"] != gone}
-    elif what == "add_ep":
-        spec["endpoints"][f"new{rnd.randrange(1000)}"] = {
-            "host": rnd.choice(sorted(spec["hosts"])), "kind": "namespace",
-            "network": rnd.choice(sorted(spec["networks"])), "ip": f"10.9.{rnd.randrange(250)}.1/16"}
-    elif what == "del_ep" and spec["endpoints"]:
-        del spec["endpoints"][rnd.choice(sorted(spec["endpoints"]))]
-    elif what == "add_host":
-        spec["hosts"]["hnew"] = {"underlay_ip": "198.19.0.1"}
-    elif what == "del_host" and len(spec["hosts"]) > 1:
-        gone = rnd.choice(sorted(spec["hosts"]))
-        del spec["hosts"][gone]
-        spec["endpoints"] = {n: e for n, e in spec["endpoints"].items() if e["host"] != gone}
-    return spec
+from fabrics import build, fabrics, mutate
 
 
 def load(spec, previous=None):

@@ -1,0 +1,41 @@
+"""What changed between two versions of a topology, per network.
+
+A network's flows on a host depend on its *view*: its key, its members
+(name, host, MAC, port, address, guest VLAN), the hosts carrying it with
+their local VLANs, and the tunnel type.  Two versions whose views of a
+network are equal need nothing sent for that network anywhere, so a change
+costs in proportion to the networks it touches, not to the fabric.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from topology.model import Topology
+
+
+def network_views(topo: Topology) -> dict[str, tuple]:
+    """Network name -> its view, made when the topology was built (while
+    the file is read), so applying a change costs only the comparison."""
+    return topo.views
+
+
+def changed_networks(old: Topology, new: Topology) -> set[str]:
+    """Networks added, removed, or whose view differs."""
+    before, after = network_views(old), network_views(new)
+    return {name for name, view in after.items() if before.get(name) != view} | \
+        (before.keys() - after.keys())
+
+
+def hosts_touched(old: Topology, new: Topology, networks: set[str]) -> dict[str, set[str]]:
+    """Host -> the changed networks it carries in either version: the only
+    pieces of the only bridges a change needs recomputed."""
+    touched: dict[str, set[str]] = defaultdict(set)
+    for topo in (old, new):
+        views = network_views(topo)
+        for name in networks:
+            view = views.get(name)
+            if view is not None:
+                for host, _ in view[3]:
+                    touched[host].add(name)
+    return dict(touched)
