@@ -4,7 +4,7 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-APT_PACKAGES := openvswitch-switch mininet iproute2 ethtool iputils-ping tcpdump graphviz
+APT_PACKAGES := openvswitch-switch mininet iproute2 ethtool iputils-ping tcpdump graphviz iperf3
 
 .PHONY: setup apt root demo test unit integration down clean bench
 

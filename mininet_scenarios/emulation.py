@@ -26,7 +26,11 @@ from osken_apps import ovsdb as ovsdb_mod
 from osken_apps import pipeline
 
 RUN_DIR = Path(os.environ.get("NSGRE_RUN_DIR", "/run/nsgre"))
-UNDERLAY_NS = "nsgre-underlay"
+# Another run directory (NSGRE_RUN_DIR) gets its own underlay namespace, so a
+# benchmark's emulation and the tests' can run side by side (with distinct
+# host and endpoint names: those are namespace names too).
+UNDERLAY_NS = ("nsgre-underlay" if RUN_DIR == Path("/run/nsgre")
+               else f"nsgre-underlay-{RUN_DIR.name}")
 UNDERLAY_PREFIX = 16            # hosts' underlay addresses share one segment
 UNDERLAY_MTU = 1500
 
