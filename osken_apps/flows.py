@@ -128,6 +128,8 @@ def _match_ofctl(name: str, value) -> str:
         if value == (OFPVID_PRESENT, OFPVID_PRESENT):
             return "vlan_tci=0x1000/0x1000"
         return f"dl_vlan={value & 0xFFF}"
+    if name == "in_port":
+        return f"in_port={value}"           # ovs-ofctl reads port numbers in decimal only
     name = _OFCTL_FIELDS.get(name, name)
     if isinstance(value, tuple):
         v, m = value

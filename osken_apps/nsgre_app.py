@@ -26,7 +26,7 @@ from os_ken.lib import hub
 from os_ken.app.ofctl import api as ofctl_api
 from os_ken.ofproto import ofproto_v1_3
 
-from osken_apps import api, flags, openflow, ovsdb, pipeline, reconcile, unix_socket
+from osken_apps import api, flags, openflow, ovsdb, pipeline, reconcile, unix_socket, wire
 from osken_apps.flows import Group
 import topology
 from topology import diff
@@ -462,7 +462,9 @@ class NsgreApp(app_manager.OSKenApp):
     def send_plan(self, state: SwitchState, ops):
         """Send a plan as one atomic, ordered OpenFlow bundle (the ONF
         extension OVS implements for OpenFlow 1.3): the switch applies all of
-        it or none of it, and never forwards with half a change."""
+        it or none of it, and never forwards with half a change.  The
+        bundle's messages are packed by ``wire`` and handed to the socket as
+        one buffer, not built and queued one os-ken object at a time."""
         if not ops:
             return
         self.flow_mods_sent[state.host] += len(ops)
@@ -470,11 +472,20 @@ class NsgreApp(app_manager.OSKenApp):
         ofp, parser = dp.ofproto, dp.ofproto_parser
         bundle = next(self.bundle_ids)
         flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
-        dp.send_msg(parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, []))
-        for op in ops:
-            LOG.debug("nsgre: %s %s %s", state.host, op.verb, op.item.to_ofctl())
-            dp.send_msg(parser.ONFBundleAddMsg(dp, bundle, flags, openflow.message(dp, op), []))
-        dp.send_msg(parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, []))
+        opening = parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, [])
+        dp.set_xid(opening)
+        opening.serialize()
+        first = dp.xid + 1
+        dp.xid = (dp.xid + len(ops)) & ofp.MAX_XID
+        if LOG.isEnabledFor(logging.DEBUG):
+            for op in ops:
+                LOG.debug("nsgre: %s %s %s", state.host, op.verb, op.item.to_ofctl())
+        adds = b"".join(wire.bundle_add(bundle, flags, op, (first + i) & ofp.MAX_XID)
+                        for i, op in enumerate(ops))
+        commit = parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, [])
+        dp.set_xid(commit)
+        commit.serialize()
+        dp.send(bytes(opening.buf) + adds + bytes(commit.buf))
 
 
 def _name(port) -> str:
