@@ -48,7 +48,10 @@ def flow_mod(dp, flow: Flow, command: int):
 
 def group_mod(dp, group: Group, command: int):
     ofp, parser = dp.ofproto, dp.ofproto_parser
-    buckets = [parser.OFPBucket(actions=actions(parser, b)) for b in group.buckets]
+    # A delete names the group only: OVS refuses one that carries buckets
+    # (OFPGMFC_INVALID_GROUP), and would fail the whole bundle with it.
+    buckets = [] if command == ofp.OFPGC_DELETE else \
+        [parser.OFPBucket(actions=actions(parser, b)) for b in group.buckets]
     return parser.OFPGroupMod(dp, command, ofp.OFPGT_ALL, group.group_id, buckets)
 
 
@@ -127,3 +130,11 @@ def state_requests(dp) -> list:
                                    T.COOKIE_OWNED_MASK, parser.OFPMatch()),
         parser.OFPGroupDescStatsRequest(dp, 0),
     ]
+
+
+def count_request(dp):
+    """How many flows nsgre owns on a switch: one small reply, however many."""
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    return parser.OFPAggregateStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                           T.COOKIE_MAGIC << T.COOKIE_MAGIC_SHIFT,
+                                           T.COOKIE_OWNED_MASK, parser.OFPMatch())

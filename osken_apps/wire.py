@@ -127,7 +127,7 @@ def flow_mod(flow: Flow, command: int, xid: int = 0) -> bytes:
 
 def group_mod(group: Group, command: int, xid: int = 0) -> bytes:
     buckets = b""
-    for bucket in group.buckets:
+    for bucket in (group.buckets if command != OFPGC_DELETE else ()):
         acts = actions(bucket)
         buckets += struct.pack("!HHII4x", 16 + len(acts), 0, ANY, ANY) + acts
     body = _GROUP_MOD.pack(command, OFPGT_ALL, group.group_id) + buckets

@@ -9,6 +9,7 @@ import sys
 import time
 
 import topology
+from mininet_scenarios import emulation
 
 
 def seed_plus_net30(path):
@@ -235,7 +236,7 @@ def test_the_controller_removes_and_restores_tunnel_ports_over_ovsdb_as_hosts_le
     api = tmp_path / "api.sock"
     ctl = controller("osken_apps/nsgre_app.py",
                      extra=["--user-flags", "osken_apps/flags.py", "--nsgre-api", str(api),
-                            "--nsgre-ovsdb", "unix:/run/nsgre/hosts/{host}/db.sock"])
+                            "--nsgre-ovsdb", f"unix:{emulation.RUN_DIR}/hosts/{{host}}/db.sock"])
     seed = topology.load()
     emu = up(seed, controller=ctl.target)
     wait_programmed(ctl, seed.hosts)
@@ -255,6 +256,13 @@ def test_the_controller_removes_and_restores_tunnel_ports_over_ovsdb_as_hosts_le
     while "gre-kvm2" in ports():
         assert time.monotonic() < deadline, ctl.log.read_text()
         time.sleep(0.1)
+    # The host that left holds nothing of nsgre's any more: flows and groups
+    # went in one bundle the switch accepted.
+    kvm2 = emu.ovs["kvm2"]
+    while nsgre_flows(emu, "kvm2") or "group_id=" in kvm2.ofctl("dump-groups"):
+        assert time.monotonic() < deadline, ctl.log.read_text()
+        time.sleep(0.1)
+    assert "rejected a message" not in ctl.log.read_text()
     back = tmp_path / "back.yaml"
     back.write_text(topology.seed_text())
     assert nsgre("apply", str(back), "--api", str(api)).returncode == 0
