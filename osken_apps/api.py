@@ -24,7 +24,9 @@ import os
 import socket
 from urllib.parse import parse_qs
 
-DEFAULT = "/run/nsgre/api.sock"
+#: Where the CLI looks for the controller: the emulation's run directory
+#: (NSGRE_RUN_DIR, /run/nsgre unless set), where it starts its controller.
+DEFAULT = os.path.join(os.environ.get("NSGRE_RUN_DIR", "/run/nsgre"), "api.sock")
 
 
 def listen(address: str):

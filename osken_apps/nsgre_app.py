@@ -45,6 +45,8 @@ class SwitchState(reconcile.Held):
         self.datapath = datapath
         self.host = host
         self.ports: dict[str, int] = {}
+        self.dirty: set[str] = set()      # networks whose ports changed, not yet synced
+        self.flush_pending = False
         self.waiting = {"ports", "flows", "groups"}   # state replies still to come
 
     @property
@@ -61,6 +63,7 @@ class NsgreApp(app_manager.OSKenApp):
         self.topology = topology.load(path)
         self.switches: dict[int, SwitchState] = {}
         self.strangers: dict = {}       # connected datapaths of no host (yet): dpid -> dp
+        self.piece_cache: dict = {}     # host -> pipeline.pieces cache, across reconnects
         self.version = 1
         self.bundle_ids = itertools.count(1)
         # Counters for GET /metrics (Prometheus text format).
@@ -125,9 +128,18 @@ class NsgreApp(app_manager.OSKenApp):
         old, self.topology = self.topology, new
         self.sync_tunnels(new)
         self.version += 1
-        touched = diff.hosts_touched(old, new, diff.changed_networks(old, new))
+        changed = diff.changed_networks(old, new)
+        touched = diff.hosts_touched(old, new, changed)
+        for host in list(self.piece_cache):
+            if host not in new.hosts:
+                del self.piece_cache[host]
+        for host, names in touched.items():       # networks a host no longer carries
+            cache = self.piece_cache.get(host, {})
+            for name in names:
+                if name in cache and not new.carries(host, name):
+                    del cache[name]
         LOG.info("nsgre: topology %s reloaded: %s; %d networks changed on %d hosts",
-                 new.source, new.summary(), len(set().union(*touched.values())), len(touched))
+                 new.source, new.summary(), len(changed), len(touched))
         changes = {}
         for dpid, state in list(self.switches.items()):
             host = new.host_by_dpid(dpid)
@@ -341,9 +353,10 @@ class NsgreApp(app_manager.OSKenApp):
         deleted or forged by hand changes it (so does a group deleted: its
         flows go with it), and that switch is then read in full and repaired.
         In full, whatever its count, as many switches in turn as fit in
-        ``AUDIT_BUDGET`` flows (at least one): a flow modified in place is
-        repaired within one interval on a fabric of up to that many flows,
-        within ceil(flows / budget) intervals on a larger one."""
+        ``AUDIT_BUDGET`` flows (at least one), with their ports: a flow
+        modified in place, or a port event lost, is repaired within one
+        interval on a fabric of up to that many flows, within
+        ceil(flows / budget) intervals on a larger one."""
         turn = 0
         while True:
             hub.sleep(self.audit_interval)
@@ -357,9 +370,14 @@ class NsgreApp(app_manager.OSKenApp):
                 budget -= len(state.flows)
             turn += len(full)
             for state in states:
-                if state.host in full or self.count_flows(state) != len(state.flows):
-                    if state.ready and self.switches.get(state.datapath.id) is state:
-                        self.read_state(state, ("flows", "groups"))
+                if state.host in full:
+                    parts = ("ports", "flows", "groups")      # ports too: a lost event
+                elif self.count_flows(state) != len(state.flows):
+                    parts = ("flows", "groups")
+                else:
+                    continue
+                if state.ready and self.switches.get(state.datapath.id) is state:
+                    self.read_state(state, parts)
 
     def count_flows(self, state: "SwitchState") -> int | None:
         dp = state.datapath
@@ -457,8 +475,21 @@ class NsgreApp(app_manager.OSKenApp):
             state.ports[name] = port.port_no
         LOG.info("nsgre: %s port %s is %s", state.host, name,
                  "gone" if ev.msg.reason == ofp.OFPPR_DELETE else f"ofport {port.port_no}")
-        if state.ready:
-            self.sync(state, pipeline.networks_using_port(self.topology, state.host, name))
+        state.dirty |= pipeline.networks_using_port(self.topology, state.host, name)
+        if state.ready and not state.flush_pending:
+            # Coalesce: ports come in bursts (a host booting its guests, a
+            # bridge restored); one bundle a burst, sent a moment later.
+            state.flush_pending = True
+            hub.spawn_after(self.COALESCE_SECONDS, self._flush_ports, state)
+
+    #: How long port events gather before their networks are synced at once.
+    COALESCE_SECONDS = 0.05
+
+    def _flush_ports(self, state: "SwitchState"):
+        state.flush_pending = False
+        if state.ready and state.dirty and self.switches.get(state.datapath.id) is state:
+            networks, state.dirty = state.dirty, set()
+            self.sync(state, networks)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def switch_error(self, ev):
@@ -477,10 +508,12 @@ class NsgreApp(app_manager.OSKenApp):
         audit still compares everything every interval."""
         started = time.monotonic()
         host = state.host
+        cache = self.piece_cache.setdefault(host, {})
         if networks is None:
-            ops = state.resync(self.topology, host, state.ports)
+            state.dirty = set()             # a full sync covers every port event
+            ops = state.resync(self.topology, host, state.ports, cache)
         else:
-            ops = state.update(self.topology, host, state.ports, networks)
+            ops = state.update(self.topology, host, state.ports, networks, cache)
         held = len(state.flows), len(state.groups)
         self.send_plan(state, ops)           # may yield to other green threads
         self.reconciles += 1

@@ -218,15 +218,38 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
 
 
 def pieces(topo: Topology, host: str, ports: Mapping[str, int],
-           networks: Iterable[str] | None = None) -> dict[str, Piece]:
+           networks: Iterable[str] | None = None, cache: dict | None = None) -> dict[str, Piece]:
     """Network name -> its piece on ``host``, for ``networks`` (default: all)
-    that ``host`` carries; a network it does not carry has no piece."""
+    that ``host`` carries; a network it does not carry has no piece.  With
+    ``cache`` (network -> (inputs, piece), kept by the caller per host), a
+    piece whose inputs are unchanged is reused: a reconnecting switch whose
+    ports kept their numbers costs no recomputation."""
     if networks is None:
         wanted = [n.name for n in topo.networks_on(host)]
     else:
         wanted = [n for n in networks if topo.carries(host, n)]
     tunnels = tunnel_ports(topo, host, ports)
-    return {name: network_piece(topo, host, name, ports, tunnels) for name in sorted(wanted)}
+    out = {}
+    for name in wanted:
+        if cache is None:
+            out[name] = network_piece(topo, host, name, ports, tunnels)
+            continue
+        inputs = piece_inputs(topo, host, name, ports, tunnels)
+        hit = cache.get(name)
+        if hit is None or hit[0] != inputs:
+            hit = cache[name] = (inputs, network_piece(topo, host, name, ports, tunnels))
+        out[name] = hit[1]
+    return out
+
+
+def piece_inputs(topo: Topology, host: str, network: str, ports: Mapping[str, int],
+                 tunnels: Mapping[str, int]) -> tuple:
+    """Everything ``network_piece`` reads: the network's view and the port
+    numbers of its members here and of the tunnels to hosts carrying it."""
+    view = topo.views[network]
+    members = view[2]
+    return (view, tuple(ports.get(m[3]) for m in members if m[1] == host),
+            tuple(tunnels.get(h) for h, _ in view[3]))
 
 
 def joined(parts: Iterable[Piece]) -> tuple[list[Flow], list[Group]]:

@@ -68,20 +68,22 @@ class Held:
     groups: dict = field(default_factory=dict)
     pieces: dict = field(default_factory=dict)
 
-    def resync(self, topo, host: str, ports) -> list[Op]:
-        """Everything the bridge should hold against everything it holds."""
-        parts = pipeline.pieces(topo, host, ports)
-        desired = pipeline.assemble(host, parts.values())
-        ops = plan(self.flows.values(), self.groups.values(), desired.flows, desired.groups)
+    def resync(self, topo, host: str, ports, cache=None) -> list[Op]:
+        """Everything the bridge should hold against everything it holds
+        (``cache``: see ``pipeline.pieces``)."""
+        parts = pipeline.pieces(topo, host, ports, cache=cache)
+        flows, groups = pipeline.joined(parts.values())
+        ops = plan(self.flows.values(), self.groups.values(), flows + list(pipeline.base_flows()),
+                   groups)
         self.pieces = parts
         apply(self.flows, self.groups, ops)
         return ops
 
-    def update(self, topo, host: str, ports, networks) -> list[Op]:
+    def update(self, topo, host: str, ports, networks, cache=None) -> list[Op]:
         """Recompute and compare only ``networks``' pieces (both versions are
         planned in one go, so a flow that moves from one network to another,
         as when a local VLAN is reused, is modified, never lost)."""
-        parts = pipeline.pieces(topo, host, ports, networks)
+        parts = pipeline.pieces(topo, host, ports, networks, cache)
         before = [self.pieces.pop(n) for n in networks if n in self.pieces]
         ops = plan(*pipeline.joined(before), *pipeline.joined(parts.values()))
         self.pieces.update(parts)

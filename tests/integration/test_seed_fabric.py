@@ -194,7 +194,7 @@ def test_cli_opens_mininet_with_every_host_and_endpoint_as_a_node():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     out = result.stdout + result.stderr           # mininet's CLI writes to both
-    assert "blue kvm1 kvm2 nsgre-underlay red vm1 vm2" in out
+    assert f"blue kvm1 kvm2 {emulation.UNDERLAY_NS} red vm1 vm2" in out
     assert "1 packets transmitted, 1 received" in out
     assert not {"blue", "kvm1"} & emulation.existing_netns()
 

@@ -32,18 +32,20 @@ def test_updating_the_touched_networks_ends_where_a_full_resync_ends(spec, rnd):
     old = load(spec)
     ports = all_ports(old)
     held = {h: reconcile.Held() for h in old.hosts}
+    caches = {h: {} for h in old.hosts}     # as the controller keeps them per host
     for h in old.hosts:
-        held[h].resync(old, h, ports[h])
+        held[h].resync(old, h, ports[h], caches[h])
     for _ in range(4):
         spec = mutate(spec, rnd, set(old.allocations()["keys"].values()), GROWTH + EDITS)
         new = load(spec, previous=old)
         touched = diff.hosts_touched(old, new, diff.changed_networks(old, new))
         for h in new.hosts:
             record = held.setdefault(h, reconcile.Held())
+            cache = caches.setdefault(h, {})
             if not record.pieces and h not in old.hosts:
-                record.resync(new, h, ports.get(h, {}))     # a host that joined
+                record.resync(new, h, ports.get(h, {}), cache)     # a host that joined
             else:
-                record.update(new, h, ports.get(h, {}), touched.get(h, set()))
+                record.update(new, h, ports.get(h, {}), touched.get(h, set()), cache)
             assert_holds_exactly(record, new, h, ports.get(h, {}))
         # Then the ports catch up (new VMs start, tunnels to a new host appear),
         # one port event at a time.
@@ -56,7 +58,8 @@ def test_updating_the_touched_networks_ends_where_a_full_resync_ends(spec, rnd):
                         have[name] = want[name]
                     else:
                         del have[name]
-                    held[h].update(new, h, have, pipeline.networks_using_port(new, h, name))
+                    held[h].update(new, h, have, pipeline.networks_using_port(new, h, name),
+                                   caches[h])
             assert_holds_exactly(held[h], new, h, have)
         old = new
 
@@ -67,8 +70,8 @@ def test_a_port_event_updates_only_its_networks_and_ends_where_a_resync_ends(spe
     topo = load(spec)
     for host, ports in all_ports(topo).items():
         ports = dict(ports)
-        held = reconcile.Held()
-        held.resync(topo, host, ports)
+        held, cache = reconcile.Held(), {}
+        held.resync(topo, host, ports, cache)
         names = sorted(ports) + ["stranger"]
         for _ in range(6):
             name = rnd.choice(names)
@@ -76,8 +79,12 @@ def test_a_port_event_updates_only_its_networks_and_ends_where_a_resync_ends(spe
                 del ports[name]                        # port deleted
             else:
                 ports[name] = 100 + rnd.randrange(50)  # port (re)added, maybe renumbered
-            held.update(topo, host, ports, pipeline.networks_using_port(topo, host, name))
+            held.update(topo, host, ports, pipeline.networks_using_port(topo, host, name), cache)
             assert_holds_exactly(held, topo, host, ports)
+        # A reconnect (the record lost, the cache kept) ends in the same place.
+        again = reconcile.Held()
+        again.resync(topo, host, ports, cache)
+        assert_holds_exactly(again, topo, host, ports)
 
 
 def test_adding_one_endpoint_recomputes_only_its_network():
