@@ -45,6 +45,7 @@ bench: root setup
 	$(PY) bench/bench_flows.py
 	$(PY) bench/bench_change.py
 	$(PY) bench/bench_restart.py
+	$(PY) bench/bench_dataplane.py
 	$(PY) bench/bench_topology.py
 
 down: setup
