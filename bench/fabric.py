@@ -114,14 +114,42 @@ class BenchFabric(emulation.Emulation):
                 if h not in done and self.counts(h) == want[h]:
                     done[h] = time.monotonic() - start
             if time.monotonic() - start > timeout:
-                raise emulation.EmulationError(f"not programmed after {timeout}s: "
-                                               f"{sorted(set(want) - set(done))}")
+                late = sorted(set(want) - set(done))
+                raise emulation.EmulationError(
+                    f"not programmed after {timeout}s: " + ", ".join(
+                        f"{h} holds {self.counts(h)}, wants {want[h]}" for h in late))
             time.sleep(0.02)
         return done
 
+    def restart_controller(self):
+        """Stop the controller (by its recorded PID) and start a fresh one:
+        no pipeline computed, nothing cached."""
+        emulation._stop_process(self.controller_pid(), "osken_apps.cli")
+        for sock in ("osken.sock", "api.sock"):     # so the wait below sees the new ones
+            (self.run_dir / sock).unlink(missing_ok=True)
+        self.controller_target = self._start_controller()
+
+    def controller_log(self) -> Path:
+        return self.run_dir / "osken.log"
+
+    def connections_logged(self, offset: int) -> dict[str, float]:
+        """Host -> when the controller logged its (first) connection after
+        byte ``offset`` of its log (``%(asctime)s``, local time, ms)."""
+        import datetime
+        text = self.controller_log().read_bytes()[offset:].decode(errors="replace")
+        found = {}
+        for line in text.splitlines():
+            if " connected (datapath " in line and " nsgre: " in line:
+                stamp, rest = line.split(" nsgre: ", 1)
+                host = rest.split()[0]
+                when = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                found.setdefault(host, when)
+        return found
+
     def controller_pid(self) -> int:
-        return next(p["pid"] for p in self.state.data["processes"]
-                    if p["what"] == "osken_apps.cli")
+        """The controller running now (the last one started)."""
+        return [p["pid"] for p in self.state.data["processes"]
+                if p["what"] == "osken_apps.cli"][-1]
 
     def controller_peak_rss_mb(self) -> float:
         status = Path(f"/proc/{self.controller_pid()}/status").read_text()

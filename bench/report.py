@@ -4,6 +4,11 @@ one benchmark never throws away another's figures."""
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
+import subprocess
+from importlib import metadata
 from pathlib import Path
 
 HEADER = """# Benchmarks
@@ -15,7 +20,53 @@ timed tests: absolute times on shared machines are noise.
 """
 
 
+def machine() -> str:
+    """Where and with what the figures were measured."""
+    def first_line(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "?")
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    try:
+        distro = next(line.split("=", 1)[1].strip('"') for line in
+                      Path("/etc/os-release").read_text().splitlines()
+                      if line.startswith("PRETTY_NAME="))
+    except (OSError, StopIteration):
+        distro = "?"
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+    return "\n".join([
+        "## Machine",
+        "",
+        f"Last written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
+        "a `bench/` script (each section says which).",
+        "",
+        f"- CPU: {cpu}, {os.cpu_count()} cores; memory {mem_kb / 2**20:.1f} GiB",
+        f"- OS: {distro}, kernel {platform.release()}",
+        f"- Open vSwitch: {first_line(['ovs-vswitchd', '--version'])} (userspace datapath)",
+        f"- Python {platform.python_version()}; os-ken {version('os-ken')}, "
+        f"ovs {version('ovs')}, networkx {version('networkx')}, PyYAML {version('PyYAML')}",
+        f"- iperf3: {first_line(['iperf3', '--version'])}",
+    ])
+
+
 def write_section(path: str | Path, name: str, text: str) -> None:
+    """Rewrite section ``name`` (and the machine section) of BENCHMARKS.md."""
+    _write(path, name, text)
+    if name != "machine":
+        _write(path, "machine", machine())
+
+
+def _write(path: str | Path, name: str, text: str) -> None:
     path = Path(path)
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     block = f"{begin}\n{text.strip()}\n{end}"

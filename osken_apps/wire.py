@@ -117,6 +117,15 @@ def actions(acts) -> bytes:
 
 
 def flow_mod(flow: Flow, command: int, xid: int = 0) -> bytes:
+    body = _flow_mod_body(flow, flow.cookie, command)
+    return _HEADER.pack(VERSION, OFPT_FLOW_MOD, 8 + len(body), xid) + body
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _flow_mod_body(flow: Flow, cookie: int, command: int) -> bytes:
+    """Everything after the header (a reconnecting switch is sent the same
+    flows again: they are packed once).  ``cookie`` is part of the key:
+    flows equal but for their cookie compare equal."""
     inst = b""
     if flow.actions:
         acts = actions(flow.actions)
@@ -125,10 +134,9 @@ def flow_mod(flow: Flow, command: int, xid: int = 0) -> bytes:
         inst += struct.pack("!HH4xQQ", 2, 24, *flow.write_metadata)      # WRITE_METADATA
     if flow.goto is not None:
         inst += struct.pack("!HHB3x", 1, 8, flow.goto)                   # GOTO_TABLE
-    body = _FLOW_MOD.pack(flow.cookie, T.COOKIE_OWNED_MASK if command != OFPFC_ADD else 0,
+    body = _FLOW_MOD.pack(cookie, T.COOKIE_OWNED_MASK if command != OFPFC_ADD else 0,
                           flow.table, command, 0, 0, flow.priority, ANY, ANY, ANY, 0)
-    body += match(flow.match) + inst
-    return _HEADER.pack(VERSION, OFPT_FLOW_MOD, 8 + len(body), xid) + body
+    return body + match(flow.match) + inst
 
 
 def group_mod(group: Group, command: int, xid: int = 0) -> bytes:
