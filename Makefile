@@ -40,13 +40,18 @@ unit: setup
 integration: root setup
 	$(PY) -m pytest tests/integration
 
-# Not a test: measures topology loading against plain PyYAML, rewrites BENCHMARKS.md.
-bench: root setup
+# Not tests: each bench/ script measures side by side and rewrites its section of BENCHMARKS.md.
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: root setup $(VENV)/.bench
 	$(PY) bench/bench_flows.py
 	$(PY) bench/bench_change.py
 	$(PY) bench/bench_restart.py
 	$(PY) bench/bench_dataplane.py
 	$(PY) bench/bench_topology.py
+	$(PY) bench/bench_programming.py --curve
 
 down: setup
 	$(PY) -m mininet_scenarios --down

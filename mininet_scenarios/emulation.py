@@ -398,12 +398,15 @@ class Emulation:
             if ep.host not in gone_hosts:
                 with ovsdb_mod.Ovsdb(self.ovs[ep.host].db) as db:
                     db.del_port("br-int", ep.port)
+                # Both ends of the veth, now: a namespace is freed lazily.
+                netns_exec(ep.host, ["ip", "link", "del", ep.port], check=False)
             self._forget_namespace(ep.name)
         for host in gone_hosts:
             for proc in self.state.data["processes"]:
                 if proc["what"] == f"{self.ovs[host].dir}/":
                     _stop_process(proc["pid"], proc["what"])
             self._forget_namespace(host)
+            shutil.rmtree(self.ovs[host].dir, ignore_errors=True)   # its OVS database too
         self.topo = new
         self.ovs = {h: HostOvs(self.run_dir, h) for h in new.hosts}
         for host in new_hosts:
@@ -420,6 +423,15 @@ class Emulation:
         self.state.save()
 
     def _forget_namespace(self, name: str):
+        """Remove a node: its shell (which keeps the namespace, and with it
+        the veth to its host, alive) by its recorded PID, then the name."""
+        for proc in self.state.data["processes"]:
+            if proc["what"] == "mininet:" and f"mininet:{name} " in _cmdline(proc["pid"]):
+                _stop_process(proc["pid"], f"mininet:{name} ", proc.get("signal", "SIGHUP"))
+        if self.net is not None:
+            node = self.net.nameToNode.pop(name, None)
+            if node in self.net.hosts:
+                self.net.hosts.remove(node)
         run(["ip", "netns", "delete", name], check=False)
         if name in self.state.data["namespaces"]:
             self.state.data["namespaces"].remove(name)
