@@ -51,6 +51,7 @@ bench: root setup $(VENV)/.bench
 	$(PY) bench/bench_restart.py
 	$(PY) bench/bench_dataplane.py
 	$(PY) bench/bench_topology.py
+	$(PY) bench/bench_live_change.py
 	$(PY) bench/bench_programming.py --curve
 
 down: setup

@@ -283,8 +283,24 @@ def main(argv=None) -> int:
     text = report(args, results, seen, load)
     print(text)
     if not args.no_write:
-        write_section(args.out, "dataplane", text)
+        write_section(args.out, "dataplane", text, figures(results))
     return 0
+
+
+def figures(results) -> list[tuple]:
+    """The summary's rows: throughput and latency ratios to the static baseline."""
+    med = {s: statistics.median(results[s]["bps"]) for s in SETUPS}
+    lat = {s: statistics.median(results[s]["rtt"]) for s in SETUPS}
+    thr, rtt = med["nsgre"] / med["static"], lat["nsgre"] / lat["static"]
+    return [
+        ("TCP throughput across the tunnel, nsgre / static baseline (iperf3)",
+         f">= {TARGET_THROUGHPUT}", f"{thr:.3f}x ({fmt_bps(med['nsgre'])} vs "
+         f"{fmt_bps(med['static'])}; one bridge {fmt_bps(med['same bridge'])})",
+         thr >= TARGET_THROUGHPUT, "bench/bench_dataplane.py"),
+        ("Ping latency across the tunnel, nsgre / static baseline", f"<= {TARGET_LATENCY}",
+         f"{rtt:.3f}x ({fmt_ms(lat['nsgre'])} vs {fmt_ms(lat['static'])} median)",
+         rtt <= TARGET_LATENCY, "bench/bench_dataplane.py"),
+    ]
 
 
 # -- the report ------------------------------------------------------------------------

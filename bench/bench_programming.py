@@ -171,6 +171,19 @@ def headline(r: dict) -> str:
     ])
 
 
+def figures(r: dict) -> list[tuple]:
+    size = f"{r['hosts']} hosts x {r['networks']:,} networks"
+    rows = []
+    for kind, what in (("warm", "a switch (re)connecting"), ("cold", "a controller just started")):
+        ratio = r[kind] / r["limit"]
+        rows.append((f"Programming {size}, {what}", "within 1.5x of `ovs-ofctl bundle`",
+                     f"{ratio:.2f}x ({r[kind]:.2f} s vs {r['limit']:.2f} s)", ratio <= 1.5,
+                     "bench/bench_programming.py"))
+    rows.append((f"Controller peak memory, {size}", "-", f"{r['rss_mb']:.0f} MB", None,
+                 "bench/bench_programming.py"))
+    return rows
+
+
 NETWORKS = (100, 1000, 5000)
 HOSTS = (1, 2, 4, 8)
 
@@ -238,7 +251,7 @@ def main(argv=None) -> int:
         text = headline(top)
         print(text, flush=True)
         if not args.no_write:
-            write_section(args.out, "programming", text)
+            write_section(args.out, "programming", text, figures(top))
         if args.curve:
             results, skipped = [], []
             for networks in NETWORKS:
@@ -260,7 +273,12 @@ def main(argv=None) -> int:
             text = curve(results, skipped, png)
             print(text)
             if not args.no_write:
-                write_section(args.out, "scale", text)
+                biggest = max(results, key=lambda r: (r["hosts"], r["networks"]))
+                write_section(args.out, "scale", text, [(
+                    "Scale curve: 1-8 hosts x 100-5,000 networks", "a plot; say how it grows",
+                    f"bench/scale.png; busiest host {biggest['flows_max']:,} flows at "
+                    f"{biggest['hosts']} x {biggest['networks']:,}, programmed cold in "
+                    f"{biggest['cold']:.2f} s", None, "bench/bench_programming.py --curve")])
     return 0
 
 

@@ -349,7 +349,14 @@ def main(argv=None) -> int:
         print(profile.rstrip())
     if not args.no_write:
         from report import write_section
-        write_section(args.out, "topology", report(args, info, best, file_bytes, command))
+        load = best["topology.load"]
+        size = f"{args.networks:,} networks, {args.endpoints:,} endpoints, {args.hosts} hosts"
+        write_section(args.out, "topology", report(args, info, best, file_bytes, command), [
+            (f"Load and validate {size}: time", f"< {TARGET_SECONDS:g} s",
+             f"{load['seconds']:.2f} s", load["seconds"] < TARGET_SECONDS,
+             "bench/bench_topology.py"),
+            (f"Load and validate {size}: peak memory", f"< {TARGET_MB:g} MB",
+             f"{load['peak_mb']:.0f} MB", load["peak_mb"] < TARGET_MB, "bench/bench_topology.py")])
         print(f"wrote {args.out}", file=sys.stderr)
     return 1 if args.fail_on_miss and not all(ok for _, ok in checks) else 0
 

@@ -160,6 +160,14 @@ class BenchFabric(emulation.Emulation):
         return api.request(str(self.run_dir / "api.sock"), method, path, body)
 
     def flow_mods_sent(self) -> int:
-        text = api.request_text(str(self.run_dir / "api.sock"), "/metrics")
+        for attempt in range(5):
+            try:
+                text = api.request_text(str(self.run_dir / "api.sock"), "/metrics")
+                break
+            except api.ApiError as exc:       # seen once under load: connection reset
+                print(f"GET /metrics: {exc}; again", flush=True)
+                time.sleep(1)
+        else:
+            raise emulation.EmulationError("the controller's API does not answer")
         return sum(int(float(line.split()[-1])) for line in text.splitlines()
                    if line.startswith("nsgre_flow_mods_sent_total"))

@@ -5,6 +5,7 @@ one benchmark never throws away another's figures."""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -59,11 +60,36 @@ def machine() -> str:
     ])
 
 
-def write_section(path: str | Path, name: str, text: str) -> None:
-    """Rewrite section ``name`` (and the machine section) of BENCHMARKS.md."""
+def write_section(path: str | Path, name: str, text: str, figures=()) -> None:
+    """Rewrite section ``name`` of BENCHMARKS.md, the machine section, and
+    the one-page summary from every script's ``figures``: (figure, target,
+    measured, met: True/False/None for no target, command) rows, kept in
+    bench/results.json so one script's run never drops another's rows."""
     _write(path, name, text)
-    if name != "machine":
-        _write(path, "machine", machine())
+    _write(path, "machine", machine())
+    if figures:
+        store = Path(path).resolve().parent / "bench" / "results.json"
+        results = json.loads(store.read_text()) if store.exists() else {}
+        results[name] = [list(row) for row in figures]
+        store.write_text(json.dumps(results, indent=1) + "\n")
+        _write(path, "summary", summary(results))
+
+
+#: Order of the summary: the issue's list.
+ORDER = ("programming", "scale", "live-change", "change", "restart", "dataplane", "flows",
+         "topology")
+
+
+def summary(results: dict) -> str:
+    lines = ["## Summary", "",
+             "Every figure below, its target, the value of the last run and the command that",
+             "measures it (sections below give the detail). Ratios are measured side by side.",
+             "", "| figure | target | measured | | command |", "|---|---|---|---|---|"]
+    for name in sorted(results, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        for figure, target, measured, met, command in results[name]:
+            mark = {True: "met", False: "**not met**", None: ""}[met]
+            lines.append(f"| {figure} | {target or '-'} | {measured} | {mark} | `{command}` |")
+    return "\n".join(lines)
 
 
 def _write(path: str | Path, name: str, text: str) -> None:
