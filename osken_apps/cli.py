@@ -355,8 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)     # `nsgre ... | head` is fine
     args = build_parser().parse_args(argv)
+    if args.func is not cmd_controller:
+        # `nsgre flows | head` ends quietly.  Never the controller: a client
+        # or switch hanging up mid-write would kill it (Python ignores
+        # SIGPIPE and raises an error the controller handles).
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return args.func(args)
     except topology.TopologyError as exc:

@@ -2,6 +2,7 @@
 controller's API: names instead of numbers, and drift shows."""
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -89,3 +90,15 @@ def test_the_api_serves_groups_with_counters_and_the_desired_state(kept):
     installed = nsgre("flows", "--host", "kvm1", "--json")
     assert len(desired["kvm1"]["flows"]) == len(json.loads(installed.stdout)["kvm1"])
     assert len(desired["kvm1"]["groups"]) == len(groups["kvm1"])
+
+
+def test_the_controller_outlives_a_client_that_hangs_up_before_the_answer(kept):
+    api_sock = str(emulation.RUN_DIR / "api.sock")
+    for _ in range(3):
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(api_sock)
+        client.sendall(b"GET /desired HTTP/1.0\r\n\r\n")
+        client.close()                    # gone before the controller writes its answer
+        time.sleep(0.5)
+    result = nsgre("show", "--controller", api_sock)
+    assert result.returncode == 0, result.stderr
