@@ -30,6 +30,7 @@ Packet walk (tables, their contracts and priorities in ``osken_apps.tables``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -57,6 +58,7 @@ class HostPipeline:
     groups: tuple[Group, ...]
 
 
+@functools.lru_cache(maxsize=None)
 def endpoint_cookie(name: str) -> int:
     ident = int.from_bytes(hashlib.sha256(f"ep:{name}".encode()).digest()[:5], "big")
     return T.cookie(T.KIND_ENDPOINT, ident)
@@ -87,15 +89,15 @@ def flood_groups(vlan: int) -> tuple[int, int]:
     return T.GROUP_FLOOD_ALL_BASE + vlan, T.GROUP_FLOOD_LOCAL_BASE + vlan
 
 
-def _admit(ofport: int, arriving: int, ep, address, meta: int, cookie: int) -> list[Flow]:
+def _admit(ofport: int, arriving: int, mac: str, ip: str, meta: int, cookie: int) -> list[Flow]:
     """Port security for one attachment: ARP for its own IP and MAC, IP from
     its own address (IPv6 also from link-local, which NDP needs)."""
-    base = {"in_port": ofport, "vlan_vid": arriving, "eth_src": ep.mac}
-    if address.version == 4:
-        matches = [{"eth_type": 0x0806, "arp_sha": ep.mac, "arp_spa": str(address.ip)},
-                   {"eth_type": 0x0800, "ipv4_src": str(address.ip)}]
+    base = {"in_port": ofport, "vlan_vid": arriving, "eth_src": mac}
+    if ":" not in ip:
+        matches = [{"eth_type": 0x0806, "arp_sha": mac, "arp_spa": ip},
+                   {"eth_type": 0x0800, "ipv4_src": ip}]
     else:
-        matches = [{"eth_type": 0x86DD, "ipv6_src": str(address.ip)},
+        matches = [{"eth_type": 0x86DD, "ipv6_src": ip},
                    {"eth_type": 0x86DD, "ipv6_src": LINK_LOCAL}]
     return [Flow.make(T.CLASSIFY.id, T.PRIO_ADMIT, {**base, **m}, goto=T.ARP_RESPONDER.id,
                       write_metadata=(meta, T.META_VLAN_MASK | T.META_ORIGIN_MASK),
@@ -103,15 +105,15 @@ def _admit(ofport: int, arriving: int, ep, address, meta: int, cookie: int) -> l
             for m in matches]
 
 
-def _arp_answer(vlan: int, ep, address, cookie: int) -> Flow:
-    """Turn an ARP request for ``address`` into ``ep``'s reply, sent back."""
+def _arp_answer(vlan: int, mac: str, ip: str, cookie: int) -> Flow:
+    """Turn an ARP request for ``ip`` into the reply of ``mac``, sent back."""
     return Flow.make(
         T.ARP_RESPONDER.id, T.PRIO_ANSWER,
         {"metadata": (T.metadata(vlan), T.META_VLAN_MASK), "eth_type": 0x0806, "arp_op": 1,
-         "arp_tpa": str(address.ip)},
-        (move("eth_src", "eth_dst"), ("set_field", "eth_src", ep.mac),
+         "arp_tpa": ip},
+        (move("eth_src", "eth_dst"), ("set_field", "eth_src", mac),
          ("set_field", "arp_op", 2), move("arp_sha", "arp_tha"), move("arp_spa", "arp_tpa"),
-         ("set_field", "arp_sha", ep.mac), ("set_field", "arp_spa", str(address.ip)),
+         ("set_field", "arp_sha", mac), ("set_field", "arp_spa", ip),
          output(T.OFPP_IN_PORT)),
         cookie=cookie)
 
@@ -143,27 +145,29 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
     depend only on its view (``topology.diff.network_views``) and on the ports of
     its local members and of the tunnels to hosts carrying it, which is what
     lets a change recompute only the networks it touches."""
-    net = topo.network(network)
+    # Read from the network's view (topology.diff), which is all a piece may
+    # depend on: key, members (name, host, MAC, port, address, guest VLAN)
+    # and carrying hosts with their local VLANs.
+    _, key, members, carrying = topo.views[network]
     flows: list[Flow] = []
     groups: list[Group] = []
     origin = T.META_VLAN_MASK | T.FROM_TRUNK
-    vlan = topo.local_vlan(host, net.name)
+    vlan = dict(carrying)[host]
     tagged = OFPVID_PRESENT | vlan
-    net_cookie = network_cookie(net.key)
-    to_tunnel = (pop_vlan(), set_tunnel_key(net.key))
+    net_cookie = network_cookie(key)
+    to_tunnel = (pop_vlan(), set_tunnel_key(key))
     flood_local, flood_all = [], []
     trunk_here = False
 
-    for ep in topo.members(net.name):
-        ep_cookie = endpoint_cookie(ep.name)
-        address = ep.attachment(net.name).ip
-        if address.version == 4:
-            flows.append(_arp_answer(vlan, ep, address, ep_cookie))
-        if ep.host == host:
-            ofport = ports.get(ep.port)
+    for name, ep_host, mac, port, address, guest_vlan in members:
+        ep_cookie = endpoint_cookie(name)
+        ip = address.split("/")[0]
+        if ":" not in ip:
+            flows.append(_arp_answer(vlan, mac, ip, ep_cookie))
+        if ep_host == host:
+            ofport = ports.get(port)
             if ofport is None:
                 continue
-            guest_vlan = ep.attachment(net.name).vlan
             if guest_vlan is None:      # access port: untagged on the wire
                 arriving, meta = 0, T.metadata(vlan)
                 deliver = (pop_vlan(), output(ofport))
@@ -171,27 +175,27 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
                 arriving, meta = OFPVID_PRESENT | guest_vlan, T.metadata(vlan, T.FROM_TRUNK)
                 deliver = (set_vlan(guest_vlan), output(ofport))
                 trunk_here = True
-            flows += _admit(ofport, arriving, ep, address, meta, ep_cookie)
+            flows += _admit(ofport, arriving, mac, ip, meta, ep_cookie)
             flows.append(Flow.make(
                 T.FORWARD.id, T.PRIO_UNICAST,
-                {"vlan_vid": tagged, "eth_dst": ep.mac}, deliver, cookie=ep_cookie))
+                {"vlan_vid": tagged, "eth_dst": mac}, deliver, cookie=ep_cookie))
             flood_local.append(deliver)
-        elif ep.host in tunnels:
+        elif ep_host in tunnels:
             flows.append(Flow.make(
                 T.FORWARD.id, T.PRIO_UNICAST,
-                {"vlan_vid": tagged, "eth_dst": ep.mac, "metadata": (0, T.FROM_TUNNEL)},
-                to_tunnel + (output(tunnels[ep.host]),), cookie=ep_cookie))
+                {"vlan_vid": tagged, "eth_dst": mac, "metadata": (0, T.FROM_TUNNEL)},
+                to_tunnel + (output(tunnels[ep_host]),), cookie=ep_cookie))
 
-    for peer in topo.hosts_carrying(net.name):
-        if peer.name == host or peer.name not in tunnels:
+    for peer, _ in carrying:
+        if peer == host or peer not in tunnels:
             continue
         flows.append(Flow.make(
             T.CLASSIFY.id, T.PRIO_ADMIT,
-            {"in_port": tunnels[peer.name], "tunnel_id": net.key, "vlan_vid": 0},
+            {"in_port": tunnels[peer], "tunnel_id": key, "vlan_vid": 0},
             goto=T.TAG.id, cookie=net_cookie,
             write_metadata=(T.metadata(vlan, T.FROM_TUNNEL),
                             T.META_VLAN_MASK | T.META_ORIGIN_MASK)))
-        flood_all.append(to_tunnel + (output(tunnels[peer.name]),))
+        flood_all.append(to_tunnel + (output(tunnels[peer]),))
 
     flows.append(Flow.make(T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan), origin)},
                            push_vlan(vlan), goto=T.FORWARD.id, cookie=net_cookie))
