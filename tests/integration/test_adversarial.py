@@ -321,7 +321,7 @@ def test_broadcast_and_multicast_floods_reach_the_attackers_network_only(fabric)
     frames = {"broadcast": f.udp("atk", BROADCAST, "255.255.255.255"),
               "subnet broadcast": f.udp("atk", BROADCAST, "10.9.0.255"),
               "ipv4 multicast": f.udp("atk", "01:00:5e:00:00:01", "224.0.0.1"),
-              "ipv4 multicast to b's address": f.udp("atk", "01:00:5e:00:00:fb", "224.0.0.251"),
+              "mdns multicast": f.udp("atk", "01:00:5e:00:00:fb", "224.0.0.251"),
               "multicast mac, b1's address": f.udp("atk", "01:00:5e:00:00:01", f.ip("b1"))}
     reached, legit = f.attack("atk", frames)
     assert reached == {label: {"a2", "a3"} for label in frames}
