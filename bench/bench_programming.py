@@ -96,13 +96,11 @@ def measure(hosts: int, networks: int, rounds: int, tmp: Path) -> dict:
     path = fabric_file(hosts, networks, tmp)
     topo = topology.load(str(path))
     fab = BenchFabric(topo)
-    built = time.monotonic()
     try:
         fab.up(None)
         ports = {h: fab.ports(h) for h in topo.hosts}
         want = {h: fab.expected(h, ports[h]) for h in topo.hosts}
         fab.wait_counts(want, time.monotonic())      # the first programming, while building
-        built = time.monotonic() - built
         files = {}
         for h in topo.hosts:
             files[h] = tmp / f"bundle-{h}.txt"
@@ -125,7 +123,7 @@ def measure(hosts: int, networks: int, rounds: int, tmp: Path) -> dict:
     finally:
         fab.down()
     flows = [want[h][0] for h in topo.hosts]
-    return {"hosts": hosts, "networks": networks, "summary": topo.summary(), "built": built,
+    return {"hosts": hosts, "networks": networks, "summary": topo.summary(),
             "cold": statistics.median(cold), "warm": statistics.median(warm),
             "limit": statistics.median(limit), "all": (cold, warm, limit),
             "flows_max": max(flows), "flows_mean": sum(flows) / len(flows),

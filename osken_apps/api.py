@@ -45,26 +45,20 @@ def listen(address: str):
 class Api:
     """WSGI application over the running NsgreApp."""
 
+    #: GET path -> the NsgreApp method whose dict is the JSON answer.
+    DESCRIBE = {"/topology": "describe_topology", "/switches": "describe_switches",
+                "/fabric": "describe_fabric", "/flows": "describe_flows",
+                "/groups": "describe_groups", "/desired": "describe_desired",
+                "/diff": "describe_diff"}
+
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
         try:
-            if (method, path) == ("GET", "/topology"):
-                status, body = 200, self.app.describe_topology()
-            elif (method, path) == ("GET", "/switches"):
-                status, body = 200, self.app.describe_switches()
-            elif (method, path) == ("GET", "/fabric"):
-                status, body = 200, self.app.describe_fabric()
-            elif (method, path) == ("GET", "/flows"):
-                status, body = 200, self.app.describe_flows()
-            elif (method, path) == ("GET", "/groups"):
-                status, body = 200, self.app.describe_groups()
-            elif (method, path) == ("GET", "/desired"):
-                status, body = 200, self.app.describe_desired()
-            elif (method, path) == ("GET", "/diff"):
-                status, body = 200, self.app.describe_diff()
+            if method == "GET" and path in self.DESCRIBE:
+                status, body = 200, getattr(self.app, self.DESCRIBE[path])()
             elif (method, path) == ("GET", "/metrics"):
                 data = self.app.metrics().encode()
                 start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4"),

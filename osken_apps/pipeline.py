@@ -142,12 +142,9 @@ def tunnel_ports(topo: Topology, host: str, ports: Mapping[str, int]) -> dict[st
 def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, int],
                   tunnels: Mapping[str, int]) -> Piece:
     """The flows and groups one network needs on ``host``'s bridge.  They
-    depend only on its view (``topology.diff.network_views``) and on the ports of
+    depend only on its view (``Topology.views``) and on the ports of
     its local members and of the tunnels to hosts carrying it, which is what
     lets a change recompute only the networks it touches."""
-    # Read from the network's view (topology.diff), which is all a piece may
-    # depend on: key, members (name, host, MAC, port, address, guest VLAN)
-    # and carrying hosts with their local VLANs.
     _, key, members, carrying = topo.views[network]
     flows: list[Flow] = []
     groups: list[Group] = []

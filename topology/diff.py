@@ -14,15 +14,9 @@ from collections import defaultdict
 from topology.model import Topology
 
 
-def network_views(topo: Topology) -> dict[str, tuple]:
-    """Network name -> its view, made when the topology was built (while
-    the file is read), so applying a change costs only the comparison."""
-    return topo.views
-
-
 def changed_networks(old: Topology, new: Topology) -> set[str]:
     """Networks added, removed, or whose view differs."""
-    before, after = network_views(old), network_views(new)
+    before, after = old.views, new.views
     return {name for name, view in after.items() if before.get(name) != view} | \
         (before.keys() - after.keys())
 
@@ -32,7 +26,7 @@ def hosts_touched(old: Topology, new: Topology, networks: set[str]) -> dict[str,
     pieces of the only bridges a change needs recomputed."""
     touched: dict[str, set[str]] = defaultdict(set)
     for topo in (old, new):
-        views = network_views(topo)
+        views = topo.views
         for name in networks:
             view = views.get(name)
             if view is not None:

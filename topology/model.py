@@ -123,6 +123,7 @@ class Topology:
         for (host, net), vlan in local_vlans.items():
             g.add_edge(_node("host", host), _node("network", net),
                        kind="carries", local_vlan=vlan)
+        # Per network, all its flows depend on (topology.diff compares them).
         self.views = _network_views(tunnel, g, endpoints, local_vlans)
         names = sorted(h.name for h in self._objs(g, "host"))
         for a in names:
