@@ -129,6 +129,19 @@ class BenchFabric(emulation.Emulation):
             (self.run_dir / sock).unlink(missing_ok=True)
         self.controller_target = self._start_controller()
 
+    def wait_prepared(self, hosts, start: float, timeout: float = 120) -> float:
+        """Seconds from ``start`` until the controller logged every host as
+        prepared from OVSDB (see ``NsgreApp.prepare``)."""
+        deadline = start + timeout
+        while True:
+            text = self.controller_log().read_text(errors="replace")
+            if all(f"nsgre: {h} prepared before its switch connected" in text for h in hosts):
+                return time.monotonic() - start
+            if time.monotonic() > deadline:
+                raise emulation.EmulationError(
+                    f"controller did not prepare every host in {timeout}s:\n{text[-2000:]}")
+            time.sleep(0.02)
+
     def controller_log(self) -> Path:
         return self.run_dir / "osken.log"
 

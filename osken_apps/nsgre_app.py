@@ -68,6 +68,7 @@ class NsgreApp(app_manager.OSKenApp):
         self.switches: dict[int, SwitchState] = {}
         self.strangers: dict = {}       # connected datapaths of no host (yet): dpid -> dp
         self.piece_cache: dict = {}     # host -> pipeline.pieces cache, across reconnects
+        self.prepared: dict = {}        # host -> networks computed before its switch came
         self.version = 1
         self.bundle_ids = itertools.count(1)
         # Counters for GET /metrics (Prometheus text format).
@@ -89,7 +90,7 @@ class NsgreApp(app_manager.OSKenApp):
         if self.audit_interval > 0:
             hub.spawn(self._audit_loop)
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.reload))
-        self.sync_tunnels(self.topology)
+        self.prepare_hosts(self.topology)
         if cfg.CONF.nsgre_api:
             hub.spawn(api.serve, self, cfg.CONF.nsgre_api)
             LOG.info("nsgre: API on %s", cfg.CONF.nsgre_api)
@@ -111,29 +112,56 @@ class NsgreApp(app_manager.OSKenApp):
             return 400, {"ok": False, "problems": exc.problems}
         return 200, {"ok": True, "topology": new.summary(), "changes": self.apply(new)}
 
-    def sync_tunnels(self, topo):
-        """With --nsgre-ovsdb, give every host exactly one tunnel port per
-        peer over OVSDB (hosts joining and leaving), each in its own green
-        thread so a host whose OVSDB is down delays nobody."""
+    def prepare_hosts(self, topo):
+        """With --nsgre-ovsdb, prepare every host over OVSDB, each in its
+        own green thread so a host whose OVSDB is down delays nobody."""
         template = cfg.CONF.nsgre_ovsdb
         if not template:
             return
         for host in topo.hosts.values():
             remote = template.format(host=host.name, underlay_ip=host.underlay_ip)
-            hub.spawn(self._sync_host_tunnels, topo, host.name, remote)
+            hub.spawn(self._prepare_host, topo, host.name, remote)
 
-    @staticmethod
-    def _sync_host_tunnels(topo, host: str, remote: str):
+    def _prepare_host(self, topo, host: str, remote: str):
+        """Give the host exactly one tunnel port per peer (hosts joining and
+        leaving), then, if its switch has not connected yet, compute its
+        pipeline from the port numbers OVSDB gives: the switch that connects
+        next finds its pieces computed and its messages packed.  One read,
+        and one write only when tunnels must change."""
         try:
-            with ovsdb.Ovsdb(remote, timeout=5) as db:
-                if db.bridge(ovsdb.BRIDGE) is None:
-                    LOG.warning("nsgre: %s has no %s yet (run nsgre prepare-host)",
-                                host, ovsdb.BRIDGE)
-                    return
-                db.sync_tunnels(ovsdb.BRIDGE, ovsdb.tunnel_ports(topo, host))
-            LOG.info("nsgre: %s tunnels in step over OVSDB (%s)", host, remote)
-        except (ovsdb.OvsdbError, OSError) as exc:
+            ports, changed = ovsdb.tunnels_to_step(remote, ovsdb.tunnel_ports(topo, host))
+        except ovsdb.OvsdbError as exc:
             LOG.warning("nsgre: %s: tunnels not updated over OVSDB: %s", host, exc)
+            return
+        if ports is None:
+            LOG.warning("nsgre: %s has no %s yet (run nsgre prepare-host)", host, ovsdb.BRIDGE)
+            return
+        if changed:
+            LOG.info("nsgre: %s tunnels in step over OVSDB (%s)", host, remote)
+        self.prepare(topo, host, ovsdb.ofports(ports))
+
+    #: Networks computed between two yields to the event loop while preparing.
+    PREPARE_CHUNK = 100
+
+    def prepare(self, topo, host: str, ports: dict[str, int]):
+        """Compute and pack ``host``'s pieces for ``ports`` ahead of its
+        switch, yielding between chunks.  A piece whose ports turn out
+        different when the switch connects is simply computed again
+        (``pipeline.pieces`` checks its inputs); a switch that connects
+        meanwhile stops the preparation and does the rest itself."""
+        started = time.monotonic()
+        cache = self.piece_cache.setdefault(host, {})
+        names = [n.name for n in topo.networks_on(host)]
+        for i in range(0, len(names), self.PREPARE_CHUNK):
+            if self.topology is not topo or any(s.host == host for s in self.switches.values()):
+                return
+            for piece in pipeline.pieces(topo, host, ports, names[i:i + self.PREPARE_CHUNK],
+                                         cache).values():
+                wire.pack_ahead(piece.flows)
+            hub.sleep(0)
+        self.prepared[host] = len(names)
+        LOG.info("nsgre: %s prepared before its switch connected: %d networks, %d ports "
+                 "from OVSDB (%.2f s)", host, len(names), len(ports), time.monotonic() - started)
 
     def apply(self, new) -> dict:
         """Make ``new`` (validated, allocated around the topology in force)
@@ -141,10 +169,9 @@ class NsgreApp(app_manager.OSKenApp):
         old, self.topology = self.topology, new
         gc.freeze()                          # see __init__
         if _tunnel_plan(old) != _tunnel_plan(new):
-            # Only hosts joining, leaving or moving change tunnel ports; reading
-            # every host's OVSDB on every change would stall the controller
-            # (about 0.8 s a host of 2,500 ports, in its one event loop).
-            self.sync_tunnels(new)
+            # Only hosts joining, leaving or moving change tunnel ports (and
+            # only a host not connected yet gains from being prepared).
+            self.prepare_hosts(new)
         self.version += 1
         changed = diff.changed_networks(old, new)
         touched = diff.hosts_touched(old, new, changed)
@@ -353,6 +380,9 @@ class NsgreApp(app_manager.OSKenApp):
                [({"host": h, "table": t}, n) for (h, t), n in sorted(per_table.items())])
         metric("nsgre_flow_mods_sent_total", "counter", "flow and group mods sent per host",
                [({"host": h}, n) for h, n in sorted(self.flow_mods_sent.items())])
+        metric("nsgre_prepared_networks", "gauge",
+               "networks computed for a host from OVSDB before its switch connected",
+               [({"host": h}, n) for h, n in sorted(self.prepared.items())])
         metric("nsgre_reconcile_runs_total", "counter", "reconciliations run",
                [({}, self.reconciles)])
         metric("nsgre_reconcile_seconds_total", "counter", "time spent reconciling",

@@ -139,6 +139,13 @@ def _flow_mod_body(flow: Flow, cookie: int, command: int) -> bytes:
     return body + match(flow.match) + inst
 
 
+def pack_ahead(flows) -> None:
+    """Pack flows' additions now (into the cache), so that sending them to
+    a switch later costs only the copy."""
+    for flow in flows:
+        _flow_mod_body(flow, flow.cookie, OFPFC_ADD)
+
+
 def group_mod(group: Group, command: int, xid: int = 0) -> bytes:
     buckets = b""
     for bucket in (group.buckets if command != OFPGC_DELETE else ()):

@@ -48,6 +48,8 @@ def wait_programmed(ctl, hosts, timeout=20):
 
 
 def test_a_controller_restart_loses_no_packet_and_sends_no_flow_mod(up, controller):
+    """...and, told where each host's OVSDB is, the new controller computes
+    the pipelines from the port numbers there before the switches are back."""
     topo = topology.load()
     first = controller("osken_apps/nsgre_app.py")
     up(topo, controller=first.target)
@@ -55,9 +57,18 @@ def test_a_controller_restart_loses_no_packet_and_sends_no_flow_mod(up, controll
     time.sleep(1)
     first.stop()
     time.sleep(5)
-    second = controller("osken_apps/nsgre_app.py")
+    second = controller("osken_apps/nsgre_app.py", extra=[
+        "--user-flags", "osken_apps/flags.py",
+        "--nsgre-ovsdb", f"unix:{emulation.RUN_DIR}/hosts/{{host}}/db.sock"])
     changes = wait_programmed(second, topo.hosts)
     assert changes == {h: 0 for h in topo.hosts}, second.log.read_text()
+    log = second.log.read_text()
+    for host in topo.hosts:
+        networks = len(topo.networks_on(host))
+        assert re.search(rf"nsgre: {host} prepared before its switch connected: {networks} "
+                         r"networks, \d+ ports from OVSDB", log), log
+        assert log.index(f"{host} prepared") < log.index(f"{host} connected"), log
+    assert "tunnels in step" not in log      # they were: only read, never written
     for proc in pings:
         missing, sent = lost(proc)
         assert sent >= 200 and missing == 0, (missing, sent)

@@ -78,7 +78,10 @@ def test_a_port_event_updates_only_its_networks_and_ends_where_a_resync_ends(spe
             if name in ports and rnd.random() < 0.5:
                 del ports[name]                        # port deleted
             else:
-                ports[name] = 100 + rnd.randrange(50)  # port (re)added, maybe renumbered
+                # Port (re)added, maybe renumbered: to a number no other port
+                # of the bridge holds, as OVS numbers them.
+                taken = {n for p, n in ports.items() if p != name}
+                ports[name] = rnd.choice([n for n in range(100, 150) if n not in taken])
             held.update(topo, host, ports, pipeline.networks_using_port(topo, host, name), cache)
             assert_holds_exactly(held, topo, host, ports)
         # A reconnect (the record lost, the cache kept) ends in the same place.

@@ -1,0 +1,133 @@
+"""Reading a bridge over OVSDB without the IDL: what the reply says about
+ports, and whether a host's tunnels are already what the model wants."""
+
+import json
+import socket
+import threading
+
+import pytest
+
+import topology
+from osken_apps import ovsdb
+
+
+def uuid(n):
+    return ["uuid", f"00000000-0000-0000-0000-{n:012d}"]
+
+
+def reply(ports, bridge=True):
+    """The three selects' result for ``ports``: (name, type, options,
+    external_ids, ofport) with ofport None for 'not numbered yet'."""
+    port_rows, iface_rows = [], []
+    for i, (name, kind, options, ext, ofport) in enumerate(ports):
+        iface_rows.append({"_uuid": uuid(1000 + i), "name": name, "type": kind,
+                           "options": ["map", sorted(options.items())],
+                           "ofport": ["set", []] if ofport is None else ofport})
+        port_rows.append({"_uuid": uuid(i), "name": name, "interfaces": uuid(1000 + i),
+                          "external_ids": ["map", sorted(ext.items())]})
+    refs = [uuid(i) for i in range(len(ports))]
+    bridge_rows = [{"ports": refs[0] if len(refs) == 1 else ["set", refs]}] if bridge else []
+    return [{"rows": bridge_rows}, {"rows": port_rows}, {"rows": iface_rows}]
+
+
+SEED = topology.load()
+WANT = ovsdb.tunnel_ports(SEED, "kvm1")            # gre-kvm2 to kvm2
+TUNNEL = ("gre-kvm2", "gre", WANT["gre-kvm2"][1], {ovsdb.PEER_KEY: "kvm2"}, 7)
+
+
+def test_ports_are_read_with_their_openflow_numbers_and_unnumbered_ones_left_out():
+    ports = ovsdb.ports_from_reply(reply([
+        ("br-int", "internal", {}, {}, 65534), TUNNEL, ("tap-vm1", "", {}, {}, 3),
+        ("tap-new", "", {}, {}, None)]))
+    assert ports["gre-kvm2"].peer == "kvm2" and ports["tap-vm1"].peer is None
+    assert ovsdb.ofports(ports) == {"br-int": 65534, "gre-kvm2": 7, "tap-vm1": 3}
+
+
+def test_a_bridge_of_one_port_is_read_too():
+    assert set(ovsdb.ports_from_reply(reply([TUNNEL]))) == {"gre-kvm2"}
+
+
+def test_no_such_bridge_reads_as_none():
+    assert ovsdb.ports_from_reply(reply([TUNNEL], bridge=False)) is None
+
+
+def ops(*ports):
+    return ovsdb.tunnel_ops(ovsdb.ports_from_reply(reply(list(ports))), WANT)
+
+
+def changes(*ports):
+    """(names of ports removed, names of tunnels added) by ``tunnel_ops``."""
+    records = ovsdb.ports_from_reply(reply(list(ports)))
+    by_uuid = {r.uuid: name for name, r in records.items()}
+    found = ovsdb.tunnel_ops(records, WANT)
+    mutate = found[-1]["mutations"] if found else []
+    removed = {by_uuid[u] for m in mutate if m[1] == "delete" for _, u in m[2][1]}
+    added = {op["row"]["name"] for op in found if op.get("table") == "Port"}
+    return removed, added
+
+
+def test_tunnels_already_right_need_no_write_and_other_ports_are_left_alone():
+    assert ops(TUNNEL) == []
+    assert ops(TUNNEL, ("eth1", "", {}, {}, 9), ("br-int", "internal", {}, {}, 65534)) == []
+
+
+def test_a_missing_tunnel_is_added_tagged_with_its_peer_under_a_wait_on_the_port_set():
+    found = ops()
+    assert [op["op"] for op in found] == ["wait", "insert", "insert", "mutate"]
+    iface, port = found[1]["row"], found[2]["row"]
+    assert (iface["name"], iface["type"], dict(iface["options"][1])) == \
+        ("gre-kvm2", "gre", WANT["gre-kvm2"][1])
+    assert port["external_ids"] == ["map", [[ovsdb.PEER_KEY, "kvm2"]]]
+    assert found[0]["rows"] == [{"ports": ["set", []]}]
+
+
+def test_wrong_and_stale_tunnels_are_replaced_or_removed_never_someone_elses_port():
+    stale = ("gre-kvm9", "gre", {}, {ovsdb.PEER_KEY: "kvm9"}, 8)
+    assert changes(TUNNEL, stale) == ({"gre-kvm9"}, set())
+    moved = (*TUNNEL[:2], {**TUNNEL[2], "remote_ip": "198.18.0.99"}, *TUNNEL[3:])
+    assert changes(moved) == ({"gre-kvm2"}, {"gre-kvm2"})
+    vxlan = (TUNNEL[0], "vxlan", *TUNNEL[2:])
+    assert changes(vxlan) == ({"gre-kvm2"}, {"gre-kvm2"})
+    by_hand = (*TUNNEL[:3], {}, 7)           # a tunnel's name, but not made by nsgre
+    assert changes(by_hand) == ({"gre-kvm2"}, {"gre-kvm2"})
+    assert changes(TUNNEL, ("eth1", "gre", {}, {}, 9)) == (set(), set())
+
+
+def serve(chunks):
+    """A one-shot OVSDB stand-in on a socket pair: reads the request, then
+    writes ``chunks`` (bytes) one by one."""
+    ours, theirs = socket.socketpair()
+
+    def run():
+        theirs.recv(65536)
+        for chunk in chunks:
+            theirs.sendall(chunk)
+        theirs.close()
+    threading.Thread(target=run, daemon=True).start()
+    ours.sendall(b"{}")
+    return ours
+
+
+def test_a_reply_split_anywhere_and_preceded_by_an_echo_is_read_whole():
+    message = json.dumps({"id": "nsgre-read", "result": reply([TUNNEL]), "error": None})
+    echo = json.dumps({"id": "echo", "method": "echo", "params": []})
+    text = (echo + message).encode()
+    for cut in (1, len(echo), len(echo) + 1, len(text) // 2, len(text) - 1):
+        sock = serve([text[:cut], text[cut:]])
+        assert ovsdb._read_reply(sock, "nsgre-read")["result"] == json.loads(message)["result"]
+        sock.close()
+
+
+def test_a_connection_closed_before_the_reply_is_an_error():
+    sock = serve([b'{"id": "nsgre-read", "res'])
+    with pytest.raises(ovsdb.OvsdbError, match="closed"):
+        ovsdb._read_reply(sock, "nsgre-read")
+    sock.close()
+
+
+def test_an_unreachable_ovsdb_is_an_error_naming_the_remote(tmp_path):
+    remote = f"unix:{tmp_path}/db.sock"
+    with pytest.raises(ovsdb.OvsdbError, match=remote):
+        ovsdb.bridge_ports(remote)
+    with pytest.raises(ovsdb.OvsdbError, match="ssl:"):
+        ovsdb.bridge_ports("ssl:198.18.0.1:6640")
