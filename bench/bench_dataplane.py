@@ -16,15 +16,17 @@ own ovs-vswitchd with the userspace datapath:
 - same bridge: dpa -> dpc, both on dp1, no tunnel, nsgre's flows (the
   upper bound: what a single bridge can do on this machine).
 
-Only one emulation runs at a time (run directory /run/nsgre-dp, so the
-tests' /run/nsgre and other benchmarks are untouched); a round brings up the
-nsgre emulation (measuring nsgre and same bridge) and the static one, and
-the order alternates from round to round, so slow phases of a shared
-machine hit every setup alike.  Each setup gets one iperf3 run (``-t
-SECONDS -O 1``: the first second, slow start, is left out) and PINGS pings
-at 10 ms per round; reported are the median throughput over the rounds and
-the median and p99 of all rtts.  Needs root.  A benchmark: it reports
-targets met or not, it never fails.
+Both emulations run side by side for the whole benchmark, in their own run
+directories (/run/nsgre-dp for nsgre's, /run/nsgre-dps for the static one,
+whose hosts and endpoints are named ds1, ds2, dsa... so that no namespace
+name is shared; the tests' /run/nsgre is untouched).  A round measures the
+three setups one after the other, seconds apart, in an order that rotates
+from round to round, so slow phases of a shared machine hit every setup
+alike and a round's ratios compare runs made within the same half minute.
+Each setup gets one iperf3 run (``-t SECONDS -O 1``: the first second, slow
+start, is left out) and PINGS pings at 10 ms per round; reported are the
+median throughput over the rounds and the median and p99 of all rtts.
+Needs root.  A benchmark: it reports targets met or not, it never fails.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pathlib import Path
 # The emulation reads its run directory at import: ours, apart from the
 # tests' (/run/nsgre) and other benchmarks'.
 os.environ["NSGRE_RUN_DIR"] = "/run/nsgre-dp"
+STATIC_RUN_DIR = Path("/run/nsgre-dps")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -66,9 +69,13 @@ endpoints:
   dpb: {host: dp2, kind: namespace, network: dpnet, ip: 10.77.0.2/24}
   dpc: {host: dp1, kind: namespace, network: dpnet, ip: 10.77.0.3/24}
 """
-SRC = "dpa"
-DST = {"dpb": "10.77.0.2", "dpc": "10.77.0.3"}
+#: The static emulation's topology: the same, its names changed (dp -> ds)
+#: and its underlay addresses in another /24, so both can run at once.
+STATIC_TOPOLOGY = re.sub(r"\bdp(?=[a-z0-9])", "ds", TOPOLOGY).replace("198.18.1.", "198.18.2.")
 SETUPS = ("nsgre", "static", "same bridge")
+#: setup -> (emulation, source endpoint, destination endpoint)
+LEGS = {"nsgre": ("nsgre", "dpa", "dpb"), "same bridge": ("nsgre", "dpa", "dpc"),
+        "static": ("static", "dsa", "dsb")}
 TARGET_THROUGHPUT = 1.0     # nsgre / static, at least
 TARGET_LATENCY = 1.1        # nsgre / static, at most
 RATE = "100M"               # fixed rate of the CPU-per-byte run
@@ -85,10 +92,10 @@ def ns(name: str, *cmd: str, check: bool = True, timeout: float = 120) -> str:
 
 # -- measurements ---------------------------------------------------------------
 @contextlib.contextmanager
-def iperf_server(dst: str):
+def iperf_server(dst: str, ip: str):
     """An iperf3 server in ``dst``, stopped by its PID on the way out."""
     # `ip netns exec` execs iperf3: this PID is the server's, ours to stop.
-    server = subprocess.Popen(["ip", "netns", "exec", dst, "/usr/bin/iperf3", "-s", "-B", DST[dst]],
+    server = subprocess.Popen(["ip", "netns", "exec", dst, "/usr/bin/iperf3", "-s", "-B", ip],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
@@ -107,11 +114,11 @@ def iperf_server(dst: str):
                 server.wait()
 
 
-def iperf(dst: str, seconds: int, rate: str | None = None) -> dict:
-    """One TCP run SRC -> dst; what the receiver got (bytes, bits_per_second).
+def iperf(src: str, ip: str, seconds: int, rate: str | None = None) -> dict:
+    """One TCP run src -> ip; what the receiver got (bytes, bits_per_second).
     Without ``rate`` as fast as it goes, the first second (slow start) left out."""
     limit = ["-b", rate] if rate else ["-O", "1"]
-    out = ns(SRC, "/usr/bin/iperf3", "-c", DST[dst], "-t", str(seconds), *limit, "-J",
+    out = ns(src, "/usr/bin/iperf3", "-c", ip, "-t", str(seconds), *limit, "-J",
              timeout=seconds + 60)
     return json.loads(out)["end"]["sum_received"]
 
@@ -129,21 +136,21 @@ def switch_cpu(emu) -> float:
 RTT = re.compile(r"icmp_seq=\d+ .*time=([\d.]+) ms")
 
 
-def pings(dst: str, count: int) -> list[float]:
-    """rtts in ms of ``count`` pings SRC -> dst, 10 ms apart."""
-    out = ns(SRC, "ping", "-n", "-c", str(count), "-i", "0.01", "-W", "1", DST[dst],
+def pings(src: str, ip: str, count: int) -> list[float]:
+    """rtts in ms of ``count`` pings src -> ip, 10 ms apart."""
+    out = ns(src, "ping", "-n", "-c", str(count), "-i", "0.01", "-W", "1", ip,
              check=False, timeout=count * 0.01 + 60)
     return [float(m) for m in RTT.findall(out)]
 
 
-def warm(dst: str):
+def warm(src: str, ip: str):
     """First packets set up the datapath's flows (and, static, learn MACs
     over real ARP): not what is measured."""
     deadline = time.monotonic() + 20
-    while not pings(dst, 3):
+    while not pings(src, ip, 3):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{SRC} cannot reach {dst}")
-    ns(SRC, "ping", "-c", "20", "-i", "0.01", "-s", "1400", DST[dst], check=False)
+            raise RuntimeError(f"{src} cannot reach {ip}")
+    ns(src, "ping", "-c", "20", "-i", "0.01", "-s", "1400", ip, check=False)
 
 
 # -- what the setups run with -----------------------------------------------------
@@ -154,32 +161,35 @@ def _feature(text: str, what: str) -> str:
 
 def settings(emu) -> dict:
     """MTU and offloads of every endpoint's eth0 and of its port on the host,
-    read back from the running namespaces (not as intended: as they are)."""
+    read back from the running namespaces (not as intended: as they are),
+    by role: source, tunnel peer, same-bridge peer."""
     found = {}
-    for name in DST | {SRC: None}:
+    src, dst, near = sorted(emu.topo.endpoints)          # ?pa, ?pb, ?pc
+    for role, name in (("src", src), ("dst", dst), ("near", near)):
         ep = emu.topo.endpoint(name)
         link = json.loads(ns(name, "ip", "-j", "link", "show", "eth0"))[0]
         feats = ns(name, "ethtool", "-k", "eth0")
         port = json.loads(ns(ep.host, "ip", "-j", "link", "show", ep.port))[0]
         port_feats = ns(ep.host, "ethtool", "-k", ep.port)
-        found[name] = {"mtu": link["mtu"], "tx": _feature(feats, "tx-checksumming"),
+        found[role] = {"mtu": link["mtu"], "tx": _feature(feats, "tx-checksumming"),
                        "rx": _feature(feats, "rx-checksumming"),
                        "tso": _feature(feats, "tx-tcp-segmentation"),
                        "gso": _feature(feats, "generic-segmentation-offload"),
                        "port mtu": port["mtu"], "port tx": _feature(port_feats, "tx-checksumming"),
                        "port rx": _feature(port_feats, "rx-checksumming")}
-    found["underlay"] = {"mtu": json.loads(ns("dp1", "ip", "-j", "link", "show", "ul0"))[0]["mtu"]}
-    out = emu.ovs["dp1"].vsctl("--format=json", "--columns=name,options", "find", "interface",
+    sender = emu.topo.endpoint(src).host
+    found["underlay"] = {"mtu": json.loads(ns(sender, "ip", "-j", "link", "show", "ul0"))[0]["mtu"]}
+    out = emu.ovs[sender].vsctl("--format=json", "--columns=name,options", "find", "interface",
                                "type=gre")
     name, options = json.loads(out)["data"][0]
     found["gre"] = {"name": name, "options": ", ".join(f"{k}={v}" for k, v in options[1])}
     return found
 
 
-def dp_flows(emu, host: str = "dp1") -> dict[str, int]:
-    """The host's datapath flows: match and actions -> packets so far."""
+def dp_flows(emu) -> dict[str, int]:
+    """The sending host's datapath flows: match and actions -> packets so far."""
     flows = {}
-    for line in emu.ovs[host].appctl("dpctl/dump-flows").splitlines():
+    for line in emu.ovs[min(emu.topo.hosts)].appctl("dpctl/dump-flows").splitlines():
         m = re.search(r", packets:(\d+),.*actions:(.*)$", line)
         if m:
             flows[line[:m.start()].strip() + " actions:" + m.group(2)] = int(m.group(1))
@@ -189,7 +199,7 @@ def dp_flows(emu, host: str = "dp1") -> dict[str, int]:
 def datapath(emu, before: dict[str, int]) -> dict:
     """How the hosts' datapaths handled the last TCP run (stats cleared just
     before it): packets, cache hits (EMC, SMC, megaflow), upcalls, and the
-    datapath flows on dp1 (the sender's host) that carried the stream (at
+    datapath flows on the sender's host (dp1, ds1) that carried the stream (at
     least 1000 packets during the run)."""
     counts = {"packets": 0, "hits": 0, "upcalls": 0}
     for host in emu.topo.hosts:
@@ -211,19 +221,21 @@ def clear_stats(emu):
 
 
 # -- the run ---------------------------------------------------------------------------
-def measure(emu, setup: str, dst: str, args, res: dict):
-    warm(dst)
-    with iperf_server(dst):
+def measure(emu, setup: str, args, res: dict):
+    _, src, dst = LEGS[setup]
+    ip = str(emu.topo.endpoint(dst).attachments[0].ip.ip)
+    warm(src, ip)
+    with iperf_server(dst, ip):
         clear_stats(emu)
         before = dp_flows(emu)
-        res["bps"].append(iperf(dst, args.seconds)["bits_per_second"])
+        res["bps"].append(iperf(src, ip, args.seconds)["bits_per_second"])
         res["datapath"] = datapath(emu, before)
         # The switches' CPU per byte at a rate every setup sustains: less
         # sensitive to what else the machine runs than the maximum rate.
         cpu = switch_cpu(emu)
-        got = iperf(dst, args.seconds, RATE)["bytes"]
+        got = iperf(src, ip, args.seconds, RATE)["bytes"]
         res["cpu"].append((switch_cpu(emu) - cpu) / (got / 1e9))
-    rtts = pings(dst, args.pings)
+    rtts = pings(src, ip, args.pings)
     res["lost"] += args.pings - len(rtts)
     res["rtt"] += rtts
     res["rtt median"].append(statistics.median(rtts))
@@ -232,25 +244,11 @@ def measure(emu, setup: str, dst: str, args, res: dict):
           f"switch CPU {res['cpu'][-1]:.1f} s/GB", file=sys.stderr, flush=True)
 
 
-def run_emulation(topo, static: bool, args, results: dict, seen: dict):
-    emu = emulation.Emulation(topo, emulation.RUN_DIR, static=static)
-    try:
-        emu.up(None)
-        emu.wait_programmed()
-        time.sleep(SETTLE)
-        if static:
-            seen.setdefault("static", settings(emu))
-            measure(emu, "static", "dpb", args, results["static"])
-        else:
-            seen.setdefault("nsgre", settings(emu))
-            # Which of the two goes first alternates, as the rounds do.
-            pair = [("nsgre", "dpb"), ("same bridge", "dpc")]
-            if len(results["nsgre"]["bps"]) % 2:
-                pair.reverse()
-            for setup, dst in pair:
-                measure(emu, setup, dst, args, results[setup])
-    finally:
-        emu.down()
+def order(round_: int) -> list[str]:
+    """The setups of a round, rotated: each goes first, second and last
+    equally often over every three rounds."""
+    k = round_ % len(SETUPS)
+    return list(SETUPS[k:] + SETUPS[:k])
 
 
 def main(argv=None) -> int:
@@ -268,17 +266,29 @@ def main(argv=None) -> int:
 
     results = {s: {"bps": [], "rtt": [], "rtt median": [], "cpu": [], "lost": 0,
                    "datapath": None} for s in SETUPS}
-    seen: dict = {}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="nsgre-dp-") as tmp:
-        path = Path(tmp) / "dataplane.yaml"
-        path.write_text(TOPOLOGY)
-        topo = topology.load(str(path))
-        for r in range(args.rounds):
-            print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
-            for static in ((False, True) if r % 2 == 0 else (True, False)):
-                run_emulation(topo, static, args, results, seen)
-            load.append(os.getloadavg()[0])
+        emus = {}
+        for mode, text, run_dir in (("nsgre", TOPOLOGY, emulation.RUN_DIR),
+                                    ("static", STATIC_TOPOLOGY, STATIC_RUN_DIR)):
+            path = Path(tmp) / f"{mode}.yaml"
+            path.write_text(text)
+            emus[mode] = emulation.Emulation(topology.load(str(path)), run_dir,
+                                             static=mode == "static")
+        try:
+            for emu in emus.values():
+                emu.up(None)
+                emu.wait_programmed()
+            time.sleep(SETTLE)
+            seen = {mode: settings(emu) for mode, emu in emus.items()}
+            for r in range(args.rounds):
+                print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+                for setup in order(r):
+                    measure(emus[LEGS[setup][0]], setup, args, results[setup])
+                load.append(os.getloadavg()[0])
+        finally:
+            for emu in emus.values():
+                emu.down()
 
     text = report(args, results, seen, load)
     print(text)
@@ -328,7 +338,7 @@ def report(args, results, seen, load) -> str:
     cpu = {s: statistics.median(results[s]["cpu"]) for s in SETUPS}
     thr_ratio = med["nsgre"] / med["static"]
     lat_ratio = lat["nsgre"] / lat["static"]
-    # The same ratios round by round: nsgre and static measured a minute apart.
+    # The same ratios round by round: nsgre and static measured seconds apart.
     thr_rounds = [a / b for a, b in zip(results["nsgre"]["bps"], results["static"]["bps"])]
     lat_rounds = [a / b for a, b in zip(results["nsgre"]["rtt median"],
                                         results["static"]["rtt median"])]
@@ -344,12 +354,12 @@ def report(args, results, seen, load) -> str:
                     f"{cpu[s] / cpu['static']:.3f}x |")
 
     keys = ("mtu", "tx", "rx", "tso", "gso", "port mtu", "port tx", "port rx")
-    eps = [SRC, *DST]
+    eps = ["src", "dst", "near"]
     same = all(seen["nsgre"][e][k] == seen["static"][e][k] for e in eps for k in keys) and \
         seen["nsgre"]["underlay"] == seen["static"]["underlay"]
-    uniform = all(seen[m][e][k] == seen["nsgre"][SRC][k] for m in ("nsgre", "static")
+    uniform = all(seen[m][e][k] == seen["nsgre"]["src"][k] for m in ("nsgre", "static")
                   for e in eps for k in keys)
-    ep, gre = seen["nsgre"][SRC], {m: seen[m]["gre"] for m in ("nsgre", "static")}
+    ep, gre = seen["nsgre"]["src"], {m: seen[m]["gre"] for m in ("nsgre", "static")}
     if same and uniform:
         settings_intro = ("Settings, read back from the running namespaces, the same for all "
                           "three endpoints and in both emulations")
@@ -399,8 +409,8 @@ def report(args, results, seen, load) -> str:
         elif straddles:
             why = ("The datapath does the same work per packet in both setups (below) and "
                    "the round-by-round ratios of what was missed lie on both sides of 1: the "
-                   "gap is within the shared machine's noise between the minutes the setups "
-                   "ran in, not a cost of the pipeline; rerun on a quiet machine or with more "
+                   "gap is within the shared machine's noise from run to run, not a cost of "
+                   "the pipeline; rerun on a quiet machine or with more "
                    "`--rounds`.")
         else:
             why = ("The datapath does the same work per packet in both setups (below), yet the "
@@ -421,10 +431,12 @@ def report(args, results, seen, load) -> str:
         f"{args.pings * args.rounds}; pings lost: "
         + ", ".join(f"{s} {results[s]['lost']}" for s in SETUPS)
         + ") from dpa on dp1 to dpb on dp2 across the GRE "
-        "tunnel, and to dpc on dp1 (same bridge, no tunnel: the upper bound). Each round "
-        "brings up the nsgre emulation (the controller's flows) and the static one "
+        "tunnel, and to dpc on dp1 (same bridge, no tunnel: the upper bound), through the "
+        "controller's flows; and from dsa on ds1 to dsb on ds2 in the static emulation "
         "(`--static`, the source post's setup: access `tag=`, a GRE port with `trunks=`, "
-        "NORMAL), one at a time, in alternating order. Load average "
+        "NORMAL), the same topology under other names. Both emulations run side by side "
+        "all along; a round measures the three setups seconds apart, in an order that "
+        "rotates from round to round. Load average "
         + " → ".join(f"{x:.1f}" for x in load) + " over the rounds (2 cores, shared with "
         "other work): absolute figures are this machine's, the ratios are what counts.",
         "",

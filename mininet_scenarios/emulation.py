@@ -29,8 +29,11 @@ RUN_DIR = Path(os.environ.get("NSGRE_RUN_DIR", "/run/nsgre"))
 # Another run directory (NSGRE_RUN_DIR) gets its own underlay namespace, so a
 # benchmark's emulation and the tests' can run side by side (with distinct
 # host and endpoint names: those are namespace names too).
-UNDERLAY_NS = ("nsgre-underlay" if RUN_DIR == Path("/run/nsgre")
-               else f"nsgre-underlay-{RUN_DIR.name}")
+def underlay_namespace(run_dir: Path) -> str:
+    return "nsgre-underlay" if run_dir == Path("/run/nsgre") else f"nsgre-underlay-{run_dir.name}"
+
+
+UNDERLAY_NS = underlay_namespace(RUN_DIR)
 UNDERLAY_PREFIX = 16            # hosts' underlay addresses share one segment
 UNDERLAY_MTU = 1500
 
@@ -209,13 +212,14 @@ class Emulation:
         self.run_dir = run_dir
         self.static = static
         self.state = State(run_dir)
+        self.underlay = underlay_namespace(run_dir)
         self.ovs = {h: HostOvs(run_dir, h) for h in topo.hosts}
         self.net = None      # mininet.net.Mininet, for --cli
         self.controller_target: str | None = None
 
     # namespaces ---------------------------------------------------------
     def _names(self) -> list[str]:
-        return [UNDERLAY_NS, *self.topo.hosts, *self.topo.endpoints]
+        return [self.underlay, *self.topo.hosts, *self.topo.endpoints]
 
     def _check_names_free(self):
         names = self._names()
@@ -293,16 +297,16 @@ class Emulation:
         return f"unix:{sock}"
 
     def _underlay(self):
-        self._node(UNDERLAY_NS)
-        netns_exec(UNDERLAY_NS, ["ip", "link", "add", "br0", "type", "bridge"])
-        netns_exec(UNDERLAY_NS, ["ip", "link", "set", "br0", "up"])
+        self._node(self.underlay)
+        netns_exec(self.underlay, ["ip", "link", "add", "br0", "type", "bridge"])
+        netns_exec(self.underlay, ["ip", "link", "set", "br0", "up"])
 
     def _host(self, host: str):
         h = self.topo.host(host)
         self._node(host)
         ul_port = underlay_port(host)
-        self._link(host, "ul0", UNDERLAY_NS, ul_port)
-        netns_exec(UNDERLAY_NS, ["ip", "link", "set", ul_port, "master", "br0", "up"])
+        self._link(host, "ul0", self.underlay, ul_port)
+        netns_exec(self.underlay, ["ip", "link", "set", ul_port, "master", "br0", "up"])
         netns_exec(host, ["ip", "link", "set", "ul0", "up", "mtu", str(UNDERLAY_MTU)])
         self._quiet(host, "ul0")
         ovs = self.ovs[host]
