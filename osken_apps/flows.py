@@ -61,12 +61,13 @@ class Flow:
     goto: int | None = None             # goto-table instruction
     write_metadata: tuple | None = None  # (value, mask) instruction
     cookie: int = field(default=0, compare=False)
+    meter: int | None = None            # meter instruction (before the actions)
 
     @staticmethod
     def make(table, priority, match=None, actions=(), goto=None,
-             write_metadata=None, cookie=0) -> "Flow":
+             write_metadata=None, cookie=0, meter=None) -> "Flow":
         return Flow(table, priority, tuple(sorted((match or {}).items())),
-                    tuple(actions), goto, write_metadata, cookie)
+                    tuple(actions), goto, write_metadata, cookie, meter)
 
     @property
     def match_dict(self) -> dict:
@@ -85,7 +86,8 @@ class Flow:
         return ",".join(_match_ofctl(k, v) for k, v in self.match)
 
     def actions_ofctl(self) -> str:
-        instr = [action_ofctl(a) for a in self.actions]
+        instr = [] if self.meter is None else [f"meter:{self.meter}"]
+        instr += [action_ofctl(a) for a in self.actions]
         if self.write_metadata is not None:
             instr.append("write_metadata:%#x/%#x" % self.write_metadata)
         if self.goto is not None:
@@ -109,6 +111,19 @@ class Group:
         buckets = ",".join("bucket=actions=" + ",".join(action_ofctl(a) for a in b)
                            for b in self.buckets)
         return f"group_id={self.group_id},type={self.type}" + (f",{buckets}" if buckets else "")
+
+
+@dataclass(frozen=True, order=True)
+class Meter:
+    """A packet-rate meter that drops what exceeds ``rate`` frames a second
+    (bursts of up to ``burst`` frames pass)."""
+    meter_id: int
+    rate: int
+    burst: int
+
+    def to_ofctl(self) -> str:
+        return (f"meter={self.meter_id},pktps,burst,stats,"
+                f"bands=type=drop,rate={self.rate},burst_size={self.burst}")
 
 
 _OFCTL_FIELDS = {"eth_src": "dl_src", "eth_dst": "dl_dst", "tunnel_id": "tun_id",

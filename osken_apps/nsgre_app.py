@@ -28,11 +28,14 @@ from os_ken.app.ofctl import api as ofctl_api
 from os_ken.ofproto import ofproto_v1_3
 
 from osken_apps import api, flags, openflow, ovsdb, pipeline, reconcile, unix_socket, wire
+from osken_apps import tables as T
 from osken_apps.flows import Group
 import topology
 from topology import diff
 
 LOG = logging.getLogger("nsgre")
+#: What the controller reads from a switch (``openflow.state_requests``, in order).
+STATE_PARTS = ("ports", "flows", "groups", "meters")
 
 flags.register(cfg.CONF)
 unix_socket.install()
@@ -48,7 +51,7 @@ class SwitchState(reconcile.Held):
         self.ports: dict[str, int] = {}
         self.dirty: set[str] = set()      # networks whose ports changed, not yet synced
         self.flush_pending = False
-        self.waiting = {"ports", "flows", "groups"}   # state replies still to come
+        self.waiting = set(STATE_PARTS)               # state replies still to come
 
     @property
     def ready(self) -> bool:
@@ -213,7 +216,8 @@ class NsgreApp(app_manager.OSKenApp):
 
     def describe_switches(self) -> dict:
         return {s.host: {"datapath": f"{dpid:016x}", "ready": s.ready, "ports": s.ports,
-                         "flows": len(s.flows), "groups": len(s.groups)}
+                         "flows": len(s.flows), "groups": len(s.groups),
+                         "meters": len(s.meters)}
                 for dpid, s in sorted(self.switches.items())}
 
     def describe_fabric(self) -> dict:
@@ -250,7 +254,7 @@ class NsgreApp(app_manager.OSKenApp):
         groups.  Blocks this green thread only."""
         dp = state.datapath
         parser = dp.ofproto_parser
-        _, flow_req, group_req = openflow.state_requests(dp)
+        _, flow_req, group_req, _ = openflow.state_requests(dp)
         flows = [f for reply in ofctl_api.send_msg(self, flow_req, parser.OFPFlowStatsReply,
                                                     reply_multi=True) for f in reply.body]
         groups = [openflow.group_from_desc(g)
@@ -419,7 +423,7 @@ class NsgreApp(app_manager.OSKenApp):
             turn += len(full)
             for state in states:
                 if state.host in full:
-                    parts = ("ports", "flows", "groups")      # ports too: a lost event
+                    parts = STATE_PARTS                       # ports too: a lost event
                 elif self.count_flows(state) != len(state.flows):
                     parts = ("flows", "groups")
                 else:
@@ -438,16 +442,13 @@ class NsgreApp(app_manager.OSKenApp):
             return None
         return sum(r.body.flow_count for r in replies)
 
-    def read_state(self, state: "SwitchState", parts=("ports", "flows", "groups")):
+    def read_state(self, state: "SwitchState", parts=None):
+        parts = STATE_PARTS if parts is None else parts
         state.waiting = set(parts)
-        if "ports" in parts:
-            state.ports = {}
-        if "flows" in parts:
-            state.flows = {}
-        if "groups" in parts:
-            state.groups = {}
+        for part in parts:
+            setattr(state, part, {})
         dp = state.datapath
-        for part, request in zip(("ports", "flows", "groups"), openflow.state_requests(dp)):
+        for part, request in zip(STATE_PARTS, openflow.state_requests(dp)):
             if part in parts:
                 dp.send_msg(request)
 
@@ -507,6 +508,13 @@ class NsgreApp(app_manager.OSKenApp):
                                 if openflow.owned_group(g.group_id))
         self._reply(ev, "groups", collect)
 
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    def meter_config(self, ev):
+        def collect(state, ofp, body):
+            state.meters.update((m.meter_id, openflow.meter_from_config(m)) for m in body
+                                if T.owned_meter(m.meter_id))
+        self._reply(ev, "meters", collect)
+
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def port_status(self, ev):
         state = self.switches.get(ev.msg.datapath.id)
@@ -562,12 +570,12 @@ class NsgreApp(app_manager.OSKenApp):
             ops = state.resync(self.topology, host, state.ports, cache)
         else:
             ops = state.update(self.topology, host, state.ports, networks, cache)
-        held = len(state.flows), len(state.groups)
+        held = len(state.flows), len(state.groups), len(state.meters)
         self.send_plan(state, ops)           # may yield to other green threads
         self.reconciles += 1
         self.reconcile_seconds += time.monotonic() - started
         verbs = Counter(op.verb for op in ops)
-        LOG.info("nsgre: %s %s: %d flows, %d groups (%d changes sent%s)",
+        LOG.info("nsgre: %s %s: %d flows, %d groups, %d meters (%d changes sent%s)",
                  host, "programmed" if networks is None else f"{len(networks)} networks updated",
                  *held, len(ops), "".join(f", {n} {verb}" for verb, n in sorted(verbs.items())))
         return len(ops)
@@ -577,28 +585,45 @@ class NsgreApp(app_manager.OSKenApp):
         extension OVS implements for OpenFlow 1.3): the switch applies all of
         it or none of it, and never forwards with half a change.  The
         bundle's messages are packed by ``wire`` and handed to the socket as
-        one buffer, not built and queued one os-ken object at a time."""
+        one buffer, not built and queued one os-ken object at a time.  OVS
+        cannot bundle meter-mods: new meters go just before the bundle and
+        old ones just after it, on the same connection, which OVS handles
+        in order (a flow never names a meter that is not there)."""
         if not ops:
             return
         self.flow_mods_sent[state.host] += len(ops)
         dp = state.datapath
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        bundle = next(self.bundle_ids)
-        flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
-        opening = parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, [])
-        dp.set_xid(opening)
-        opening.serialize()
-        first = dp.xid + 1
-        dp.xid = (dp.xid + len(ops)) & ofp.MAX_XID
+        before = [op for op in ops if op.verb in ("add_meter", "mod_meter")]
+        after = [op for op in ops if op.verb == "del_meter"]
+        bundled = [op for op in ops if not op.verb.endswith("_meter")]
         if LOG.isEnabledFor(logging.DEBUG):
             for op in ops:
                 LOG.debug("nsgre: %s %s %s", state.host, op.verb, op.item.to_ofctl())
-        adds = b"".join(wire.bundle_add(bundle, flags, op, (first + i) & ofp.MAX_XID)
+        data = self._plain(dp, before)
+        if bundled:
+            bundle = next(self.bundle_ids)
+            flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+            opening = parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_OPEN_REQUEST, flags, [])
+            dp.set_xid(opening)
+            opening.serialize()
+            first = dp.xid + 1
+            dp.xid = (dp.xid + len(bundled)) & ofp.MAX_XID
+            adds = b"".join(wire.bundle_add(bundle, flags, op, (first + i) & ofp.MAX_XID)
+                            for i, op in enumerate(bundled))
+            commit = parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, [])
+            dp.set_xid(commit)
+            commit.serialize()
+            data += bytes(opening.buf) + adds + bytes(commit.buf)
+        dp.send(data + self._plain(dp, after))
+
+    @staticmethod
+    def _plain(dp, ops) -> bytes:
+        """Messages outside any bundle, each with its own xid."""
+        first = dp.xid + 1
+        dp.xid = (dp.xid + len(ops)) & dp.ofproto.MAX_XID
+        return b"".join(wire.message(op, (first + i) & dp.ofproto.MAX_XID)
                         for i, op in enumerate(ops))
-        commit = parser.ONFBundleCtrlMsg(dp, bundle, ofp.ONF_BCT_COMMIT_REQUEST, flags, [])
-        dp.set_xid(commit)
-        commit.serialize()
-        dp.send(bytes(opening.buf) + adds + bytes(commit.buf))
 
 
 def _tunnel_plan(topo) -> tuple:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from osken_apps import tables as T
-from osken_apps.flows import FIELD_BITS, Flow, Group
+from osken_apps.flows import FIELD_BITS, Flow, Group, Meter
 from osken_apps.reconcile import Op
 
 
@@ -32,6 +32,8 @@ def actions(parser, acts) -> list:
 def flow_mod(dp, flow: Flow, command: int):
     ofp, parser = dp.ofproto, dp.ofproto_parser
     inst = []
+    if flow.meter is not None:
+        inst.append(parser.OFPInstructionMeter(flow.meter))
     if flow.actions:
         inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
                                                  actions(parser, flow.actions)))
@@ -55,6 +57,15 @@ def group_mod(dp, group: Group, command: int):
     return parser.OFPGroupMod(dp, command, ofp.OFPGT_ALL, group.group_id, buckets)
 
 
+def meter_mod(dp, meter: Meter, command: int):
+    ofp, parser = dp.ofproto, dp.ofproto_parser
+    if command == ofp.OFPMC_DELETE:
+        return parser.OFPMeterMod(dp, command, 0, meter.meter_id, [])
+    return parser.OFPMeterMod(
+        dp, command, ofp.OFPMF_PKTPS | ofp.OFPMF_BURST | ofp.OFPMF_STATS, meter.meter_id,
+        [parser.OFPMeterBandDrop(rate=meter.rate, burst_size=meter.burst)])
+
+
 def message(dp, op: Op):
     ofp = dp.ofproto
     if op.verb == "add_flow":
@@ -67,6 +78,10 @@ def message(dp, op: Op):
         return group_mod(dp, op.item, ofp.OFPGC_MODIFY)
     if op.verb == "del_group":
         return group_mod(dp, op.item, ofp.OFPGC_DELETE)
+    if op.verb in ("add_meter", "mod_meter", "del_meter"):
+        command = {"add_meter": ofp.OFPMC_ADD, "mod_meter": ofp.OFPMC_MODIFY,
+                   "del_meter": ofp.OFPMC_DELETE}[op.verb]
+        return meter_mod(dp, op.item, command)
     raise ValueError(f"unknown op {op.verb}")
 
 
@@ -97,21 +112,32 @@ def actions_from(acts) -> tuple:
 
 def flow_from_stats(stats) -> Flow:
     """An installed flow (OFPFlowStats) as the record that would install it."""
-    actions, goto, metadata = (), None, None
+    actions, goto, metadata, meter = (), None, None, None
     for inst in stats.instructions:
         name = type(inst).__name__
-        if name == "OFPInstructionActions":
+        if name == "OFPInstructionMeter":
+            meter = inst.meter_id
+        elif name == "OFPInstructionActions":
             actions = actions_from(inst.actions)
         elif name == "OFPInstructionGotoTable":
             goto = inst.table_id
         elif name == "OFPInstructionWriteMetadata":
             metadata = (inst.metadata, inst.metadata_mask)
     return Flow.make(stats.table_id, stats.priority, dict(stats.match.items()), actions,
-                     goto=goto, write_metadata=metadata, cookie=stats.cookie)
+                     goto=goto, write_metadata=metadata, cookie=stats.cookie, meter=meter)
 
 
 def group_from_desc(desc) -> Group:
     return Group(desc.group_id, tuple(actions_from(b.actions) for b in desc.buckets))
+
+
+def meter_from_config(config) -> Meter:
+    """An installed meter (OFPMeterConfigStats) as its record; anything but
+    one drop band in packets with burst reads as a meter nsgre never sets."""
+    bands = config.bands
+    if len(bands) != 1 or type(bands[0]).__name__ != "OFPMeterBandDrop":
+        return Meter(config.meter_id, -1, -1)
+    return Meter(config.meter_id, bands[0].rate, bands[0].burst_size)
 
 
 def owned_group(group_id: int) -> bool:
@@ -121,7 +147,8 @@ def owned_group(group_id: int) -> bool:
 
 
 def state_requests(dp) -> list:
-    """Ask a switch for its ports, nsgre's flows (by cookie) and its groups."""
+    """Ask a switch for its ports, nsgre's flows (by cookie), its groups
+    and its meters."""
     ofp, parser = dp.ofproto, dp.ofproto_parser
     return [
         parser.OFPPortDescStatsRequest(dp, 0),
@@ -129,6 +156,7 @@ def state_requests(dp) -> list:
                                    T.COOKIE_MAGIC << T.COOKIE_MAGIC_SHIFT,
                                    T.COOKIE_OWNED_MASK, parser.OFPMatch()),
         parser.OFPGroupDescStatsRequest(dp, 0),
+        parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL),
     ]
 
 

@@ -24,7 +24,9 @@ Packet walk (tables, their contracts and priorities in ``osken_apps.tables``):
                                      -> pop VLAN, set key, tunnel to its host
                  local VLAN + broadcast/multicast -> the network's flood group
                                      (local ports + tunnels to hosts carrying
-                                     it; local ports only if FROM_TUNNEL)
+                                     it; local ports only if FROM_TUNNEL);
+                                     from an endpoint port, through that
+                                     port's storm-control meter first
                  anything else       -> drop
 """
 
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from osken_apps import tables as T
-from osken_apps.flows import (Flow, Group, group, move, output, pop_vlan, push_vlan,
+from osken_apps.flows import (Flow, Group, Meter, group, move, output, pop_vlan, push_vlan,
                               set_tunnel_key, set_vlan, OFPVID_PRESENT)
 from topology import Topology
 
@@ -56,6 +58,7 @@ class HostPipeline:
     host: str
     flows: tuple[Flow, ...]
     groups: tuple[Group, ...]
+    meters: tuple[Meter, ...] = ()
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,7 +148,7 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
     depend only on its view (``Topology.views``) and on the ports of
     its local members and of the tunnels to hosts carrying it, which is what
     lets a change recompute only the networks it touches."""
-    _, key, members, carrying = topo.views[network]
+    (_, metered), key, members, carrying = topo.views[network]
     flows: list[Flow] = []
     groups: list[Group] = []
     origin = T.META_VLAN_MASK | T.FROM_TRUNK
@@ -155,6 +158,7 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
     to_tunnel = (pop_vlan(), set_tunnel_key(key))
     flood_local, flood_all = [], []
     trunk_here = False
+    all_id, local_id = flood_groups(vlan)
 
     for name, ep_host, mac, port, address, guest_vlan in members:
         ep_cookie = endpoint_cookie(name)
@@ -176,6 +180,11 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
             flows.append(Flow.make(
                 T.FORWARD.id, T.PRIO_UNICAST,
                 {"vlan_vid": tagged, "eth_dst": mac}, deliver, cookie=ep_cookie))
+            if metered:                 # storm control: its floods through its port's meter
+                flows.append(Flow.make(
+                    T.FORWARD.id, T.PRIO_STORM,
+                    {"in_port": ofport, "vlan_vid": tagged, "eth_dst": MULTICAST},
+                    (group(all_id),), cookie=ep_cookie, meter=T.storm_meter(ofport)))
             flood_local.append(deliver)
         elif ep_host in tunnels:
             flows.append(Flow.make(
@@ -202,7 +211,6 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
                                    "vlan_vid": (OFPVID_PRESENT, OFPVID_PRESENT)},
             (set_vlan(vlan),), goto=T.FORWARD.id, cookie=net_cookie))
 
-    all_id, local_id = flood_groups(vlan)
     groups.append(Group(all_id, tuple(flood_local + flood_all)))
     groups.append(Group(local_id, tuple(flood_local)))
     flows.append(Flow.make(
@@ -216,6 +224,17 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
     for flow in flows:
         T.check(flow)
     return Piece(tuple(flows), tuple(groups))
+
+
+def meters(topo: Topology, host: str, ports: Mapping[str, int]) -> tuple[Meter, ...]:
+    """Storm control: one meter per endpoint port present on ``host`` (its
+    floods in every network it attaches to go through it), none when the
+    topology sets no ``broadcast_limit``."""
+    rate = topo.broadcast_limit
+    if not rate:
+        return ()
+    ids = {T.storm_meter(ports[e.port]) for e in topo.endpoints_on(host) if e.port in ports}
+    return tuple(Meter(i, rate, T.storm_burst(rate)) for i in sorted(ids))
 
 
 def pieces(topo: Topology, host: str, ports: Mapping[str, int],
@@ -263,18 +282,19 @@ def joined(parts: Iterable[Piece]) -> tuple[list[Flow], list[Group]]:
     return flows, groups
 
 
-def assemble(host: str, parts: Iterable[Piece]) -> HostPipeline:
+def assemble(host: str, parts: Iterable[Piece], host_meters=()) -> HostPipeline:
     flows, groups = joined(parts)
     flows += base_flows()
-    return HostPipeline(host, tuple(sorted(flows, key=Flow.sort_key)), tuple(sorted(groups)))
+    return HostPipeline(host, tuple(sorted(flows, key=Flow.sort_key)), tuple(sorted(groups)),
+                        tuple(host_meters))
 
 
 def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline:
-    """Flows and groups for ``host``'s bridge holding ``ports``; every flow
-    is checked against its table's declaration in ``tables``."""
+    """Flows, groups and meters for ``host``'s bridge holding ``ports``;
+    every flow is checked against its table's declaration in ``tables``."""
     for flow in base_flows():
         T.check(flow)
-    return assemble(host, pieces(topo, host, ports).values())
+    return assemble(host, pieces(topo, host, ports).values(), meters(topo, host, ports))
 
 
 def networks_using_port(topo: Topology, host: str, port: str) -> set[str]:

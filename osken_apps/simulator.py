@@ -12,9 +12,10 @@ Semantics implemented (OpenFlow 1.3 as OVS runs it):
 * per table, the highest-priority matching flow wins; two matching flows
   of equal priority are *undefined* in OpenFlow, so that is an error here;
 * no match in a table drops the packet (1.3 table-miss default);
-* instructions run in spec order: apply-actions (in list order, outputs
-  see the packet as modified so far), write-metadata, goto-table (forward
-  only);
+* instructions run in spec order: meter, apply-actions (in list order,
+  outputs see the packet as modified so far), write-metadata, goto-table
+  (forward only); a meter passes the frame (one frame is within any rate:
+  what storm control drops is a matter of rates, not of where frames go);
 * a group of type ``all`` runs every bucket on its own copy of the packet;
 * output to the packet's own ``in_port`` is silently skipped, as OVS does,
   including inside group buckets;

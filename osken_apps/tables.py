@@ -25,6 +25,7 @@ class Table:
     goto: frozenset = frozenset()
     writes_metadata: bool = False
     outputs_in_port_only: bool = False        # may only answer where it came from
+    meters: bool = False                      # may send frames through a meter
 
 
 CLASSIFY = Table(
@@ -57,10 +58,11 @@ FORWARD = Table(
     "deliver by destination MAC within the local VLAN: to a local port (pop "
     "VLAN, or the guest's VLAN id on a trunk), to the one tunnel of the host "
     "holding the MAC (pop VLAN, set key; never for frames from a tunnel), or "
-    "flood the network through its group; drop unknown destinations",
-    matches=frozenset({"vlan_vid", "eth_dst", "metadata"}),
+    "flood the network through its group, from an endpoint port through that "
+    "port's storm-control meter; drop unknown destinations",
+    matches=frozenset({"in_port", "vlan_vid", "eth_dst", "metadata"}),
     actions=frozenset({"pop_vlan", "set_field", "output", "group"}),
-    sets=frozenset({"tunnel_id", "vlan_vid"}))
+    sets=frozenset({"tunnel_id", "vlan_vid"}), meters=True)
 
 TABLES = (CLASSIFY, ARP_RESPONDER, TAG, FORWARD)
 BY_ID = {t.id: t for t in TABLES}
@@ -71,6 +73,7 @@ PRIO_ANSWER = 100       # arp_responder: a request for a known IP
 PRIO_NO_ARP = 50        # arp_responder: any other ARP is dropped
 PRIO_TAG = 100          # tag: one per network and origin
 PRIO_UNICAST = 100      # forward: a known destination MAC
+PRIO_STORM = 60         # forward: broadcast and multicast from an endpoint port, metered
 PRIO_FLOOD = 50         # forward: broadcast and multicast
 PRIO_NEXT = 0           # arp_responder: everything else goes on to tag
 PRIO_DROP = 0           # classify, tag, forward: explicit drop of everything else
@@ -117,11 +120,33 @@ def check(flow) -> None:
         fail(f"may not go to table {flow.goto}")
     if flow.write_metadata is not None and not table.writes_metadata:
         fail("may not write metadata")
+    if flow.meter is not None and not (table.meters and owned_meter(flow.meter)):
+        fail(f"may not use meter {flow.meter}")
 
 
 # Group ids: one pair per network on a host, derived from its local VLAN.
 GROUP_FLOOD_ALL_BASE = 0        # + local VLAN: local ports and peer tunnels
 GROUP_FLOOD_LOCAL_BASE = 4096   # + local VLAN: local ports only (from tunnel)
+
+# Meter ids: storm control, one meter per endpoint port, derived from its
+# OpenFlow port number (unique on a bridge; OVS numbers ports below 0xff00).
+METER_STORM_BASE = 0x10000      # + OpenFlow port number
+METER_STORM_MAX = METER_STORM_BASE + 0xFEFF
+
+
+def storm_meter(ofport: int) -> int:
+    return METER_STORM_BASE + ofport
+
+
+def storm_burst(rate: int) -> int:
+    """Frames a port may flood at once above its rate: a tenth of a
+    second's worth, so a storm is held to its rate within 100 ms."""
+    return max(1, rate // 10)
+
+
+def owned_meter(meter_id: int) -> bool:
+    return METER_STORM_BASE < meter_id <= METER_STORM_MAX
+
 
 # Cookie layout (64 bits):  MAGIC(16) | KIND(8) | ID(40)
 COOKIE_MAGIC = 0x4E53            # "NS": this flow is nsgre's

@@ -12,7 +12,7 @@ Field and action encodings are cached: a fabric repeats the same MACs,
 addresses, keys and ports across thousands of flows.
 
 Only what nsgre sends in bulk goes through here (flow-mods and group-mods
-inside ONF bundles); everything else is os-ken's.
+inside ONF bundles, meter-mods around them); everything else is os-ken's.
 """
 
 from __future__ import annotations
@@ -22,13 +22,16 @@ import ipaddress
 import struct
 
 from osken_apps import tables as T
-from osken_apps.flows import FIELD_BITS, Flow, Group
+from osken_apps.flows import FIELD_BITS, Flow, Group, Meter
 
 VERSION = 4                                   # OpenFlow 1.3
-OFPT_EXPERIMENTER, OFPT_FLOW_MOD, OFPT_GROUP_MOD = 4, 14, 15
+OFPT_EXPERIMENTER, OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_METER_MOD = 4, 14, 15, 29
 OFPFC_ADD, OFPFC_DELETE_STRICT = 0, 4
 OFPGC_ADD, OFPGC_MODIFY, OFPGC_DELETE = 0, 1, 2
 OFPGT_ALL = 0
+OFPMC_ADD, OFPMC_MODIFY, OFPMC_DELETE = 0, 1, 2
+OFPMF_PKTPS, OFPMF_BURST, OFPMF_STATS = 2, 4, 8
+OFPMBT_DROP = 1
 ANY = 0xFFFFFFFF                              # OFPP_ANY, OFPG_ANY, OFP_NO_BUFFER
 OFPCML_MAX = 0xFFE5
 ONF_EXPERIMENTER_ID = 0x4F4E4600
@@ -127,6 +130,8 @@ def _flow_mod_body(flow: Flow, cookie: int, command: int) -> bytes:
     flows again: they are packed once).  ``cookie`` is part of the key:
     flows equal but for their cookie compare equal."""
     inst = b""
+    if flow.meter is not None:
+        inst += struct.pack("!HHI", 6, 8, flow.meter)                    # METER
     if flow.actions:
         acts = actions(flow.actions)
         inst += struct.pack("!HH4x", 4, 8 + len(acts)) + acts          # APPLY_ACTIONS
@@ -155,13 +160,23 @@ def group_mod(group: Group, command: int, xid: int = 0) -> bytes:
     return _HEADER.pack(VERSION, OFPT_GROUP_MOD, 8 + len(body), xid) + body
 
 
+def meter_mod(meter: Meter, command: int, xid: int = 0) -> bytes:
+    """A packet-rate meter with one drop band (a delete names the meter only)."""
+    band = b"" if command == OFPMC_DELETE else \
+        struct.pack("!HHII4x", OFPMBT_DROP, 16, meter.rate, meter.burst)
+    flags = 0 if command == OFPMC_DELETE else OFPMF_PKTPS | OFPMF_BURST | OFPMF_STATS
+    body = struct.pack("!HHI", command, flags, meter.meter_id) + band
+    return _HEADER.pack(VERSION, OFPT_METER_MOD, 8 + len(body), xid) + body
+
+
 _COMMANDS = {"add_flow": (flow_mod, OFPFC_ADD), "del_flow": (flow_mod, OFPFC_DELETE_STRICT),
              "add_group": (group_mod, OFPGC_ADD), "mod_group": (group_mod, OFPGC_MODIFY),
-             "del_group": (group_mod, OFPGC_DELETE)}
+             "del_group": (group_mod, OFPGC_DELETE), "add_meter": (meter_mod, OFPMC_ADD),
+             "mod_meter": (meter_mod, OFPMC_MODIFY), "del_meter": (meter_mod, OFPMC_DELETE)}
 
 
 def message(op, xid: int = 0) -> bytes:
-    """The flow- or group-mod of one reconcile step."""
+    """The flow-, group- or meter-mod of one reconcile step."""
     encode, command = _COMMANDS[op.verb]
     return encode(op.item, command, xid)
 

@@ -2,7 +2,7 @@
 
 A network's flows on a host depend on its *view*: its key, its members
 (name, host, MAC, port, address, guest VLAN), the hosts carrying it with
-their local VLANs, and the tunnel type.  Two versions whose views of a
+their local VLANs, the tunnel type and whether storm control is on.  Two versions whose views of a
 network are equal need nothing sent for that network anywhere, so a change
 costs in proportion to the networks it touches, not to the fabric.
 """

@@ -18,11 +18,14 @@ import yaml
 
 from topology import allocate
 from topology.model import (ENDPOINT_KINDS, MAX_KEY, TUNNEL_TYPES, VLAN_MAX, VLAN_MIN,
-                            Attachment, Endpoint, Host, Network, Topology, tunnel_port_name)
+                            Attachment, DEFAULT_BROADCAST_LIMIT, Endpoint, Host, Network,
+                            Topology, tunnel_port_name)
 
 SEED_NAME = "seed.yaml"
 
-TOP_KEYS = ("tunnel", "hosts", "networks", "endpoints")
+TOP_KEYS = ("tunnel", "broadcast_limit", "hosts", "networks", "endpoints")
+#: Highest ``broadcast_limit`` accepted (frames per second per endpoint port).
+MAX_BROADCAST_LIMIT = 1_000_000
 HOST_KEYS = ("underlay_ip", "dpid")
 NETWORK_KEYS = ("key",)
 ENDPOINT_KEYS = ("host", "kind", "network", "ip", "vlans", "mac", "port")
@@ -228,6 +231,12 @@ def _parse(text: str, source: str, previous: Topology | None) -> Topology:
               f"expected one of: {', '.join(TUNNEL_TYPES)}")
         tunnel = "gre"
     max_key = MAX_KEY[tunnel]
+    broadcast_limit = doc.get("broadcast_limit", DEFAULT_BROADCAST_LIMIT)
+    if type(broadcast_limit) is not int or not 0 <= broadcast_limit <= MAX_BROADCAST_LIMIT:
+        p.add(_line(doc, "broadcast_limit"), "broadcast_limit",
+              f"must be a whole number of frames per second from 0 (no limit) to "
+              f"{MAX_BROADCAST_LIMIT}, not {broadcast_limit!r}")
+        broadcast_limit = DEFAULT_BROADCAST_LIMIT
 
     raw_hosts = _section(p, doc, "hosts")
     raw_networks = _section(p, doc, "networks")
@@ -258,7 +267,8 @@ def _parse(text: str, source: str, previous: Topology | None) -> Topology:
         for net, vlan in allocate.allocate_local_vlans(carried, prev_vlans.get(host)).items():
             local_vlans[(host, net)] = vlan
     p.raise_if_any()
-    return Topology(tunnel, hosts.values(), networks, endpoints, local_vlans, source)
+    return Topology(tunnel, hosts.values(), networks, endpoints, local_vlans, source,
+                    broadcast_limit)
 
 
 def _hosts(p: _Problems, raw: dict, tunnel: str) -> dict[str, Host]:

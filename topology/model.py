@@ -37,6 +37,11 @@ MAX_KEY = {"gre": 2**32 - 1, "vxlan": 2**24 - 1, "geneve": 2**24 - 1}
 #: tunnel header); the endpoint MTU must leave this much room.
 ENCAP_OVERHEAD = {"gre": 42, "vxlan": 50, "geneve": 50}
 
+#: Storm control: broadcast and multicast frames per second each endpoint
+#: port may flood (an OpenFlow meter per port drops the rest).  Hundreds of
+#: times what a guest sends: ARP never floods here, it is answered locally.
+DEFAULT_BROADCAST_LIMIT = 1000
+
 #: Usable 802.1Q VLAN ids: 0 means "no VLAN" and 4095 is reserved.
 VLAN_MIN, VLAN_MAX = 1, 4094
 
@@ -106,9 +111,11 @@ class Topology:
 
     def __init__(self, tunnel: str, hosts: Iterable[Host],
                  networks: Iterable[Network], endpoints: list[Endpoint],
-                 local_vlans: dict[tuple[str, str], int], source: str = "<memory>"):
+                 local_vlans: dict[tuple[str, str], int], source: str = "<memory>",
+                 broadcast_limit: int = DEFAULT_BROADCAST_LIMIT):
         self.tunnel = tunnel
         self.source = source
+        self.broadcast_limit = broadcast_limit
         g = nx.DiGraph()
         for h in hosts:
             g.add_node(_node("host", h.name), kind="host", obj=h)
@@ -124,7 +131,7 @@ class Topology:
             g.add_edge(_node("host", host), _node("network", net),
                        kind="carries", local_vlan=vlan)
         # Per network, all its flows depend on (topology.diff compares them).
-        self.views = _network_views(tunnel, g, endpoints, local_vlans)
+        self.views = _network_views((tunnel, broadcast_limit > 0), g, endpoints, local_vlans)
         names = sorted(h.name for h in self._objs(g, "host"))
         for a in names:
             for b in names:
@@ -229,9 +236,11 @@ class Topology:
                 f"{len(self.endpoints)} endpoints, tunnel {self.tunnel}")
 
 
-def _network_views(tunnel, graph, endpoints, local_vlans) -> dict[str, tuple]:
+def _network_views(fabric, graph, endpoints, local_vlans) -> dict[str, tuple]:
     """Network name -> everything its flows depend on (see ``topology.diff``),
-    in plain strings and ints so that comparing two versions is cheap."""
+    in plain strings and ints so that comparing two versions is cheap:
+    (fabric: tunnel type and whether storm control is on, key, members,
+    carrying hosts with their local VLANs)."""
     members: dict[str, list] = {}
     for e in endpoints:
         for a in e.attachments:
@@ -240,7 +249,7 @@ def _network_views(tunnel, graph, endpoints, local_vlans) -> dict[str, tuple]:
     carrying: dict[str, list] = {}
     for (host, net), vlan in local_vlans.items():
         carrying.setdefault(net, []).append((host, vlan))
-    return {name: (tunnel, data["obj"].key, tuple(sorted(members.get(name, ()))),
+    return {name: (fabric, data["obj"].key, tuple(sorted(members.get(name, ()))),
                    tuple(sorted(carrying.get(name, ()))))
             for (kind, name), data in graph.nodes(data=True) if kind == "network"}
 

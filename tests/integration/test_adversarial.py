@@ -58,12 +58,12 @@ NON_PEER = "198.18.0.99"                 # an underlay address no host has
 SETTLE = 0.3                             # after the last expected frame arrived
 
 #: The broadcast storm's rate: small (70-byte) UDP broadcasts from atk's own
-#: MAC and address, each flooded to a2 and a3 through two tunnels.  A guest
-#: broadcasts a few frames a second (and ARP never floods here: it is
-#: answered on the guest's own host), so this is hundreds of times a normal
-#: guest's broadcast traffic.  Why not faster on a 2-core machine: README,
-#: "The adversarial suite".
-STORM_PPS = 1000
+#: MAC and address, five times the storm-control limit (the topology's
+#: default ``broadcast_limit``), itself hundreds of times a normal guest's
+#: broadcast traffic (ARP never floods here: it is answered on the guest's
+#: own host).  Without storm control B kept 89% of its throughput at this
+#: rate (README, "The adversarial suite").
+STORM_PPS = 5 * topology.DEFAULT_BROADCAST_LIMIT
 STORM_SLOTS = 128                        # a quarter of a second each: 32 s
 
 
@@ -427,10 +427,14 @@ def test_a_broadcast_storm_in_network_a_leaves_network_b_tcp_throughput_within_1
               f"of a core; the three ovs-vswitchd {cpu['Q']:.0%} of a core quiet, "
               f"{cpu['S']:.0%} during the storm")
     print(report)
-    # The storm was real: at its rate, and flooded to all of network A (the
-    # busy switches may drop a few of its frames, as any switch would) ...
+    # The storm was real, at its rate; storm control flooded it to all of
+    # network A at the limit, not at the storm's rate (the token bucket lets
+    # a tenth of a second's worth through at the start of each storm slot) ...
     assert storm.sent >= 0.95 * STORM_PPS * storm.seconds_on, report
-    assert all(n >= 0.8 * storm.sent for n in flooded.values()), report
+    limit = f.topo.broadcast_limit
+    at_most = limit * storm.seconds_on + (limit // 10) * len(slots["S"]) + limit // 10
+    assert all(0.8 * limit * storm.seconds_on <= n <= 1.05 * at_most
+               for n in flooded.values()), report
     # ... none of it reached network B,
     assert leaked == {}, report
     # and B's throughput stayed within 10% of its quiet value.

@@ -92,7 +92,9 @@ def test_a_trunk_guest_gets_its_arp_answer_on_the_vlan_it_asked_on():
 
 @pytest.mark.parametrize("flow,why", [
     (Flow.make(T.CLASSIFY.id, 100, {"in_port": 1}, (("output", 2),)), "may not use action output"),
-    (Flow.make(T.FORWARD.id, 100, {"in_port": 1}, (("output", 2),)), "may not match in_port"),
+    (Flow.make(T.TAG.id, 100, {"in_port": 1}, goto=T.FORWARD.id), "may not match in_port"),
+    (Flow.make(T.CLASSIFY.id, 100, {}, meter=T.storm_meter(1)), "may not use meter"),
+    (Flow.make(T.FORWARD.id, 100, {}, (("group", 1),), meter=7), "may not use meter 7"),
     (Flow.make(T.FORWARD.id, 100, {}, (("output", 0xFFFFFFFB),)), "reserved port"),
     (Flow.make(T.FORWARD.id, 100, {}, (("set_field", "eth_src", "02:00:00:00:00:01"),)),
      "may not set eth_src"),

@@ -446,3 +446,78 @@ def test_local_vlans_above_the_vid_range_never_reach_a_flow():
             vid = f.match_dict.get("vlan_vid")
             if vid:
                 assert vid & OFPVID_PRESENT and 1 <= vid & 0xFFF <= 4094
+
+
+# -- storm control -------------------------------------------------------------------
+def storm_flows(br):
+    return [f for f in br.flows if f.meter is not None]
+
+
+def test_every_endpoint_port_floods_through_its_own_meter_at_the_broadcast_limit(topo):
+    ports = all_ports(topo)
+    for host in topo.hosts:
+        br = bridge(topo, host, ports)
+        local = {ports[host][e.port] for e in topo.endpoints_on(host)}
+        assert {(m.meter_id, m.rate, m.burst) for m in br.meters} == \
+            {(T.storm_meter(p), topo.broadcast_limit, topo.broadcast_limit // 10) for p in local}
+        metered = storm_flows(br)
+        assert {f.match_dict["in_port"] for f in metered} == local
+        for f in metered:
+            assert f.table == T.FORWARD.id and f.priority == T.PRIO_STORM
+            assert f.meter == T.storm_meter(f.match_dict["in_port"])
+            assert f.match_dict["eth_dst"] == pipeline.MULTICAST
+            (kind, gid), = f.actions
+            assert kind == "group" and gid == pipeline.flood_groups(f.match_dict["vlan_vid"] & 0xFFF)[0]
+
+
+def test_a_metered_broadcast_still_reaches_exactly_the_other_endpoints_of_its_network():
+    topo = three()
+    run = run_fabric(topo, all_ports(topo), "a1", eth_dst=BROADCAST)
+    assert sorted(run.receivers) == ["a1b", "a2", "a3"]
+    first_host, _, first_run = run.runs[0]
+    metered = [step.flow.meter for step in first_run.trace if step.flow and step.flow.meter]
+    ports = all_ports(topo)
+    assert first_host == "kvm1" and metered == [T.storm_meter(ports["kvm1"][topo.endpoint("a1").port])]
+
+
+def test_without_a_broadcast_limit_there_is_no_meter_and_floods_go_as_before():
+    off = topology.parse("broadcast_limit: 0\n" + THREE, "t.yaml")
+    on = three()
+    ports = all_ports(on)
+    for host in on.hosts:
+        br_off, br_on = bridge(off, host, ports), bridge(on, host, ports)
+        assert br_off.meters == () and storm_flows(br_off) == []
+        assert set(br_off.flows) == set(br_on.flows) - set(storm_flows(br_on))
+        assert br_off.groups == br_on.groups
+
+
+def test_a_trunk_port_has_one_meter_for_all_its_networks():
+    from test_trunks import TRUNKS
+    topo = topology.parse(TRUNKS, "t.yaml")
+    ports = all_ports(topo)
+    br = bridge(topo, "kvm1", ports)
+    router = ports["kvm1"][topo.endpoint("router").port]
+    assert [m.meter_id for m in br.meters].count(T.storm_meter(router)) == 1
+    assert len([f for f in storm_flows(br) if f.match_dict["in_port"] == router]) == 2
+
+
+def test_meters_are_added_before_the_flows_that_use_them_and_deleted_after(topo):
+    ports = all_ports(topo)
+    host = sorted(topo.hosts)[0]
+    want = bridge(topo, host, ports)
+    verbs = [op.verb for op in reconcile.plan((), (), want.flows, want.groups, (), want.meters)]
+    assert verbs.index("add_flow") > max(i for i, v in enumerate(verbs) if v == "add_meter")
+    gone = reconcile.plan(want.flows, want.groups, (), (), want.meters, ())
+    verbs = [op.verb for op in gone]
+    assert min(i for i, v in enumerate(verbs) if v == "del_meter") > \
+        max(i for i, v in enumerate(verbs) if v == "del_flow")
+
+
+def test_a_changed_broadcast_limit_modifies_the_meters_and_no_flow():
+    old, new = three(), topology.parse("broadcast_limit: 250\n" + THREE, "t.yaml")
+    ports = all_ports(old)
+    held = reconcile.Held()
+    held.resync(old, "kvm1", ports["kvm1"])
+    ops = held.update(new, "kvm1", ports["kvm1"], set())
+    assert ops and {op.verb for op in ops} == {"mod_meter"}
+    assert {m.rate for m in held.meters.values()} == {250}

@@ -238,7 +238,7 @@ def test_unknown_fields_are_named_with_a_did_you_mean():
     text = SEED.replace("net20: {key: 20}", "net20: {kye: 20}").replace("tunnel: gre", "tunel: gre")
     assert problems(text) == [
         "t.yaml:4: tunel: unknown field (did you mean 'tunnel'?); expected one of: "
-        "tunnel, hosts, networks, endpoints",
+        "tunnel, broadcast_limit, hosts, networks, endpoints",
         "t.yaml:10: networks.net20.kye: unknown field (did you mean 'key'?); expected one of: key",
     ]
 
@@ -431,3 +431,16 @@ def test_random_valid_topologies_load_allocate_without_collision_and_load_the_sa
                 assert t.local_vlan(host, n.name) == n.key
     for e in t.endpoints.values():
         assert isinstance(e.ip, ipaddress.IPv4Interface)
+
+
+def test_storm_control_is_on_by_default_and_set_or_turned_off_by_broadcast_limit():
+    assert topology.parse(SEED, "t.yaml").broadcast_limit == topology.DEFAULT_BROADCAST_LIMIT > 0
+    assert topology.parse("broadcast_limit: 50\n" + SEED, "t.yaml").broadcast_limit == 50
+    assert topology.parse("broadcast_limit: 0\n" + SEED, "t.yaml").broadcast_limit == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "lots", "true", "2000000", "[10]"])
+def test_a_broadcast_limit_that_is_not_a_rate_is_refused_naming_the_field(value):
+    assert problems(f"broadcast_limit: {value}\n" + SEED) == [
+        f"t.yaml:1: broadcast_limit: must be a whole number of frames per second from 0 "
+        f"(no limit) to 1000000, not {yaml.safe_load(value)!r}"]
