@@ -51,6 +51,8 @@ def cmd_pipeline(args) -> int:
         print(flow.to_ofctl())
     for group in result.groups:
         print(group.to_ofctl())
+    for meter in result.meters:
+        print(meter.to_ofctl())
     return 0
 
 

@@ -29,7 +29,7 @@ from os_ken.ofproto import ofproto_v1_3
 
 from osken_apps import api, flags, openflow, ovsdb, pipeline, reconcile, unix_socket, wire
 from osken_apps import tables as T
-from osken_apps.flows import Group
+from osken_apps.flows import Group, Meter
 import topology
 from topology import diff
 
@@ -263,6 +263,15 @@ class NsgreApp(app_manager.OSKenApp):
                   for g in reply.body if openflow.owned_group(g.group_id)]
         return flows, groups
 
+    def fetch_meters(self, state: "SwitchState"):
+        """Fresh from the switch: nsgre's meters."""
+        dp = state.datapath
+        request = openflow.state_requests(dp)[3]
+        return [openflow.meter_from_config(m)
+                for reply in ofctl_api.send_msg(self, request, dp.ofproto_parser
+                                                .OFPMeterConfigStatsReply, reply_multi=True)
+                for m in reply.body if T.owned_meter(m.meter_id)]
+
     def describe_flows(self) -> dict:
         """Installed nsgre flows per connected host, named and counted."""
         out = {}
@@ -308,7 +317,8 @@ class NsgreApp(app_manager.OSKenApp):
         for state in sorted(self.switches.values(), key=lambda s: s.host):
             want = pipeline.compute(self.topology, state.host, state.ports)
             out[state.host] = {"flows": [f.to_ofctl() for f in want.flows],
-                               "groups": [g.to_ofctl() for g in want.groups]}
+                               "groups": [g.to_ofctl() for g in want.groups],
+                               "meters": [m.to_ofctl() for m in want.meters]}
         return out
 
     def describe_diff(self) -> dict:
@@ -320,19 +330,22 @@ class NsgreApp(app_manager.OSKenApp):
             desired = pipeline.compute(self.topology, state.host, state.ports)
             have = {f.identity(): f for f in flows}
             entry = {"missing": [], "unexpected": [], "changed": []}
-            for op in reconcile.plan(flows, groups, desired.flows, desired.groups):
+            for op in reconcile.plan(flows, groups, desired.flows, desired.groups,
+                                     self.fetch_meters(state), desired.meters):
                 item = op.item
                 text = item.to_ofctl()
                 if isinstance(item, Group):
                     serves = f"group {item.group_id}"
+                elif isinstance(item, Meter):
+                    serves = f"meter {item.meter_id}"
                 else:
                     serves = pipeline.cookie_meaning(self.topology, item.cookie)
                 row = {"serves": serves, "flow": text}
-                if op.verb == "del_flow" or op.verb == "del_group":
+                if op.verb.startswith("del_"):
                     entry["unexpected"].append(row)
                 elif op.verb == "add_flow" and item.identity() not in have:
                     entry["missing"].append(row)
-                elif op.verb == "add_group":
+                elif op.verb in ("add_group", "add_meter"):
                     entry["missing"].append(row)
                 else:
                     entry["changed"].append(row)
