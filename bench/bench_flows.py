@@ -70,10 +70,11 @@ def render(rows) -> str:
     lines += [
         "",
         "How it grows, per host: flows = 5 base + per local attachment 2 (IPv4: ARP and IP",
-        "admission) + 1 (delivery) + per network 1 tag + 2 flood + 1 tunnel admission per",
-        "peer carrying it + per member of each carried network 1 ARP answer and, if remote,",
-        "1 unicast-to-tunnel flow; groups = 2 per carried network. So a host pays for the",
-        "networks it carries and their members, never for the rest of the fabric.",
+        "admission) + 1 (delivery) + 1 (its floods through its port's storm-control meter)",
+        "+ per network 1 tag + 2 flood + 1 tunnel admission per peer carrying it + per member",
+        "of each carried network 1 ARP answer and, if remote, 1 unicast-to-tunnel flow;",
+        "groups = 2 per carried network; meters = 1 per local endpoint port. So a host pays",
+        "for the networks it carries and their members, never for the rest of the fabric.",
     ]
     return "\n".join(lines)
 
