@@ -206,10 +206,12 @@ def bridge_ports(remote: str, bridge: str = BRIDGE,
 
 def tunnels_to_step(remote: str, want: dict[str, tuple[str, dict, str]],
                     bridge: str = BRIDGE, timeout: float = 5.0):
-    """Make ``bridge``'s nsgre tunnels exactly ``want`` (as
-    ``Ovsdb.sync_tunnels``) in at most one read and one write; returns the
-    bridge's ports afterwards (None without the bridge) and whether any
-    tunnel changed.  Retried when someone else changed the ports meanwhile."""
+    """Make ``bridge``'s nsgre tunnels exactly ``want`` ({port name: (type,
+    options, peer host)}) in one read and, only if they differ, one write:
+    a tunnel that is already right keeps its OpenFlow port number and the
+    flows that use it.  Returns the bridge's ports afterwards (None without
+    the bridge) and whether any tunnel changed; retried when someone else
+    changed the ports between the read and the write."""
     for _ in range(5):
         ports = bridge_ports(remote, bridge, timeout)
         if ports is None:
