@@ -363,10 +363,17 @@ def ports_from_reply(result: list) -> dict[str, PortRecord] | None:
     return records
 
 
+#: Highest OpenFlow number of a physical port (OFPP_MAX); the bridge's own
+#: LOCAL port (65534) is above it.
+OFPP_MAX = 0xFF00
+
+
 def ofports(ports: dict[str, PortRecord]) -> dict[str, int]:
-    """Interface name -> OpenFlow port number, as a switch's port
-    description will say (ports not numbered yet left out)."""
-    return {r.interface: r.ofport for r in ports.values() if r.ofport is not None}
+    """Interface name -> OpenFlow port number, as the controller keeps them
+    from a switch's port description (ports not numbered yet, and LOCAL,
+    left out)."""
+    return {r.interface: r.ofport for r in ports.values()
+            if r.ofport is not None and r.ofport <= OFPP_MAX}
 
 
 def tunnel_ports(topo: Topology, host: str) -> dict[str, tuple[str, dict, str]]:
