@@ -28,7 +28,6 @@ from os_ken.app.ofctl import api as ofctl_api
 from os_ken.ofproto import ofproto_v1_3
 
 from osken_apps import api, flags, openflow, ovsdb, pipeline, reconcile, unix_socket, wire
-from osken_apps import tables as T
 from osken_apps.flows import Group, Meter
 import topology
 from topology import diff
@@ -257,20 +256,18 @@ class NsgreApp(app_manager.OSKenApp):
         _, flow_req, group_req, _ = openflow.state_requests(dp)
         flows = [f for reply in ofctl_api.send_msg(self, flow_req, parser.OFPFlowStatsReply,
                                                     reply_multi=True) for f in reply.body]
-        groups = [openflow.group_from_desc(g)
-                  for reply in ofctl_api.send_msg(self, group_req, parser.OFPGroupDescStatsReply,
-                                                  reply_multi=True)
-                  for g in reply.body if openflow.owned_group(g.group_id)]
+        groups = [g for reply in ofctl_api.send_msg(self, group_req, parser.OFPGroupDescStatsReply,
+                                                     reply_multi=True)
+                  for g in openflow.owned_groups(reply.body)]
         return flows, groups
 
     def fetch_meters(self, state: "SwitchState"):
         """Fresh from the switch: nsgre's meters."""
         dp = state.datapath
         request = openflow.state_requests(dp)[3]
-        return [openflow.meter_from_config(m)
-                for reply in ofctl_api.send_msg(self, request, dp.ofproto_parser
-                                                .OFPMeterConfigStatsReply, reply_multi=True)
-                for m in reply.body if T.owned_meter(m.meter_id)]
+        return [m for reply in ofctl_api.send_msg(self, request, dp.ofproto_parser
+                                                  .OFPMeterConfigStatsReply, reply_multi=True)
+                for m in openflow.owned_meters(reply.body)]
 
     def describe_flows(self) -> dict:
         """Installed nsgre flows per connected host, named and counted."""
@@ -517,15 +514,13 @@ class NsgreApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPGroupDescStatsReply, MAIN_DISPATCHER)
     def group_desc(self, ev):
         def collect(state, ofp, body):
-            state.groups.update((g.group_id, openflow.group_from_desc(g)) for g in body
-                                if openflow.owned_group(g.group_id))
+            state.groups.update((g.group_id, g) for g in openflow.owned_groups(body))
         self._reply(ev, "groups", collect)
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
     def meter_config(self, ev):
         def collect(state, ofp, body):
-            state.meters.update((m.meter_id, openflow.meter_from_config(m)) for m in body
-                                if T.owned_meter(m.meter_id))
+            state.meters.update((m.meter_id, m) for m in openflow.owned_meters(body))
         self._reply(ev, "meters", collect)
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)

@@ -140,6 +140,16 @@ def meter_from_config(config) -> Meter:
     return Meter(config.meter_id, bands[0].rate, bands[0].burst_size)
 
 
+def owned_groups(body) -> list[Group]:
+    """nsgre's groups in a group-description reply, as records."""
+    return [group_from_desc(g) for g in body if owned_group(g.group_id)]
+
+
+def owned_meters(body) -> list[Meter]:
+    """nsgre's meters in a meter-config reply, as records."""
+    return [meter_from_config(m) for m in body if T.owned_meter(m.meter_id)]
+
+
 def owned_group(group_id: int) -> bool:
     """Group ids nsgre allocates (flood groups of local VLANs 1..4094)."""
     return (T.GROUP_FLOOD_ALL_BASE < group_id <= T.GROUP_FLOOD_ALL_BASE + 4094
