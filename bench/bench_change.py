@@ -33,7 +33,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import topology                                    # noqa: E402
-from osken_apps import reconcile, simulator        # noqa: E402
+from nsgre_core import reconcile
+from nsgre_core.pipeline import offline_ports
+from nsgre_tools import simulator         # noqa: E402
 from topology import diff                          # noqa: E402
 from gen_topology import generate                  # noqa: E402
 from report import write_section                   # noqa: E402
@@ -59,7 +61,7 @@ def measure(hosts: int, networks: int) -> dict:
     added = text + f"  newcomer: {{host: {host}, kind: vm, network: {net}, ip: 10.250.0.1/16}}\n"
     grown = topology.parse(added, "fabric.yaml", previous=old)
     port = grown.endpoint("newcomer").port
-    ports = simulator.all_ports(grown)     # the new VM's port is already up
+    ports = offline_ports(grown)     # the new VM's port is already up
     programmed = {}
     for h in old.hosts:
         programmed[h] = reconcile.Held()

@@ -22,7 +22,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import topology                                   # noqa: E402
-from osken_apps import pipeline, simulator        # noqa: E402
+from nsgre_core import pipeline
+from nsgre_core.pipeline import offline_ports
+from nsgre_tools import simulator         # noqa: E402
 from gen_topology import generate                 # noqa: E402
 from report import write_section                  # noqa: E402
 
@@ -33,7 +35,7 @@ SIZES = [  # hosts, networks, endpoints
 
 def measure(hosts, networks, endpoints):
     topo = topology.parse(generate(hosts, networks, endpoints, seed=1), "bench.yaml")
-    ports = simulator.all_ports(topo)
+    ports = offline_ports(topo)
     busiest = max(topo.hosts, key=lambda h: (len(topo.networks_on(h)), h))
     bridge = pipeline.compute(topo, busiest, ports[busiest])
     nets = topo.networks_on(busiest)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from fabric import COOKIE, BenchFabric              # noqa: E402
 import topology                                     # noqa: E402
-from osken_apps import pipeline                     # noqa: E402
+from nsgre_core import pipeline                      # noqa: E402
 from gen_topology import generate                   # noqa: E402
 from report import write_section                    # noqa: E402
 

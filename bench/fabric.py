@@ -20,7 +20,8 @@ from pathlib import Path
 os.environ.setdefault("NSGRE_RUN_DIR", "/run/nsgre-bench")
 
 from mininet_scenarios import emulation   # noqa: E402
-from osken_apps import api, pipeline      # noqa: E402
+from nsgre_core import pipeline
+from nsgre_tools import client as api       # noqa: E402
 
 COOKIE = "cookie=0x4e53000000000000/0xffff000000000000"
 
@@ -124,7 +125,7 @@ class BenchFabric(emulation.Emulation):
     def restart_controller(self):
         """Stop the controller (by its recorded PID) and start a fresh one:
         no pipeline computed, nothing cached."""
-        emulation._stop_process(self.controller_pid(), "osken_apps.cli")
+        emulation._stop_process(self.controller_pid(), "nsgre_tools.cli")
         for sock in ("osken.sock", "api.sock"):     # so the wait below sees the new ones
             (self.run_dir / sock).unlink(missing_ok=True)
         self.controller_target = self._start_controller()
@@ -162,7 +163,7 @@ class BenchFabric(emulation.Emulation):
     def controller_pid(self) -> int:
         """The controller running now (the last one started)."""
         return [p["pid"] for p in self.state.data["processes"]
-                if p["what"] == "osken_apps.cli"][-1]
+                if p["what"] == "nsgre_tools.cli"][-1]
 
     def controller_peak_rss_mb(self) -> float:
         status = Path(f"/proc/{self.controller_pid()}/status").read_text()

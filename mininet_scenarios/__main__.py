@@ -41,7 +41,7 @@ def parse_args(argv):
 
 def apply(path: str) -> int:
     """--apply: validated first, so a bad file changes nothing at all."""
-    from osken_apps import api
+    from nsgre_tools import client as api
     try:
         emu = emulation.Emulation.kept()
         new = topology.load(path, previous=emu.topo)

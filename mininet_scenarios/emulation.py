@@ -23,7 +23,7 @@ from pathlib import Path
 
 from topology import Topology
 from osken_apps import ovsdb as ovsdb_mod
-from osken_apps import pipeline
+from nsgre_core import pipeline
 
 RUN_DIR = Path(os.environ.get("NSGRE_RUN_DIR", "/run/nsgre"))
 # Another run directory (NSGRE_RUN_DIR) gets its own underlay namespace, so a
@@ -281,11 +281,11 @@ class Emulation:
         log = open(self.run_dir / "osken.log", "w")
         topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "osken_apps.cli", "controller", *topo_args,
+            [sys.executable, "-m", "nsgre_tools.cli", "controller", *topo_args,
              "--listen", str(sock), "--api", str(self.run_dir / "api.sock"),
              "--ovsdb", f"unix:{self.run_dir}/hosts/{{host}}/db.sock"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.state.add_process(proc.pid, "osken_apps.cli")
+        self.state.add_process(proc.pid, "nsgre_tools.cli")
         self.state.data["files"] += [str(sock), str(self.run_dir / "api.sock")]
         self.state.save()
         deadline = time.monotonic() + 20

@@ -1,4 +1,4 @@
-"""The controller's small HTTP API, and the client the CLI uses.
+"""The controller's small HTTP API (the client is ``nsgre_tools.client``).
 
 os-ken 3.x no longer ships a WSGI framework, so this is a plain WSGI app
 served by eventlet (which os-ken already runs on), by default on a Unix
@@ -23,11 +23,6 @@ import json
 import os
 import socket
 from urllib.parse import parse_qs
-
-#: Where the CLI looks for the controller: the emulation's run directory
-#: (NSGRE_RUN_DIR, /run/nsgre unless set), where it starts its controller.
-DEFAULT = os.path.join(os.environ.get("NSGRE_RUN_DIR", "/run/nsgre"), "api.sock")
-
 
 def listen(address: str):
     """A listening socket for ``address``: a filesystem path (Unix socket)
@@ -84,8 +79,8 @@ class Api:
 
 
     def _trace(self, q: dict) -> tuple[int, dict]:
-        from osken_apps.trace import TraceError
-        from osken_apps.simulator import SimulationError
+        from nsgre_tools.trace import TraceError
+        from nsgre_tools.simulator import SimulationError
         try:
             vlan = int(q["vlan"]) if q.get("vlan") else None
             return 200, self.app.describe_trace(q["src"], q["dst"], q.get("proto", "icmp"), vlan)
@@ -96,55 +91,3 @@ class Api:
 def serve(app, address: str):
     import eventlet.wsgi
     eventlet.wsgi.server(listen(address), Api(app), log_output=False)
-
-
-# -- client -------------------------------------------------------------------
-class ApiError(RuntimeError):
-    pass
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
-
-
-def _raw(address: str, method: str, path: str, body: bytes | None = None,
-         headers: dict | None = None, timeout: float = 30.0) -> tuple[int, bytes]:
-    if address.startswith("unix:"):
-        address = address[len("unix:"):]
-    if "/" in address:
-        conn = _UnixConnection(address, timeout)
-    else:
-        host, port = address.removeprefix("http://").rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read()
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise ApiError(f"controller at {address} unreachable: {exc}") from None
-    finally:
-        conn.close()
-
-
-def request(address: str, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None, timeout: float = 30.0) -> tuple[int, dict]:
-    """(status, JSON body) from the controller at ``address``."""
-    status, data = _raw(address, method, path, body, headers, timeout)
-    try:
-        return status, json.loads(data or b"{}")
-    except ValueError as exc:
-        raise ApiError(f"controller at {address}: not JSON: {exc}") from None
-
-
-def request_text(address: str, path: str) -> str:
-    status, data = _raw(address, "GET", path)
-    if status != 200:
-        raise ApiError(f"controller at {address}: HTTP {status}")
-    return data.decode()

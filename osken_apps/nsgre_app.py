@@ -27,8 +27,9 @@ from os_ken.lib import hub
 from os_ken.app.ofctl import api as ofctl_api
 from os_ken.ofproto import ofproto_v1_3
 
-from osken_apps import api, flags, openflow, ovsdb, pipeline, reconcile, unix_socket, wire
-from osken_apps.flows import Group, Meter
+from nsgre_core import pipeline, reconcile
+from osken_apps import api, flags, openflow, ovsdb, unix_socket, wire
+from nsgre_core.flows import Group, Meter
 import topology
 from topology import diff
 
@@ -355,7 +356,7 @@ class NsgreApp(app_manager.OSKenApp):
     def describe_trace(self, src: str, dst: str, proto: str, vlan: int | None) -> dict:
         """The trace through the flows installed right now, and whether the
         model's flows (on the same ports) would give the same verdict."""
-        from osken_apps import trace as trace_mod
+        from nsgre_tools import trace as trace_mod
         ports = {h: {} for h in self.topology.hosts}
         installed = {h: pipeline.HostPipeline(h, (), ()) for h in self.topology.hosts}
         for state in self.switches.values():

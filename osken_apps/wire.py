@@ -11,8 +11,11 @@ every flow and group of several fabrics, so the two can never drift.
 Field and action encodings are cached: a fabric repeats the same MACs,
 addresses, keys and ports across thousands of flows.
 
-Only what nsgre sends in bulk goes through here (flow-mods and group-mods
-inside ONF bundles, meter-mods around them); everything else is os-ken's.
+Everything the controller core sends goes through here: flow-, group-
+and meter-mods (inside ONF bundles, meter-mods around them), the state
+requests and barriers; os-ken only frames the connection and parses
+replies.  ``decode`` reads the same bytes back into records, for the
+unit tests' fake switch and for logging what a switch refused.
 """
 
 from __future__ import annotations
@@ -21,23 +24,22 @@ import functools
 import ipaddress
 import struct
 
-from osken_apps import tables as T
-from osken_apps.flows import FIELD_BITS, Flow, Group, Meter
+from typing import NamedTuple
 
-VERSION = 4                                   # OpenFlow 1.3
-OFPT_EXPERIMENTER, OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_METER_MOD = 4, 14, 15, 29
-OFPFC_ADD, OFPFC_DELETE_STRICT = 0, 4
-OFPGC_ADD, OFPGC_MODIFY, OFPGC_DELETE = 0, 1, 2
-OFPGT_ALL = 0
-OFPMC_ADD, OFPMC_MODIFY, OFPMC_DELETE = 0, 1, 2
-OFPMF_PKTPS, OFPMF_BURST, OFPMF_STATS = 2, 4, 8
-OFPMBT_DROP = 1
-ANY = 0xFFFFFFFF                              # OFPP_ANY, OFPG_ANY, OFP_NO_BUFFER
-OFPCML_MAX = 0xFFE5
-ONF_EXPERIMENTER_ID = 0x4F4E4600
-ONF_ET_BUNDLE_ADD_MESSAGE = 2301
-NX_EXPERIMENTER_ID = 0x00002320
-NXAST_REG_MOVE = 6
+from nsgre_core import ids
+from nsgre_core.flows import FIELD_BITS, Flow, Group, Meter
+from nsgre_core.ofp import (MAX_XID, ONF_BF_ATOMIC, ONF_BF_ORDERED, NX_EXPERIMENTER_ID, NXAST_REG_MOVE, OFPCML_MAX,
+                            OFPFC_ADD, OFPFC_DELETE_STRICT, OFPG_ANY, OFPGC_ADD, OFPGC_DELETE,
+                            OFPGC_MODIFY, OFPGT_ALL, OFPM_ALL, OFPMBT_DROP, OFPMC_ADD,
+                            OFPMC_DELETE, OFPMC_MODIFY, OFPMF_BURST, OFPMF_PKTPS, OFPMF_STATS,
+                            OFPMP_AGGREGATE, OFPMP_FLOW, OFPMP_GROUP_DESC, OFPMP_METER_CONFIG,
+                            OFPMP_PORT_DESC, OFPP_ANY, OFPT_BARRIER_REQUEST, OFPT_EXPERIMENTER,
+                            OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_METER_MOD,
+                            OFPT_MULTIPART_REQUEST, OFPTT_ALL, ONF_BCT_COMMIT_REQUEST,
+                            ONF_BCT_OPEN_REQUEST, ONF_ET_BUNDLE_ADD_MESSAGE,
+                            ONF_ET_BUNDLE_CONTROL, ONF_EXPERIMENTER_ID, VERSION, NO_BUFFER)
+from nsgre_core.reconcile import Op, Verb
+
 
 _HEADER = struct.Struct("!BBHI")
 _FLOW_MOD = struct.Struct("!QQBBHHHIIIH2x")
@@ -139,8 +141,8 @@ def _flow_mod_body(flow: Flow, cookie: int, command: int) -> bytes:
         inst += struct.pack("!HH4xQQ", 2, 24, *flow.write_metadata)      # WRITE_METADATA
     if flow.goto is not None:
         inst += struct.pack("!HHB3x", 1, 8, flow.goto)                   # GOTO_TABLE
-    body = _FLOW_MOD.pack(cookie, T.COOKIE_OWNED_MASK if command != OFPFC_ADD else 0,
-                          flow.table, command, 0, 0, flow.priority, ANY, ANY, ANY, 0)
+    body = _FLOW_MOD.pack(cookie, ids.COOKIE_OWNED_MASK if command != OFPFC_ADD else 0,
+                          flow.table, command, 0, 0, flow.priority, OFPP_ANY, OFPP_ANY, OFPG_ANY, 0)
     return body + match(flow.match) + inst
 
 
@@ -155,7 +157,7 @@ def group_mod(group: Group, command: int, xid: int = 0) -> bytes:
     buckets = b""
     for bucket in (group.buckets if command != OFPGC_DELETE else ()):
         acts = actions(bucket)
-        buckets += struct.pack("!HHII4x", 16 + len(acts), 0, ANY, ANY) + acts
+        buckets += struct.pack("!HHII4x", 16 + len(acts), 0, OFPP_ANY, OFPG_ANY) + acts
     body = _GROUP_MOD.pack(command, OFPGT_ALL, group.group_id) + buckets
     return _HEADER.pack(VERSION, OFPT_GROUP_MOD, 8 + len(body), xid) + body
 
@@ -169,10 +171,12 @@ def meter_mod(meter: Meter, command: int, xid: int = 0) -> bytes:
     return _HEADER.pack(VERSION, OFPT_METER_MOD, 8 + len(body), xid) + body
 
 
-_COMMANDS = {"add_flow": (flow_mod, OFPFC_ADD), "del_flow": (flow_mod, OFPFC_DELETE_STRICT),
-             "add_group": (group_mod, OFPGC_ADD), "mod_group": (group_mod, OFPGC_MODIFY),
-             "del_group": (group_mod, OFPGC_DELETE), "add_meter": (meter_mod, OFPMC_ADD),
-             "mod_meter": (meter_mod, OFPMC_MODIFY), "del_meter": (meter_mod, OFPMC_DELETE)}
+_COMMANDS = {Verb.ADD_FLOW: (flow_mod, OFPFC_ADD),
+             Verb.DEL_FLOW: (flow_mod, OFPFC_DELETE_STRICT),
+             Verb.ADD_GROUP: (group_mod, OFPGC_ADD), Verb.MOD_GROUP: (group_mod, OFPGC_MODIFY),
+             Verb.DEL_GROUP: (group_mod, OFPGC_DELETE), Verb.ADD_METER: (meter_mod, OFPMC_ADD),
+             Verb.MOD_METER: (meter_mod, OFPMC_MODIFY),
+             Verb.DEL_METER: (meter_mod, OFPMC_DELETE)}
 
 
 def message(op, xid: int = 0) -> bytes:
@@ -188,3 +192,209 @@ def bundle_add(bundle_id: int, flags: int, op, xid: int) -> bytes:
     body = _BUNDLE_ADD.pack(ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_ADD_MESSAGE, bundle_id,
                             flags) + inner
     return _HEADER.pack(VERSION, OFPT_EXPERIMENTER, 8 + len(body), xid) + body
+
+
+def bundle_control(bundle_id: int, kind: int, flags: int, xid: int) -> bytes:
+    """ONF_ET_BUNDLE_CONTROL: open or commit a bundle."""
+    body = struct.pack("!IIIHH", ONF_EXPERIMENTER_ID, ONF_ET_BUNDLE_CONTROL, bundle_id, kind,
+                       flags)
+    return _HEADER.pack(VERSION, OFPT_EXPERIMENTER, 8 + len(body), xid) + body
+
+
+def bundle(bundle_id: int, ops, first_xid: int) -> tuple[bytes, list[int]]:
+    """One atomic, ordered bundle carrying ``ops``: the bytes and the xid of
+    each message (open, one per op, commit), from ``first_xid`` on."""
+    flags = ONF_BF_ATOMIC | ONF_BF_ORDERED
+    xids = [(first_xid + i) & MAX_XID for i in range(len(ops) + 2)]
+    data = bundle_control(bundle_id, ONF_BCT_OPEN_REQUEST, flags, xids[0])
+    data += b"".join(bundle_add(bundle_id, flags, op, xid) for op, xid in zip(ops, xids[1:]))
+    data += bundle_control(bundle_id, ONF_BCT_COMMIT_REQUEST, flags, xids[-1])
+    return data, xids
+
+
+def barrier(xid: int) -> bytes:
+    return _HEADER.pack(VERSION, OFPT_BARRIER_REQUEST, 8, xid)
+
+
+def _multipart(kind: int, body: bytes, xid: int) -> bytes:
+    return _HEADER.pack(VERSION, OFPT_MULTIPART_REQUEST, 16 + len(body), xid) + \
+        struct.pack("!HH4x", kind, 0) + body
+
+
+def _owned_flows_body() -> bytes:
+    """Every table, any port and group, nsgre's cookies only."""
+    return struct.pack("!B3xII4xQQ", OFPTT_ALL, OFPP_ANY, OFPG_ANY, ids.COOKIE_OWNED,
+                       ids.COOKIE_OWNED_MASK) + match(())
+
+
+def ports_request(xid: int) -> bytes:
+    return _multipart(OFPMP_PORT_DESC, b"", xid)
+
+
+def flows_request(xid: int) -> bytes:
+    """nsgre's flows, by cookie: nobody else's flows are ever read."""
+    return _multipart(OFPMP_FLOW, _owned_flows_body(), xid)
+
+
+def groups_request(xid: int) -> bytes:
+    return _multipart(OFPMP_GROUP_DESC, b"", xid)
+
+
+def meters_request(xid: int) -> bytes:
+    return _multipart(OFPMP_METER_CONFIG, struct.pack("!I4x", OFPM_ALL), xid)
+
+
+def count_request(xid: int) -> bytes:
+    """How many flows nsgre owns on a switch: one small reply, however many."""
+    return _multipart(OFPMP_AGGREGATE, _owned_flows_body(), xid)
+
+
+#: What the controller reads from a switch, in this order, and how to ask.
+STATE_REQUESTS = {"ports": ports_request, "flows": flows_request, "groups": groups_request,
+                  "meters": meters_request}
+
+
+# -- the way back: the same bytes as records ----------------------------------
+class Decoded(NamedTuple):
+    """One message as ``decode`` reads it.  ``kind``: op (a flow-, group- or
+    meter-mod: ``op``), bundle_open, bundle_commit (``bundle``), barrier,
+    request (``request``: ports, flows, groups, meters or count)."""
+    xid: int
+    kind: str
+    op: Op | None = None
+    bundle: int | None = None
+    request: str | None = None
+
+
+_OXM_BY_NUMBER = {number: (name, length) for name, (number, length, _) in OXM.items()}
+_MAC_FIELDS = {"eth_dst", "eth_src", "arp_sha", "arp_tha"}
+_IP_FIELDS = {"ipv4_src", "arp_spa", "arp_tpa", "ipv6_src"}
+_MULTIPART = {OFPMP_PORT_DESC: "ports", OFPMP_FLOW: "flows", OFPMP_GROUP_DESC: "groups",
+              OFPMP_METER_CONFIG: "meters", OFPMP_AGGREGATE: "count"}
+_VERBS = {(encode, command): verb for verb, (encode, command) in _COMMANDS.items()}
+
+
+def _value(name: str, raw: bytes):
+    if name in _MAC_FIELDS:
+        return ":".join(f"{b:02x}" for b in raw)
+    if name in _IP_FIELDS:
+        return str(ipaddress.ip_address(raw))
+    return int.from_bytes(raw, "big")
+
+
+def _oxms(data: bytes) -> list[tuple[str, object]]:
+    fields, at = [], 0
+    while at < len(data):
+        header, = struct.unpack_from("!I", data, at)
+        number, masked, length = (header >> 9) & 0x7F, (header >> 8) & 1, header & 0xFF
+        name, size = _OXM_BY_NUMBER[number]
+        raw = data[at + 4:at + 4 + length]
+        fields.append((name, (_value(name, raw[:size]), _value(name, raw[size:]))
+                       if masked else _value(name, raw)))
+        at += 4 + length
+    return fields
+
+
+def _oxm_name(header: int) -> str:
+    return _OXM_BY_NUMBER[(header >> 9) & 0x7F][0]
+
+
+def _actions(data: bytes) -> tuple:
+    out, at = [], 0
+    while at < len(data):
+        kind, length = struct.unpack_from("!HH", data, at)
+        if kind == 0:
+            out.append(("output", struct.unpack_from("!I", data, at + 4)[0]))
+        elif kind == 22:
+            out.append(("group", struct.unpack_from("!I", data, at + 4)[0]))
+        elif kind == 17:
+            out.append(("push_vlan", struct.unpack_from("!H", data, at + 4)[0]))
+        elif kind == 18:
+            out.append(("pop_vlan",))
+        elif kind == 25:
+            (name, value), = _oxms(data[at + 4:at + 4 + 4 + (data[at + 7])])
+            out.append(("set_field", name, value))
+        elif kind == 0xFFFF:
+            src, dst = struct.unpack_from("!II", data, at + 16)
+            out.append(("move", _oxm_name(src), _oxm_name(dst)))
+        else:
+            raise ValueError(f"action type {kind} is not one nsgre writes")
+        at += length
+    return tuple(out)
+
+
+def _flow(body: bytes) -> tuple[int, Flow]:
+    cookie, _, table, command, _, _, priority, _, _, _, _ = _FLOW_MOD.unpack_from(body)
+    at = _FLOW_MOD.size
+    _, match_len = struct.unpack_from("!HH", body, at)
+    fields = dict(_oxms(body[at + 4:at + match_len]))
+    at += (match_len + 7) // 8 * 8
+    actions, goto, metadata, meter = (), None, None, None
+    while at < len(body):
+        kind, length = struct.unpack_from("!HH", body, at)
+        if kind == 6:
+            meter = struct.unpack_from("!I", body, at + 4)[0]
+        elif kind == 4:
+            actions = _actions(body[at + 8:at + length])
+        elif kind == 2:
+            metadata = struct.unpack_from("!QQ", body, at + 8)
+        elif kind == 1:
+            goto = body[at + 4]
+        at += length
+    return command, Flow.make(table, priority, fields, actions, goto=goto,
+                              write_metadata=metadata, cookie=cookie, meter=meter)
+
+
+def _group(body: bytes) -> tuple[int, Group]:
+    command, _, group_id = _GROUP_MOD.unpack_from(body)
+    buckets, at = [], _GROUP_MOD.size
+    while at < len(body):
+        length, = struct.unpack_from("!H", body, at)
+        buckets.append(_actions(body[at + 16:at + length]))
+        at += length
+    return command, Group(group_id, tuple(buckets))
+
+
+def _meter(body: bytes) -> tuple[int, Meter]:
+    command, _, meter_id = struct.unpack_from("!HHI", body)
+    if len(body) < 24:
+        return command, Meter(meter_id, 0, 0)
+    _, _, rate, burst = struct.unpack_from("!HHII", body, 8)
+    return command, Meter(meter_id, rate, burst)
+
+
+def _one(kind: int, xid: int, body: bytes) -> Decoded:
+    if kind == OFPT_FLOW_MOD:
+        command, item = _flow(body)
+        return Decoded(xid, "op", Op(_VERBS[flow_mod, command], item))
+    if kind == OFPT_GROUP_MOD:
+        command, item = _group(body)
+        return Decoded(xid, "op", Op(_VERBS[group_mod, command], item))
+    if kind == OFPT_METER_MOD:
+        command, item = _meter(body)
+        return Decoded(xid, "op", Op(_VERBS[meter_mod, command], item))
+    if kind == OFPT_BARRIER_REQUEST:
+        return Decoded(xid, "barrier")
+    if kind == OFPT_MULTIPART_REQUEST:
+        return Decoded(xid, "request", request=_MULTIPART[struct.unpack_from("!H", body)[0]])
+    if kind == OFPT_EXPERIMENTER:
+        experimenter, exp_type, bundle_id = struct.unpack_from("!III", body)
+        if experimenter == ONF_EXPERIMENTER_ID and exp_type == ONF_ET_BUNDLE_CONTROL:
+            control, = struct.unpack_from("!H", body, 12)
+            return Decoded(xid, "bundle_open" if control == ONF_BCT_OPEN_REQUEST
+                           else "bundle_commit", bundle=bundle_id)
+        if experimenter == ONF_EXPERIMENTER_ID and exp_type == ONF_ET_BUNDLE_ADD_MESSAGE:
+            inner = body[16:]
+            _, inner_kind, length, inner_xid = _HEADER.unpack_from(inner)
+            return _one(inner_kind, inner_xid, inner[8:length])._replace(bundle=bundle_id)
+    raise ValueError(f"message type {kind} is not one nsgre sends")
+
+
+def decode(data: bytes) -> list[Decoded]:
+    """The messages in ``data`` (as sent by the controller core) as records."""
+    out, at = [], 0
+    while at < len(data):
+        _, kind, length, xid = _HEADER.unpack_from(data, at)
+        out.append(_one(kind, xid, data[at + 8:at + length]))
+        at += length
+    return out

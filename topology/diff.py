@@ -30,6 +30,6 @@ def hosts_touched(old: Topology, new: Topology, networks: set[str]) -> dict[str,
         for name in networks:
             view = views.get(name)
             if view is not None:
-                for host, _ in view[3]:
+                for host, _ in view.carrying:
                     touched[host].add(name)
     return dict(touched)

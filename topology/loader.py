@@ -124,7 +124,9 @@ def _line(mapping, key=None):
     return None
 
 
-def _did_you_mean(word: str, choices) -> str:
+def did_you_mean(word, choices) -> str:
+    """`` (did you mean 'net10'?)`` when a choice is close to ``word``, else
+    nothing: the one hint every nsgre error about a name gives."""
     close = difflib.get_close_matches(str(word), list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -133,7 +135,7 @@ def _check_keys(p: _Problems, mapping, path: str, allowed):
     for key in mapping:
         if key not in allowed:
             p.add(_line(mapping, key), f"{path}.{key}" if path else str(key),
-                  f"unknown field{_did_you_mean(key, allowed)}; expected one of: "
+                  f"unknown field{did_you_mean(key, allowed)}; expected one of: "
                   + ", ".join(allowed))
 
 
@@ -227,7 +229,7 @@ def _parse(text: str, source: str, previous: Topology | None) -> Topology:
     tunnel = doc.get("tunnel", "gre")
     if tunnel not in TUNNEL_TYPES:
         p.add(_line(doc, "tunnel"), "tunnel",
-              f"unknown tunnel type {tunnel!r}{_did_you_mean(tunnel, TUNNEL_TYPES)}; "
+              f"unknown tunnel type {tunnel!r}{did_you_mean(tunnel, TUNNEL_TYPES)}; "
               f"expected one of: {', '.join(TUNNEL_TYPES)}")
         tunnel = "gre"
     max_key = MAX_KEY[tunnel]
@@ -359,7 +361,7 @@ def _network_ref(p: _Problems, body, path: str, networks: set) -> str | None:
         return None
     if net not in networks:
         p.add(_line(body, "network"), f"{path}.network",
-              f"unknown network {net!r}{_did_you_mean(net, networks)}")
+              f"unknown network {net!r}{did_you_mean(net, networks)}")
         return None
     return net
 
@@ -431,7 +433,7 @@ def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
         host, kind = body.get("host"), body.get("kind")
         if ok and host not in hosts:
             p.add(_line(body, "host"), f"{path}.host",
-                  f"unknown host {host!r}{_did_you_mean(host, hosts)}")
+                  f"unknown host {host!r}{did_you_mean(host, hosts)}")
             ok = False
         if ok and kind not in ENDPOINT_KINDS:
             p.add(_line(body, "kind"), f"{path}.kind",

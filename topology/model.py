@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import networkx as nx
 
@@ -102,6 +102,27 @@ class Endpoint:
         return self.attachments[0].ip
 
 
+class Member(NamedTuple):
+    """One endpoint's attachment to a network, as the network's flows see it."""
+    name: str
+    host: str
+    mac: str
+    port: str
+    address: str                 # with prefix length, as text
+    guest_vlan: int | None       # a trunk's own 802.1Q id; None on an access port
+
+
+class NetworkView(NamedTuple):
+    """Everything one network's flows depend on, in plain strings and ints
+    so that comparing two versions is cheap (``topology.diff``): equal views
+    need nothing sent for that network anywhere."""
+    tunnel: str                  # tunnel type of the fabric
+    metered: bool                # storm control on
+    key: int
+    members: tuple[Member, ...]
+    carrying: tuple[tuple[str, int], ...]   # (host, local VLAN), by host name
+
+
 def _node(kind: str, name: str) -> tuple[str, str]:
     return (kind, name)
 
@@ -131,7 +152,7 @@ class Topology:
             g.add_edge(_node("host", host), _node("network", net),
                        kind="carries", local_vlan=vlan)
         # Per network, all its flows depend on (topology.diff compares them).
-        self.views = _network_views((tunnel, broadcast_limit > 0), g, endpoints, local_vlans)
+        self.views = _network_views(tunnel, broadcast_limit > 0, g, endpoints, local_vlans)
         names = sorted(h.name for h in self._objs(g, "host"))
         for a in names:
             for b in names:
@@ -236,21 +257,19 @@ class Topology:
                 f"{len(self.endpoints)} endpoints, tunnel {self.tunnel}")
 
 
-def _network_views(fabric, graph, endpoints, local_vlans) -> dict[str, tuple]:
-    """Network name -> everything its flows depend on (see ``topology.diff``),
-    in plain strings and ints so that comparing two versions is cheap:
-    (fabric: tunnel type and whether storm control is on, key, members,
-    carrying hosts with their local VLANs)."""
+def _network_views(tunnel, metered, graph, endpoints, local_vlans) -> dict[str, NetworkView]:
+    """Network name -> its ``NetworkView``."""
     members: dict[str, list] = {}
     for e in endpoints:
         for a in e.attachments:
             members.setdefault(a.network, []).append(
-                (e.name, e.host, e.mac, e.port, str(a.ip), a.vlan))
+                Member(e.name, e.host, e.mac, e.port, str(a.ip), a.vlan))
     carrying: dict[str, list] = {}
     for (host, net), vlan in local_vlans.items():
         carrying.setdefault(net, []).append((host, vlan))
-    return {name: (fabric, data["obj"].key, tuple(sorted(members.get(name, ()))),
-                   tuple(sorted(carrying.get(name, ()))))
+    return {name: NetworkView(tunnel, metered, data["obj"].key,
+                              tuple(sorted(members.get(name, ()))),
+                              tuple(sorted(carrying.get(name, ()))))
             for (kind, name), data in graph.nodes(data=True) if kind == "network"}
 
 

@@ -16,7 +16,7 @@ from conftest import ROOT
 
 
 def nsgre(*args):
-    return subprocess.run([sys.executable, "-m", "osken_apps.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "nsgre_tools.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -80,7 +80,7 @@ def test_metrics_count_switches_flows_and_flow_mods(kept):
 
 
 def test_the_api_serves_groups_with_counters_and_the_desired_state(kept):
-    from osken_apps import api
+    from nsgre_tools import client as api
     status, groups = api.request(api.DEFAULT, "GET", "/groups")
     assert status == 200
     assert {g["network"] for g in groups["kvm1"]} == {"net10", "net20"}

@@ -167,7 +167,7 @@ def test_a_bad_file_on_sighup_changes_nothing(up, controller, tmp_path):
 
 
 def nsgre(*args):
-    return subprocess.run([sys.executable, "-m", "osken_apps.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "nsgre_tools.cli", *args], capture_output=True,
                           text=True, timeout=60)
 
 

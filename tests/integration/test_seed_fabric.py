@@ -55,7 +55,7 @@ def test_bridges_are_secure_keyed_by_flow_and_free_of_normal_tags_and_trunks(up)
 
 
 def test_installed_flows_carry_nsgre_cookies_and_match_the_pipeline_in_number(up):
-    from osken_apps import pipeline
+    from nsgre_core import pipeline
     topo = topology.load()
     emu = up(topo)
     for host in topo.hosts:
@@ -161,7 +161,7 @@ def test_a_bad_topology_is_refused_naming_file_and_field_and_creates_nothing(tmp
 
 
 def nsgre(*args):
-    return subprocess.run([sys.executable, "-m", "osken_apps.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "nsgre_tools.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 

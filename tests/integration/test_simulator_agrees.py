@@ -10,8 +10,8 @@ import pytest
 
 import topology
 from mininet_scenarios.check import check, interfaces
-from osken_apps import simulator as sim
-from osken_apps.trace import trace
+from nsgre_tools import simulator as sim
+from nsgre_tools.trace import trace
 
 
 

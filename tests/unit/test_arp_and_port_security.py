@@ -7,10 +7,12 @@ import itertools
 import pytest
 
 import topology
-from osken_apps import pipeline
-from osken_apps import tables as T
-from osken_apps.flows import Flow
-from osken_apps.simulator import BROADCAST, Packet, all_ports, inject
+from nsgre_core import pipeline
+from nsgre_core import ids
+from nsgre_core import tables as T
+from nsgre_core.flows import Flow
+from nsgre_tools.simulator import BROADCAST, Packet, inject
+from nsgre_core.pipeline import offline_ports
 
 from test_pipeline import THREE
 from test_trunks import TRUNKS
@@ -32,7 +34,7 @@ def topo(request):
 
 
 def test_an_arp_request_for_a_same_network_ip_is_answered_on_the_asking_host(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for src, dst in itertools.permutations(topo.endpoints.values(), 2):
         if src.network != dst.network:
             continue
@@ -46,7 +48,7 @@ def test_an_arp_request_for_a_same_network_ip_is_answered_on_the_asking_host(top
 
 
 def test_an_arp_request_for_an_ip_of_another_network_gets_nothing(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for src in topo.endpoints.values():
         mine = {str(e.ip.ip) for e in topo.members(src.network)}
         for other in topo.endpoints.values():
@@ -61,7 +63,7 @@ def test_an_arp_request_for_an_ip_of_another_network_gets_nothing(topo):
 
 
 def test_arp_claiming_another_ip_or_mac_is_dropped(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for src, victim in itertools.permutations(topo.endpoints.values(), 2):
         target = str(src.ip.ip)
         spoofed_ip = arp_request(topo, ports, src.name, target, spa=str(victim.ip.ip))
@@ -72,7 +74,7 @@ def test_arp_claiming_another_ip_or_mac_is_dropped(topo):
 
 
 def test_ip_from_an_address_not_the_endpoints_own_is_dropped(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for src, dst in itertools.permutations(topo.endpoints.values(), 2):
         for forged in ("10.9.9.9", "0.0.0.0"):
             packet = Packet(in_port=ports[src.host][src.port], eth_src=src.mac, eth_dst=dst.mac,
@@ -83,7 +85,7 @@ def test_ip_from_an_address_not_the_endpoints_own_is_dropped(topo):
 
 def test_a_trunk_guest_gets_its_arp_answer_on_the_vlan_it_asked_on():
     topo = topology.parse(TRUNKS, "t.yaml")
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     run = arp_request(topo, ports, "router", "10.1.2.2", vlans=(10,))     # vm2, net20
     reply = run.delivered("router")
     assert reply.vlans == (10,) and reply.arp_sha == topo.endpoint("vm2").mac
@@ -93,7 +95,7 @@ def test_a_trunk_guest_gets_its_arp_answer_on_the_vlan_it_asked_on():
 @pytest.mark.parametrize("flow,why", [
     (Flow.make(T.CLASSIFY.id, 100, {"in_port": 1}, (("output", 2),)), "may not use action output"),
     (Flow.make(T.TAG.id, 100, {"in_port": 1}, goto=T.FORWARD.id), "may not match in_port"),
-    (Flow.make(T.CLASSIFY.id, 100, {}, meter=T.storm_meter(1)), "may not use meter"),
+    (Flow.make(T.CLASSIFY.id, 100, {}, meter=ids.storm_meter(1)), "may not use meter"),
     (Flow.make(T.FORWARD.id, 100, {}, (("group", 1),), meter=7), "may not use meter 7"),
     (Flow.make(T.FORWARD.id, 100, {}, (("output", 0xFFFFFFFB),)), "reserved port"),
     (Flow.make(T.FORWARD.id, 100, {}, (("set_field", "eth_src", "02:00:00:00:00:01"),)),
@@ -109,7 +111,7 @@ def test_a_flow_outside_its_tables_contract_is_refused(flow, why):
 
 
 def test_every_computed_flow_obeys_its_tables_contract(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for host in topo.hosts:
         for flow in pipeline.compute(topo, host, ports[host]).flows:
             T.check(flow)

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 import topology
-from osken_apps import cli
-from topology import draw
+from nsgre_tools import cli
+from nsgre_tools import draw
 
 def eight_hosts() -> str:
     """8 hosts, 10 networks, 40 endpoints; some host pairs share no network,

@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 import topology
 from fabrics import EDITS, GROWTH, build, fabrics, mutate
-from osken_apps import pipeline, reconcile
-from osken_apps.simulator import all_ports
+from nsgre_core import pipeline, reconcile
+from nsgre_core.pipeline import offline_ports
 from topology import diff
 
 
@@ -30,7 +30,7 @@ def assert_holds_exactly(held, topo, host, ports):
 @given(fabrics(), st.randoms(use_true_random=False))
 def test_updating_the_touched_networks_ends_where_a_full_resync_ends(spec, rnd):
     old = load(spec)
-    ports = all_ports(old)
+    ports = offline_ports(old)
     held = {h: reconcile.Held() for h in old.hosts}
     caches = {h: {} for h in old.hosts}     # as the controller keeps them per host
     for h in old.hosts:
@@ -49,7 +49,7 @@ def test_updating_the_touched_networks_ends_where_a_full_resync_ends(spec, rnd):
             assert_holds_exactly(record, new, h, ports.get(h, {}))
         # Then the ports catch up (new VMs start, tunnels to a new host appear),
         # one port event at a time.
-        wired = all_ports(new)
+        wired = offline_ports(new)
         for h in new.hosts:
             have, want = ports.setdefault(h, {}), wired[h]
             for name in sorted(have.keys() | want.keys()):
@@ -68,7 +68,7 @@ def test_updating_the_touched_networks_ends_where_a_full_resync_ends(spec, rnd):
 @given(fabrics(), st.randoms(use_true_random=False))
 def test_a_port_event_updates_only_its_networks_and_ends_where_a_resync_ends(spec, rnd):
     topo = load(spec)
-    for host, ports in all_ports(topo).items():
+    for host, ports in offline_ports(topo).items():
         ports = dict(ports)
         held, cache = reconcile.Held(), {}
         held.resync(topo, host, ports, cache)
@@ -117,7 +117,7 @@ def test_a_flow_moving_between_networks_on_a_reused_local_vlan_is_modified_not_l
             "networks": {"a": {"key": 5}}, "endpoints": {
                 "x": {"host": "h1", "kind": "vm", "network": "a", "ip": "10.0.0.1/24"}}}
     old = load(base)
-    ports = all_ports(old)["h1"]
+    ports = offline_ports(old)["h1"]
     held = reconcile.Held()
     held.resync(old, "h1", ports)
     # a goes, b comes with the same key: b gets a's local VLAN, x moves to b.

@@ -7,9 +7,11 @@ import types
 import pytest
 
 import topology
-from osken_apps import openflow, pipeline, reconcile
+from nsgre_core import ids, pipeline, reconcile
+import osken_reference as reference
+from osken_apps import openflow
 from os_ken.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
-from osken_apps.simulator import all_ports
+from nsgre_core.pipeline import offline_ports
 
 from test_trunks import TRUNKS
 
@@ -24,7 +26,7 @@ def on_the_wire(msg):
 
 def as_reported(flow):
     """The FlowMod that installs ``flow``, as a switch would report it."""
-    mod = on_the_wire(openflow.flow_mod(DP, flow, ofp.OFPFC_ADD))
+    mod = on_the_wire(reference.flow_mod(DP, flow, ofp.OFPFC_ADD))
     stats = parser.OFPFlowStats(table_id=mod.table_id, priority=mod.priority, cookie=mod.cookie,
                                 match=mod.match, instructions=mod.instructions)
     return openflow.flow_from_stats(stats)
@@ -33,7 +35,7 @@ def as_reported(flow):
 @pytest.mark.parametrize("text", [None, TRUNKS], ids=["seed", "trunks"])
 def test_every_computed_flow_and_group_comes_back_from_the_wire_unchanged(text):
     topo = topology.load() if text is None else topology.parse(text, "t.yaml")
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for host in topo.hosts:
         want = pipeline.compute(topo, host, ports[host])
         flows = [as_reported(f) for f in want.flows]
@@ -41,7 +43,7 @@ def test_every_computed_flow_and_group_comes_back_from_the_wire_unchanged(text):
         assert [f.cookie for f in flows] == [f.cookie for f in want.flows]
         groups = []
         for g in want.groups:
-            mod = openflow.group_mod(DP, g, ofp.OFPGC_ADD)
+            mod = reference.group_mod(DP, g, ofp.OFPGC_ADD)
             buckets = []
             for bucket in mod.buckets:
                 buf = bytearray()
@@ -55,6 +57,6 @@ def test_every_computed_flow_and_group_comes_back_from_the_wire_unchanged(text):
 
 
 def test_only_nsgre_flood_group_ids_count_as_ours():
-    assert openflow.owned_group(10) and openflow.owned_group(4096 + 4094)
-    assert not openflow.owned_group(0) and not openflow.owned_group(4095)
-    assert not openflow.owned_group(9000)
+    assert ids.owned_group(10) and ids.owned_group(4096 + 4094)
+    assert not ids.owned_group(0) and not ids.owned_group(4095)
+    assert not ids.owned_group(9000)

@@ -10,10 +10,12 @@ import itertools
 import pytest
 
 import topology
-from osken_apps import pipeline, reconcile
-from osken_apps import tables as T
-from osken_apps.flows import OFPVID_PRESENT
-from osken_apps.simulator import BROADCAST, Packet, all_ports, inject, run_fabric, run_host
+from nsgre_core import pipeline, reconcile
+from nsgre_core import ids
+from nsgre_core import tables as T
+from nsgre_core.ofp import OFPP_IN_PORT, OFPVID_PRESENT
+from nsgre_tools.simulator import BROADCAST, Packet, inject, run_fabric, run_host
+from nsgre_core.pipeline import offline_ports
 
 UNKNOWN_MAC = "02:99:99:99:99:99"
 
@@ -60,14 +62,14 @@ def mac(topo, name):
 
 
 def bridge(topo, host, ports=None):
-    return pipeline.compute(topo, host, (ports or all_ports(topo))[host])
+    return pipeline.compute(topo, host, (ports or offline_ports(topo))[host])
 
 
 def enter(topo, host, port_name, ports=None, **fields):
     """Run one frame entering ``host`` on ``port_name`` through its bridge.
     From an endpoint's port it is IPv4 from that endpoint's own address
     unless ``fields`` say otherwise."""
-    ports = ports or all_ports(topo)
+    ports = ports or offline_ports(topo)
     br = bridge(topo, host, ports)
     owner = next((e for e in topo.endpoints_on(host) if e.port == port_name), None)
     if owner is not None and not owner.trunk:
@@ -92,7 +94,7 @@ def test_a_frame_from_an_endpoint_with_its_own_mac_gets_its_networks_local_vlan(
 def test_a_frame_with_a_foreign_source_mac_from_an_endpoint_port_is_dropped(topo):
     for ep, other in itertools.permutations(topo.endpoints.values(), 2):
         for src in (other.mac, UNKNOWN_MAC):
-            run = run_fabric(topo, all_ports(topo), ep.name, BROADCAST, eth_src=src)
+            run = run_fabric(topo, offline_ports(topo), ep.name, BROADCAST, eth_src=src)
             assert run.receivers == [] and run.hops == (), (ep.name, src)
 
 
@@ -101,7 +103,7 @@ def test_a_tagged_frame_from_an_endpoint_port_is_dropped(topo):
         vlan = topo.local_vlan(ep.host, ep.network)
         for tags in [(vlan,), (0,), (5,), (vlan, vlan), (5, vlan)]:
             for dst in [BROADCAST] + [e.mac for e in topo.members(ep.network)]:
-                run = run_fabric(topo, all_ports(topo), ep.name, dst, vlans=tags)
+                run = run_fabric(topo, offline_ports(topo), ep.name, dst, vlans=tags)
                 assert run.receivers == [] and run.hops == (), (ep.name, tags, dst)
 
 
@@ -109,7 +111,7 @@ def test_a_tagged_frame_from_an_endpoint_port_is_dropped(topo):
 
 def test_a_frame_for_a_local_endpoint_has_its_vlan_popped_and_goes_to_its_port():
     topo = three()
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     run = run_fabric(topo, ports, "a1", mac(topo, "a1b"))
     assert run.receivers == ["a1b"]
     assert run.hops == ()
@@ -118,7 +120,7 @@ def test_a_frame_for_a_local_endpoint_has_its_vlan_popped_and_goes_to_its_port()
 
 
 def test_a_frame_for_a_remote_endpoint_leaves_through_the_tunnel_to_its_host_untagged_with_the_key(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for src, dst in itertools.permutations(topo.endpoints.values(), 2):
         if src.network != dst.network or src.host == dst.host:
             continue
@@ -134,7 +136,7 @@ def test_a_frame_for_a_remote_endpoint_leaves_through_the_tunnel_to_its_host_unt
 
 
 def test_unicast_reaches_exactly_its_destination_when_in_the_same_network_else_nothing(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for src, dst in itertools.product(topo.endpoints.values(), repeat=2):
         run = run_fabric(topo, ports, src.name, dst.mac)
         if src.network == dst.network and src != dst:
@@ -147,7 +149,7 @@ def test_cross_network_unicast_is_dropped_even_when_networks_reuse_the_same_ips(
     topo = three()
     a1, b1 = topo.endpoint("a1"), topo.endpoint("b1")
     assert a1.ip == b1.ip                 # the point of the test
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for src, dst in [("a1", "b1"), ("b1", "a1"), ("a1", "b3"), ("b3", "a1"), ("b1", "a3")]:
         run = run_fabric(topo, ports, src, mac(topo, dst))
         assert run.receivers == [] and run.hops == (), (src, dst)
@@ -155,7 +157,7 @@ def test_cross_network_unicast_is_dropped_even_when_networks_reuse_the_same_ips(
 
 def test_unknown_unicast_is_dropped(topo):
     for ep in topo.endpoints.values():
-        run = run_fabric(topo, all_ports(topo), ep.name, UNKNOWN_MAC)
+        run = run_fabric(topo, offline_ports(topo), ep.name, UNKNOWN_MAC)
         assert run.receivers == [] and run.hops == ()
 
 
@@ -164,7 +166,7 @@ def test_unknown_unicast_is_dropped(topo):
 @pytest.mark.parametrize("dst", [BROADCAST, "01:00:5e:00:00:01", "33:33:00:00:00:01"])
 def test_broadcast_and_multicast_reach_exactly_the_other_endpoints_of_the_network_once(topo, dst):
     for ep in topo.endpoints.values():
-        run = run_fabric(topo, all_ports(topo), ep.name, dst)
+        run = run_fabric(topo, offline_ports(topo), ep.name, dst)
         expected = sorted(e.name for e in topo.members(ep.network) if e != ep)
         assert run.receivers == expected, ep.name
         assert all(d.packet.vlans == () for d in run.deliveries)
@@ -172,7 +174,7 @@ def test_broadcast_and_multicast_reach_exactly_the_other_endpoints_of_the_networ
 
 def test_broadcast_crosses_only_tunnels_to_hosts_carrying_the_network():
     topo = three()
-    run = run_fabric(topo, all_ports(topo), "b1", BROADCAST)
+    run = run_fabric(topo, offline_ports(topo), "b1", BROADCAST)
     assert run.receivers == ["b3"]
     assert [(h.src, h.dst, h.packet.tunnel_id) for h in run.hops] == [("kvm1", "kvm3", 5000)]
     assert "kvm2" not in {host for host, _, _ in run.runs}
@@ -180,10 +182,10 @@ def test_broadcast_crosses_only_tunnels_to_hosts_carrying_the_network():
 
 def test_the_flood_group_of_a_network_has_no_tunnel_to_a_host_without_it():
     topo = three()
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     br = bridge(topo, "kvm1", ports)
     to_kvm2 = ports["kvm1"][topo.tunnel_port("kvm1", "kvm2")]
-    all_id, local_id = pipeline.flood_groups(topo.local_vlan("kvm1", "net30"))
+    all_id, local_id = ids.flood_groups(topo.local_vlan("kvm1", "net30"))
     for g in br.groups:
         if g.group_id in (all_id, local_id):
             assert ("output", to_kvm2) not in [a for b in g.buckets for a in b]
@@ -192,7 +194,7 @@ def test_the_flood_group_of_a_network_has_no_tunnel_to_a_host_without_it():
 # -- frames from tunnels ------------------------------------------------------
 
 def test_a_frame_from_a_tunnel_is_admitted_only_with_a_key_both_hosts_carry(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     keys = {n.key: n.name for n in topo.networks.values()} | {999: None}
     for host in topo.hosts:
         here = {n.name for n in topo.networks_on(host)}
@@ -220,7 +222,7 @@ def test_a_frame_from_a_tunnel_with_a_key_the_peer_lacks_is_dropped():
 
 def test_a_frame_from_a_tunnel_is_delivered_to_the_local_endpoint_untagged():
     topo = three()
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     pkt = Packet(in_port=ports["kvm1"][topo.tunnel_port("kvm1", "kvm3")], eth_src=mac(topo, "b3"),
                  eth_dst=mac(topo, "b1"), tunnel_id=5000)
     run = inject(topo, ports, "kvm1", pkt)
@@ -229,7 +231,7 @@ def test_a_frame_from_a_tunnel_is_delivered_to_the_local_endpoint_untagged():
 
 
 def test_a_tunnel_key_on_an_endpoint_port_does_not_make_it_a_tunnel_frame(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for ep in topo.endpoints.values():
         for net in topo.networks.values():
             run = enter(topo, ep.host, ep.port, ports, eth_src=UNKNOWN_MAC,
@@ -238,7 +240,7 @@ def test_a_tunnel_key_on_an_endpoint_port_does_not_make_it_a_tunnel_frame(topo):
 
 
 def test_only_tunnel_ports_are_matched_with_a_tunnel_key(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for host in topo.hosts:
         tunnels = tunnel_ports(topo, host, ports)
         for f in bridge(topo, host, ports).flows:
@@ -257,7 +259,7 @@ def test_a_tagged_frame_from_a_tunnel_is_dropped(topo):
 
 
 def test_a_frame_from_a_tunnel_is_never_sent_back_into_a_tunnel(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     dsts = [BROADCAST, "01:00:5e:00:00:01", UNKNOWN_MAC] + [e.mac for e in topo.endpoints.values()]
     for host in topo.hosts:
         tunnels = tunnel_ports(topo, host, ports)
@@ -279,11 +281,11 @@ def _fg(br):
 def test_every_flow_carries_an_nsgre_cookie(topo):
     for host in topo.hosts:
         for f in bridge(topo, host).flows:
-            assert T.owned(f.cookie), f.to_ofctl()
+            assert ids.owned_cookie(f.cookie), f.to_ofctl()
 
 
 def test_every_output_is_an_explicit_port_of_the_bridge_and_every_group_exists(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     allowed = {"output", "group", "push_vlan", "pop_vlan", "set_field", "move"}
     for host in topo.hosts:
         br = bridge(topo, host, ports)
@@ -294,8 +296,8 @@ def test_every_output_is_an_explicit_port_of_the_bridge_and_every_group_exists(t
         for a in actions:
             assert a[0] in allowed, a
             if a[0] == "output":                    # never NORMAL, FLOOD, ALL; IN_PORT
-                assert a[1] in numbers or a[1] == T.OFPP_IN_PORT, a   # only to answer ARP
-                if a[1] == T.OFPP_IN_PORT:
+                assert a[1] in numbers or a[1] == OFPP_IN_PORT, a   # only to answer ARP
+                if a[1] == OFPP_IN_PORT:
                     assert all(f.table == T.ARP_RESPONDER.id for f in br.flows if a in f.actions)
             if a[0] == "group":
                 assert a[1] in group_ids, a
@@ -320,7 +322,7 @@ def _references(br, number):
 
 
 def test_no_flow_or_group_refers_to_a_port_that_is_absent(topo):
-    full = all_ports(topo)
+    full = offline_ports(topo)
     for host, names in full.items():
         for name, number in names.items():
             ports = {n: p for n, p in names.items() if n != name}
@@ -333,14 +335,14 @@ def test_a_bridge_without_ports_admits_nothing_and_outputs_nowhere(topo):
         br = pipeline.compute(topo, host, {})
         assert [f for f in br.flows if f.table == T.CLASSIFY.id and f.goto is not None] == []
         assert [a for f in br.flows for a in f.actions
-                if a[0] == "output" and a[1] != T.OFPP_IN_PORT] == []
+                if a[0] == "output" and a[1] != OFPP_IN_PORT] == []
         assert all(g.buckets == () for g in br.groups)
 
 
 @pytest.mark.parametrize("name", sorted(TOPOLOGIES))
 def test_compute_is_deterministic(name):
     topo, again = TOPOLOGIES[name](), TOPOLOGIES[name]()
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for host in topo.hosts:
         reversed_ports = dict(reversed(list(ports[host].items())))
         first = pipeline.compute(topo, host, ports[host])
@@ -352,7 +354,7 @@ def test_compute_is_deterministic(name):
 
 def test_flows_are_unambiguous_every_match_has_at_most_one_winner(topo):
     # run_host raises on equal-priority overlaps; drive every kind of frame
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for host in topo.hosts:
         br = bridge(topo, host, ports)
         for in_port in ports[host].values():
@@ -402,7 +404,7 @@ def test_planning_the_same_desired_state_twice_yields_an_empty_plan(topo):
 
 
 def test_a_removed_port_yields_only_deletions_of_its_flows_and_group_bucket_changes(topo):
-    full = all_ports(topo)
+    full = offline_ports(topo)
     for host, names in full.items():
         before = pipeline.compute(topo, host, names)
         for name, number in names.items():
@@ -454,36 +456,36 @@ def storm_flows(br):
 
 
 def test_every_endpoint_port_floods_through_its_own_meter_at_the_broadcast_limit(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     for host in topo.hosts:
         br = bridge(topo, host, ports)
         local = {ports[host][e.port] for e in topo.endpoints_on(host)}
         assert {(m.meter_id, m.rate, m.burst) for m in br.meters} == \
-            {(T.storm_meter(p), topo.broadcast_limit, topo.broadcast_limit // 10) for p in local}
+            {(ids.storm_meter(p), topo.broadcast_limit, topo.broadcast_limit // 10) for p in local}
         metered = storm_flows(br)
         assert {f.match_dict["in_port"] for f in metered} == local
         for f in metered:
             assert f.table == T.FORWARD.id and f.priority == T.PRIO_STORM
-            assert f.meter == T.storm_meter(f.match_dict["in_port"])
+            assert f.meter == ids.storm_meter(f.match_dict["in_port"])
             assert f.match_dict["eth_dst"] == pipeline.MULTICAST
             (kind, gid), = f.actions
-            assert kind == "group" and gid == pipeline.flood_groups(f.match_dict["vlan_vid"] & 0xFFF)[0]
+            assert kind == "group" and gid == ids.flood_groups(f.match_dict["vlan_vid"] & 0xFFF)[0]
 
 
 def test_a_metered_broadcast_still_reaches_exactly_the_other_endpoints_of_its_network():
     topo = three()
-    run = run_fabric(topo, all_ports(topo), "a1", eth_dst=BROADCAST)
+    run = run_fabric(topo, offline_ports(topo), "a1", eth_dst=BROADCAST)
     assert sorted(run.receivers) == ["a1b", "a2", "a3"]
     first_host, _, first_run = run.runs[0]
     metered = [step.flow.meter for step in first_run.trace if step.flow and step.flow.meter]
-    ports = all_ports(topo)
-    assert first_host == "kvm1" and metered == [T.storm_meter(ports["kvm1"][topo.endpoint("a1").port])]
+    ports = offline_ports(topo)
+    assert first_host == "kvm1" and metered == [ids.storm_meter(ports["kvm1"][topo.endpoint("a1").port])]
 
 
 def test_without_a_broadcast_limit_there_is_no_meter_and_floods_go_as_before():
     off = topology.parse("broadcast_limit: 0\n" + THREE, "t.yaml")
     on = three()
-    ports = all_ports(on)
+    ports = offline_ports(on)
     for host in on.hosts:
         br_off, br_on = bridge(off, host, ports), bridge(on, host, ports)
         assert br_off.meters == () and storm_flows(br_off) == []
@@ -494,15 +496,15 @@ def test_without_a_broadcast_limit_there_is_no_meter_and_floods_go_as_before():
 def test_a_trunk_port_has_one_meter_for_all_its_networks():
     from test_trunks import TRUNKS
     topo = topology.parse(TRUNKS, "t.yaml")
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     br = bridge(topo, "kvm1", ports)
     router = ports["kvm1"][topo.endpoint("router").port]
-    assert [m.meter_id for m in br.meters].count(T.storm_meter(router)) == 1
+    assert [m.meter_id for m in br.meters].count(ids.storm_meter(router)) == 1
     assert len([f for f in storm_flows(br) if f.match_dict["in_port"] == router]) == 2
 
 
 def test_meters_are_added_before_the_flows_that_use_them_and_deleted_after(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     host = sorted(topo.hosts)[0]
     want = bridge(topo, host, ports)
     verbs = [op.verb for op in reconcile.plan((), (), want.flows, want.groups, (), want.meters)]
@@ -515,7 +517,7 @@ def test_meters_are_added_before_the_flows_that_use_them_and_deleted_after(topo)
 
 def test_a_changed_broadcast_limit_modifies_the_meters_and_no_flow():
     old, new = three(), topology.parse("broadcast_limit: 250\n" + THREE, "t.yaml")
-    ports = all_ports(old)
+    ports = offline_ports(old)
     held = reconcile.Held()
     held.resync(old, "kvm1", ports["kvm1"])
     ops = held.update(new, "kvm1", ports["kvm1"], set())

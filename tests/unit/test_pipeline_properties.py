@@ -8,8 +8,9 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 import topology
-from osken_apps import pipeline
-from osken_apps.simulator import BROADCAST, Packet, all_ports, inject
+from nsgre_core import pipeline
+from nsgre_tools.simulator import BROADCAST, Packet, inject
+from nsgre_core.pipeline import offline_ports
 
 
 @st.composite
@@ -42,7 +43,7 @@ def send(topo, ports, bridges, ep, **fields):
 @settings(max_examples=60, deadline=None)
 @given(overlapping_fabrics())
 def test_random_fabrics_deliver_within_networks_and_never_across(topo):
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     bridges = {h: pipeline.compute(topo, h, ports[h]) for h in topo.hosts}
     eps = list(topo.endpoints.values())
     for src in eps:

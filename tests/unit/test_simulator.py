@@ -4,9 +4,9 @@ flows, so the pipeline tests can trust what it says."""
 import pytest
 
 import topology
-from osken_apps.flows import Flow, Group, group, output, pop_vlan, push_vlan, set_tunnel_key
-from osken_apps.simulator import (FabricLoop, Packet, SimulationError, all_ports, inject,
-                                  run_fabric, run_host)
+from nsgre_core.flows import Flow, Group, group, output, pop_vlan, push_vlan, set_tunnel_key
+from nsgre_tools.simulator import FabricLoop, Packet, SimulationError, inject, run_fabric, run_host
+from nsgre_core.pipeline import offline_ports
 
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 
@@ -133,13 +133,13 @@ def test_reserved_ports_and_unknown_actions_and_groups_are_refused():
 
 def test_all_ports_numbers_endpoint_then_tunnel_ports_deterministically():
     topo = topology.load()
-    assert all_ports(topo) == all_ports(topology.load())
-    assert all_ports(topo)["kvm1"] == {"p-red": 1, "p-vm1": 2, "gre-kvm2": 3}
+    assert offline_ports(topo) == offline_ports(topology.load())
+    assert offline_ports(topo)["kvm1"] == {"p-red": 1, "p-vm1": 2, "gre-kvm2": 3}
 
 
 def test_run_fabric_follows_a_frame_through_the_tunnel_with_its_key():
     topo = topology.load()
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     run = run_fabric(topo, ports, "vm1", topo.endpoint("blue").mac)
     assert run.receivers == ["blue"]
     (hop,) = run.hops
@@ -150,7 +150,7 @@ def test_run_fabric_follows_a_frame_through_the_tunnel_with_its_key():
 
 def test_a_tunnel_whose_far_end_port_is_absent_loses_the_frame():
     topo = topology.load()
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
     del ports["kvm2"]["gre-kvm1"]
     run = run_fabric(topo, ports, "vm1", topo.endpoint("blue").mac)
     assert run.receivers == []
@@ -171,7 +171,7 @@ endpoints:
 
 def test_a_forwarding_loop_across_tunnels_is_reported():
     topo = topology.parse(RING, "ring.yaml")
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
 
     class Next:                     # every frame goes on round the ring h1->h2->h3->h1
         groups = ()
@@ -186,7 +186,7 @@ def test_a_forwarding_loop_across_tunnels_is_reported():
 
 def test_output_to_a_port_that_is_neither_endpoint_nor_tunnel_is_an_error():
     topo = topology.load()
-    ports = all_ports(topo)
+    ports = offline_ports(topo)
 
     class Stray:
         groups = ()

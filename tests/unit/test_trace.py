@@ -7,12 +7,12 @@ import json
 import pytest
 
 import topology
-from osken_apps import pipeline as pl
-from osken_apps import simulator as sim
-from osken_apps import tables as T
-from osken_apps import trace
-from osken_apps.cli import main
-from osken_apps.flows import Flow
+from nsgre_core import pipeline as pl
+from nsgre_tools import simulator as sim
+from nsgre_core import tables as T
+from nsgre_tools import trace
+from nsgre_tools.cli import main
+from nsgre_core.flows import Flow
 
 THREE = """\
 hosts:

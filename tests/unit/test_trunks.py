@@ -4,7 +4,8 @@ mapped to one network, independent of host-local VLANs and other guests."""
 import pytest
 
 import topology
-from osken_apps.simulator import all_ports, run_fabric
+from nsgre_tools.simulator import run_fabric
+from nsgre_core.pipeline import offline_ports
 
 TRUNKS = """\
 hosts:
@@ -25,7 +26,7 @@ endpoints:
 @pytest.fixture
 def fabric():
     topo = topology.parse(TRUNKS, "t.yaml")
-    return topo, all_ports(topo)
+    return topo, offline_ports(topo)
 
 
 def test_a_trunk_endpoint_belongs_to_one_network_per_guest_vlan(fabric):

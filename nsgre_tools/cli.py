@@ -24,10 +24,12 @@ import sys
 from pathlib import Path
 
 import topology
-from osken_apps import api, ovsdb, pipeline
+from nsgre_core import pipeline
+from nsgre_tools import client as api
 
-APP = Path(__file__).with_name("nsgre_app.py")
-FLAGS = Path(__file__).with_name("flags.py")
+RUNTIME = Path(__file__).resolve().parent.parent / "osken_apps"
+APP = RUNTIME / "nsgre_app.py"
+FLAGS = RUNTIME / "flags.py"
 
 
 def cmd_validate(args) -> int:
@@ -38,16 +40,13 @@ def cmd_validate(args) -> int:
 
 def cmd_pipeline(args) -> int:
     topo = topology.load(args.topology)
-    if args.host not in topo.hosts:
-        raise SystemExit(f"unknown host {args.host!r}; hosts: {', '.join(topo.hosts)}")
-    # Offline there is no switch to tell port numbers: number the ports the
-    # model expects in a fixed order and print that legend.
-    names = [e.port for e in topo.endpoints_on(args.host)]
-    names += [topo.tunnel_port(args.host, p.name) for p in topo.peers(args.host)]
-    ports = {name: i for i, name in enumerate(names, start=1)}
+    _known_host(topo, args.host)
+    # Offline there is no switch to tell port numbers: number the ports as
+    # ``nsgre trace`` does and print that legend.
+    ports = pipeline.offline_ports(topo)[args.host]
     result = pipeline.compute(topo, args.host, ports)
     print("# ports: " + ", ".join(f"{n}={i}" for n, i in ports.items()))
-    for flow in sorted(result.flows, key=lambda f: (f.table, -f.priority, f.match)):
+    for flow in sorted(result.flows, key=lambda f: (f.table, -f.priority, f.sort_key())):
         print(flow.to_ofctl())
     for group in result.groups:
         print(group.to_ofctl())
@@ -56,12 +55,22 @@ def cmd_pipeline(args) -> int:
     return 0
 
 
+def _known_host(topo, host: str) -> None:
+    if host not in topo.hosts:
+        raise SystemExit(f"nsgre: unknown host {host!r}{topology.did_you_mean(host, topo.hosts)}"
+                         f"; hosts: {', '.join(topo.hosts)}")
+
+
 def cmd_prepare_host(args) -> int:
+    from osken_apps import ovsdb              # the host side: the only tool that needs OVSDB
     topo = topology.load(args.topology)
-    if args.host not in topo.hosts:
-        raise SystemExit(f"unknown host {args.host!r}; hosts: {', '.join(topo.hosts)}")
-    ovsdb.prepare_host(topo, args.host, args.db, args.controller,
-                       datapath_type=args.datapath_type)
+    _known_host(topo, args.host)
+    try:
+        ovsdb.prepare_host(topo, args.host, args.db, args.controller,
+                           datapath_type=args.datapath_type)
+    except ovsdb.OvsdbError as exc:
+        print(f"nsgre: {exc}", file=sys.stderr)
+        return 1
     peers = ", ".join(topo.tunnel_port(args.host, p.name) for p in topo.peers(args.host))
     print(f"{args.host}: br-int datapath {topo.host(args.host).dpid:016x} "
           f"({args.datapath_type}, fail_mode=secure) -> {args.controller}; tunnels: {peers or 'none'}")
@@ -122,7 +131,8 @@ def cmd_flows(args) -> int:
     import json
     hosts = _get(args.api, "/flows")
     if args.host and args.host not in hosts:
-        raise SystemExit(f"nsgre: no connected host {args.host!r}{_near(args.host, hosts)}")
+        raise SystemExit(f"nsgre: no connected host {args.host!r}"
+                         f"{topology.did_you_mean(args.host, hosts)}")
     shown = {}
     for host, rows in hosts.items():
         if args.host and host != args.host:
@@ -165,12 +175,6 @@ def cmd_diff(args) -> int:
     return 0 if d["in_sync"] else 1
 
 
-def _near(word, choices) -> str:
-    import difflib
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def cmd_controller(args) -> int:
     if args.topology:
         topology.load(args.topology)           # refuse a bad file before starting
@@ -188,7 +192,7 @@ def cmd_controller(args) -> int:
 
 
 def cmd_draw(args) -> int:
-    from topology import draw
+    from nsgre_tools import draw
     try:
         draw.output_format(args.output)        # refuse a bad suffix before any work
         draw.render(draw.to_dot(topology.load(args.file)), args.output)
@@ -221,7 +225,7 @@ def _trace_live(args, src: str, dst: str) -> int:
 
 def cmd_trace(args) -> int:
     import json
-    from osken_apps import simulator, trace
+    from nsgre_tools import simulator, trace
     if len(args.where) not in (2, 3) or (len(args.where) == 3 and args.topology):
         print("nsgre trace: give [TOPO] SRC DST (or -t TOPO SRC DST)", file=sys.stderr)
         return 2
@@ -368,7 +372,7 @@ def main(argv=None) -> int:
     except topology.TopologyError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except (ovsdb.OvsdbError, api.ApiError) as exc:
+    except api.ApiError as exc:
         print(f"nsgre: {exc}", file=sys.stderr)
         return 1
 

@@ -5,7 +5,7 @@ should hold, given which ports exist on it right now (name -> OpenFlow port
 number).  A port that is absent gets no flow, so nothing ever points at a
 stale port number; when it appears, computing again yields its flows.
 
-Packet walk (tables, their contracts and priorities in ``osken_apps.tables``):
+Packet walk (tables, their contracts and priorities in ``nsgre_core.tables``):
 
   classify       endpoint port + own MAC + (untagged | a trunk's guest VLAN)
                  + ARP for its own IP / IP from its own address
@@ -32,14 +32,14 @@ Packet walk (tables, their contracts and priorities in ``osken_apps.tables``):
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from osken_apps import tables as T
-from osken_apps.flows import (Flow, Group, Meter, group, move, output, pop_vlan, push_vlan,
-                              set_tunnel_key, set_vlan, OFPVID_PRESENT)
+from nsgre_core import ids
+from nsgre_core import tables as T
+from nsgre_core.flows import (Flow, Group, Meter, group, move, output, pop_vlan, push_vlan,
+                              set_tunnel_key, set_vlan)
+from nsgre_core.ofp import OFPP_IN_PORT, OFPVID_PRESENT
 from topology import Topology
 
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
@@ -61,35 +61,35 @@ class HostPipeline:
     meters: tuple[Meter, ...] = ()
 
 
-@functools.lru_cache(maxsize=None)
-def endpoint_cookie(name: str) -> int:
-    ident = int.from_bytes(hashlib.sha256(f"ep:{name}".encode()).digest()[:5], "big")
-    return T.cookie(T.KIND_ENDPOINT, ident)
-
-
-def network_cookie(key: int) -> int:
-    return T.cookie(T.KIND_NETWORK, key)
-
-
 def cookie_meaning(topo: Topology, value: int) -> str:
     """What a cookie says, in topology terms: ``network net10``,
     ``endpoint vm1``, ``base``, or ``not nsgre's``."""
-    decoded = T.decode_cookie(value)
+    decoded = ids.decode_cookie(value)
     if decoded is None:
         return "not nsgre's"
-    kind, ident = decoded
-    if kind == "network":
-        name = next((n.name for n in topo.networks.values() if n.key == ident), None)
-        return f"network {name}" if name else f"network with key {ident} (not in the topology)"
-    if kind == "endpoint":
-        name = next((e for e in topo.endpoints if endpoint_cookie(e) == value), None)
+    if decoded.kind == "network":
+        name = next((n.name for n in topo.networks.values() if n.key == decoded.ident), None)
+        return f"network {name}" if name else \
+            f"network with key {decoded.ident} (not in the topology)"
+    if decoded.kind == "endpoint":
+        name = next((e for e in topo.endpoints if ids.endpoint_cookie(e) == value), None)
         return f"endpoint {name}" if name else "an endpoint not in the topology"
-    return kind
+    return decoded.kind
 
 
-def flood_groups(vlan: int) -> tuple[int, int]:
-    """(flood to all, flood to local ports only) group ids of a local VLAN."""
-    return T.GROUP_FLOOD_ALL_BASE + vlan, T.GROUP_FLOOD_LOCAL_BASE + vlan
+def group_network(topo: Topology, host: str, group_id: int) -> str | None:
+    """The network on ``host`` whose flood group ``group_id`` is."""
+    group = ids.decode_group(group_id)
+    if group is None:
+        return None
+    return next((n.name for n in topo.networks_on(host)
+                 if topo.local_vlan(host, n.name) == group.vlan), None)
+
+
+def storm_burst(rate: int) -> int:
+    """Frames a port may flood at once above its rate: a tenth of a
+    second's worth, so a storm is held to its rate within 100 ms."""
+    return max(1, rate // 10)
 
 
 def _admit(ofport: int, arriving: int, mac: str, ip: str, meta: int, cookie: int) -> list[Flow]:
@@ -103,7 +103,7 @@ def _admit(ofport: int, arriving: int, mac: str, ip: str, meta: int, cookie: int
         matches = [{"eth_type": 0x86DD, "ipv6_src": ip},
                    {"eth_type": 0x86DD, "ipv6_src": LINK_LOCAL}]
     return [Flow.make(T.CLASSIFY.id, T.PRIO_ADMIT, {**base, **m}, goto=T.ARP_RESPONDER.id,
-                      write_metadata=(meta, T.META_VLAN_MASK | T.META_ORIGIN_MASK),
+                      write_metadata=(meta, ids.META_VLAN_MASK | ids.META_ORIGIN_MASK),
                       cookie=cookie)
             for m in matches]
 
@@ -112,24 +112,38 @@ def _arp_answer(vlan: int, mac: str, ip: str, cookie: int) -> Flow:
     """Turn an ARP request for ``ip`` into the reply of ``mac``, sent back."""
     return Flow.make(
         T.ARP_RESPONDER.id, T.PRIO_ANSWER,
-        {"metadata": (T.metadata(vlan), T.META_VLAN_MASK), "eth_type": 0x0806, "arp_op": 1,
+        {"metadata": (ids.metadata(vlan), ids.META_VLAN_MASK), "eth_type": 0x0806, "arp_op": 1,
          "arp_tpa": ip},
         (move("eth_src", "eth_dst"), ("set_field", "eth_src", mac),
          ("set_field", "arp_op", 2), move("arp_sha", "arp_tha"), move("arp_spa", "arp_tpa"),
          ("set_field", "arp_sha", mac), ("set_field", "arp_spa", ip),
-         output(T.OFPP_IN_PORT)),
+         output(OFPP_IN_PORT)),
         cookie=cookie)
 
 
 def base_flows() -> tuple[Flow, ...]:
     """What every bridge holds whatever the topology: the default drops and
     the ARP table's fall-through."""
-    base = T.cookie(T.KIND_BASE)
+    base = ids.BASE_COOKIE
     flows = [Flow.make(table.id, T.PRIO_DROP, cookie=base)
              for table in (T.CLASSIFY, T.TAG, T.FORWARD)]
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NO_ARP, {"eth_type": 0x0806}, cookie=base))
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NEXT, goto=T.TAG.id, cookie=base))
     return tuple(flows)
+
+
+def offline_ports(topo: Topology) -> dict[str, dict[str, int]]:
+    """Every port of every host numbered as in a fully wired fabric, for
+    the offline tools (``nsgre pipeline``, ``nsgre trace``, the simulator's
+    tests): the host's endpoint ports from 1 in port-name order, then its
+    tunnel ports in peer-name order.  One numbering, so a trace runs the
+    very flows ``nsgre pipeline`` prints."""
+    result = {}
+    for host in topo.hosts:
+        names = sorted(e.port for e in topo.endpoints_on(host))
+        names += [topo.tunnel_port(host, p.name) for p in topo.peers(host)]
+        result[host] = {name: i for i, name in enumerate(names, start=1)}
+    return result
 
 
 def tunnel_ports(topo: Topology, host: str, ports: Mapping[str, int]) -> dict[str, int]:
@@ -148,20 +162,21 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
     depend only on its view (``Topology.views``) and on the ports of
     its local members and of the tunnels to hosts carrying it, which is what
     lets a change recompute only the networks it touches."""
-    (_, metered), key, members, carrying = topo.views[network]
+    view = topo.views[network]
+    key, carrying = view.key, view.carrying
     flows: list[Flow] = []
     groups: list[Group] = []
-    origin = T.META_VLAN_MASK | T.FROM_TRUNK
+    origin = ids.META_VLAN_MASK | ids.FROM_TRUNK
     vlan = dict(carrying)[host]
     tagged = OFPVID_PRESENT | vlan
-    net_cookie = network_cookie(key)
+    net_cookie = ids.network_cookie(key)
     to_tunnel = (pop_vlan(), set_tunnel_key(key))
     flood_local, flood_all = [], []
     trunk_here = False
-    all_id, local_id = flood_groups(vlan)
+    all_id, local_id = ids.flood_groups(vlan)
 
-    for name, ep_host, mac, port, address, guest_vlan in members:
-        ep_cookie = endpoint_cookie(name)
+    for name, ep_host, mac, port, address, guest_vlan in view.members:
+        ep_cookie = ids.endpoint_cookie(name)
         ip = address.split("/")[0]
         if ":" not in ip:
             flows.append(_arp_answer(vlan, mac, ip, ep_cookie))
@@ -170,26 +185,26 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
             if ofport is None:
                 continue
             if guest_vlan is None:      # access port: untagged on the wire
-                arriving, meta = 0, T.metadata(vlan)
+                arriving, meta = 0, ids.metadata(vlan)
                 deliver = (pop_vlan(), output(ofport))
             else:                       # trunk: the guest's own VLAN id on the wire
-                arriving, meta = OFPVID_PRESENT | guest_vlan, T.metadata(vlan, T.FROM_TRUNK)
+                arriving, meta = OFPVID_PRESENT | guest_vlan, ids.metadata(vlan, ids.FROM_TRUNK)
                 deliver = (set_vlan(guest_vlan), output(ofport))
                 trunk_here = True
             flows += _admit(ofport, arriving, mac, ip, meta, ep_cookie)
             flows.append(Flow.make(
                 T.FORWARD.id, T.PRIO_UNICAST,
                 {"vlan_vid": tagged, "eth_dst": mac}, deliver, cookie=ep_cookie))
-            if metered:                 # storm control: its floods through its port's meter
+            if view.metered:            # storm control: its floods through its port's meter
                 flows.append(Flow.make(
                     T.FORWARD.id, T.PRIO_STORM,
                     {"in_port": ofport, "vlan_vid": tagged, "eth_dst": MULTICAST},
-                    (group(all_id),), cookie=ep_cookie, meter=T.storm_meter(ofport)))
+                    (group(all_id),), cookie=ep_cookie, meter=ids.storm_meter(ofport)))
             flood_local.append(deliver)
         elif ep_host in tunnels:
             flows.append(Flow.make(
                 T.FORWARD.id, T.PRIO_UNICAST,
-                {"vlan_vid": tagged, "eth_dst": mac, "metadata": (0, T.FROM_TUNNEL)},
+                {"vlan_vid": tagged, "eth_dst": mac, "metadata": (0, ids.FROM_TUNNEL)},
                 to_tunnel + (output(tunnels[ep_host]),), cookie=ep_cookie))
 
     for peer, _ in carrying:
@@ -199,15 +214,15 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
             T.CLASSIFY.id, T.PRIO_ADMIT,
             {"in_port": tunnels[peer], "tunnel_id": key, "vlan_vid": 0},
             goto=T.TAG.id, cookie=net_cookie,
-            write_metadata=(T.metadata(vlan, T.FROM_TUNNEL),
-                            T.META_VLAN_MASK | T.META_ORIGIN_MASK)))
+            write_metadata=(ids.metadata(vlan, ids.FROM_TUNNEL),
+                            ids.META_VLAN_MASK | ids.META_ORIGIN_MASK)))
         flood_all.append(to_tunnel + (output(tunnels[peer]),))
 
-    flows.append(Flow.make(T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan), origin)},
+    flows.append(Flow.make(T.TAG.id, T.PRIO_TAG, {"metadata": (ids.metadata(vlan), origin)},
                            push_vlan(vlan), goto=T.FORWARD.id, cookie=net_cookie))
     if trunk_here:
         flows.append(Flow.make(
-            T.TAG.id, T.PRIO_TAG, {"metadata": (T.metadata(vlan, T.FROM_TRUNK), origin),
+            T.TAG.id, T.PRIO_TAG, {"metadata": (ids.metadata(vlan, ids.FROM_TRUNK), origin),
                                    "vlan_vid": (OFPVID_PRESENT, OFPVID_PRESENT)},
             (set_vlan(vlan),), goto=T.FORWARD.id, cookie=net_cookie))
 
@@ -215,11 +230,11 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
     groups.append(Group(local_id, tuple(flood_local)))
     flows.append(Flow.make(
         T.FORWARD.id, T.PRIO_FLOOD,
-        {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (0, T.FROM_TUNNEL)},
+        {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (0, ids.FROM_TUNNEL)},
         (group(all_id),), cookie=net_cookie))
     flows.append(Flow.make(
         T.FORWARD.id, T.PRIO_FLOOD,
-        {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (T.FROM_TUNNEL, T.FROM_TUNNEL)},
+        {"vlan_vid": tagged, "eth_dst": MULTICAST, "metadata": (ids.FROM_TUNNEL, ids.FROM_TUNNEL)},
         (group(local_id),), cookie=net_cookie))
     for flow in flows:
         T.check(flow)
@@ -233,8 +248,9 @@ def meters(topo: Topology, host: str, ports: Mapping[str, int]) -> tuple[Meter, 
     rate = topo.broadcast_limit
     if not rate:
         return ()
-    ids = {T.storm_meter(ports[e.port]) for e in topo.endpoints_on(host) if e.port in ports}
-    return tuple(Meter(i, rate, T.storm_burst(rate)) for i in sorted(ids))
+    meter_ids = {ids.storm_meter(ports[e.port]) for e in topo.endpoints_on(host)
+                 if e.port in ports}
+    return tuple(Meter(i, rate, storm_burst(rate)) for i in sorted(meter_ids))
 
 
 def pieces(topo: Topology, host: str, ports: Mapping[str, int],
@@ -267,9 +283,8 @@ def piece_inputs(topo: Topology, host: str, network: str, ports: Mapping[str, in
     """Everything ``network_piece`` reads: the network's view and the port
     numbers of its members here and of the tunnels to hosts carrying it."""
     view = topo.views[network]
-    members = view[2]
-    return (view, tuple(ports.get(m[3]) for m in members if m[1] == host),
-            tuple(tunnels.get(h) for h, _ in view[3]))
+    return (view, tuple(ports.get(m.port) for m in view.members if m.host == host),
+            tuple(tunnels.get(h) for h, _ in view.carrying))
 
 
 def joined(parts: Iterable[Piece]) -> tuple[list[Flow], list[Group]]:

@@ -1,8 +1,9 @@
 """``nsgre trace``: where does this packet go, and why?  Offline, from the model.
 
 Like ``ovn-trace``: build the packet an endpoint would send, run it through
-the flows ``pipeline.compute`` gives every host (ports numbered as
-``simulator.all_ports`` does) with ``simulator.inject``, and explain each
+the flows ``pipeline.compute`` gives every host (ports numbered by
+``pipeline.offline_ports``, as ``nsgre pipeline`` prints them) with
+``simulator.inject``, and explain each
 bridge visit, each table step and each output in the model's own names
 (endpoints, networks, tunnel keys), ending with a verdict.
 
@@ -18,15 +19,17 @@ Bad input raises ``TraceError``; a flow the simulator cannot execute raises
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from osken_apps import pipeline as pl
-from osken_apps import simulator as sim
-from osken_apps import flows as flows_mod
-from osken_apps import tables as T
+from nsgre_core import flows as flows_mod
+from nsgre_core import ids
+from nsgre_core import pipeline as pl
+from nsgre_core import tables as T
+from nsgre_core.ofp import OFPP_IN_PORT
+from nsgre_tools import simulator as sim
+from topology import did_you_mean
 
 BRIDGE = "br-int"
 BROADCAST = sim.BROADCAST
@@ -35,7 +38,6 @@ ZERO_MAC = "00:00:00:00:00:00"
 #: from the documentation range (RFC 7042), which no endpoint has.
 UNKNOWN_MAC = "00:00:5e:00:53:00"
 
-_IN_PORT = getattr(T, "OFPP_IN_PORT", 0xFFFFFFF8)
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _PROTO_RE = re.compile(r"^(icmp|arp|tcp:(\d+)|udp:(\d+))$")
 
@@ -70,9 +72,8 @@ def parse_proto(text: str) -> Proto:
 
 def _unknown_endpoint(topo, name: str, what: str) -> TraceError:
     names = list(topo.endpoints)
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return TraceError(f"unknown {what} endpoint {name!r}{hint}; endpoints: {', '.join(names)}")
+    return TraceError(f"unknown {what} endpoint {name!r}{did_you_mean(name, names)}; "
+                      f"endpoints: {', '.join(names)}")
 
 
 def _is_mac(text: str) -> bool:
@@ -242,8 +243,6 @@ class _Names:
         self.port_names = {h: {n: name for name, n in m.items()} for h, m in ports.items()}
         self.ep_by_port = {(e.host, e.port): e for e in topo.endpoints.values()}
         self.net_by_key = {n.key: n.name for n in topo.networks.values()}
-        self.ep_by_cookie = {pl.endpoint_cookie(e) & T.COOKIE_ID_MASK: e
-                             for e in topo.endpoints}
         self.pipelines = {}
         self.net_by_vlan = {h: {topo.local_vlan(h, n.name): n.name
                                 for n in topo.networks_on(h)} for h in topo.hosts}
@@ -281,18 +280,8 @@ class _Names:
         ep = _ep_by_mac(self.topo, mac)
         return ep.name if ep else None
 
-    def cookie(self, value) -> str | None:
-        decoded = T.decode_cookie(value)
-        if decoded is None:
-            return "not nsgre's"
-        kind, ident = decoded
-        if kind == "base":
-            return "base"
-        if kind == "network":
-            return f"network {self.net_by_key.get(ident, f'key {ident}?')}"
-        if kind == "endpoint":
-            return f"endpoint {self.ep_by_cookie.get(ident, f'{ident:#x}?')}"
-        return f"{kind} {ident:#x}"
+    def cookie(self, value) -> str:
+        return pl.cookie_meaning(self.topo, value)
 
 
 # -- rendering flows ------------------------------------------------------------
@@ -301,28 +290,21 @@ def _fmt_value(v) -> str:
     return f"{v:#x}" if isinstance(v, int) and v > 9 else str(v)
 
 
-_META_SHIFT = getattr(T, "META_VLAN_SHIFT", None)
-_META_MASK = getattr(T, "META_VLAN_MASK", 0)
-_FLAGS = [(getattr(T, n), n.lower()) for n in ("FROM_TUNNEL", "FROM_TRUNK") if hasattr(T, n)]
-
-
 def _meta_words(names: "_Names", host: str, value: int, mask: int, match: bool) -> str:
     """``vlan 10 net10, from_tunnel`` for metadata ``value/mask``."""
     words = []
-    if _META_SHIFT is not None and mask & _META_MASK:
-        vid = (value & _META_MASK) >> _META_SHIFT
+    if mask & ids.META_VLAN_MASK:
+        vid = ids.metadata_vlan(value)
         net = names.net_by_vlan.get(host, {}).get(vid)
         words.append(f"{net} (local VLAN {vid})" if net else f"local VLAN {vid}")
-    for bit, name in _FLAGS:
+    for bit, name in ids.FLAG_NAMES.items():
         if mask & bit:
             words.append(name if value & bit else (f"not {name}" if match else ""))
     return ", ".join(w for w in words if w)
 
 
 def _meta_net(names: "_Names", host: str, metadata: int) -> str | None:
-    if _META_SHIFT is None:
-        return None
-    return names.net_by_vlan.get(host, {}).get((metadata & _META_MASK) >> _META_SHIFT)
+    return names.net_by_vlan.get(host, {}).get(ids.metadata_vlan(metadata))
 
 
 def _match_text(names: _Names, host: str, flow) -> str:
@@ -367,7 +349,7 @@ def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> l
         who = names.mac(sha)
         back = [a for a in actions if a[0] == "output"]
         said = [f"answered the ARP request: {spa} is at {sha}" + (f" ({who})" if who else "")]
-        if back and back[0][1] == _IN_PORT:
+        if back and back[0][1] == OFPP_IN_PORT:
             said.append(f"reply sent back out of the in_port, "
                         f"{names.port_text(host, packet.in_port)}")
         elif back:
@@ -414,7 +396,7 @@ def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> l
             said.append(f"copied {a[1]} into {a[2]}")
         elif kind == "output":
             port = a[1]
-            if port == _IN_PORT:
+            if port == OFPP_IN_PORT:
                 said.append(f"output back out of the in_port "
                             f"({names.port_text(host, packet.in_port)})")
             elif port == packet.in_port:
@@ -431,9 +413,9 @@ def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> l
 
 
 def _explain_group(names: _Names, host: str, gid: int, packet: sim.Packet) -> str:
-    local_only = gid >= T.GROUP_FLOOD_LOCAL_BASE
-    vid = gid - (T.GROUP_FLOOD_LOCAL_BASE if local_only else T.GROUP_FLOOD_ALL_BASE)
-    net = names.net_by_vlan.get(host, {}).get(vid)
+    decoded = ids.decode_group(gid)
+    local_only = decoded is not None and decoded.local_only
+    net = pl.group_network(names.topo, host, gid)
     scope = "local ports only" if local_only else "local ports and tunnels"
     what = f"{net}, {scope}" if net else scope
     grp = next((g for g in names.pipelines[host].groups if g.group_id == gid), None)
@@ -492,7 +474,7 @@ def _drop_reason(names: _Names, host: str, table: str, p: sim.Packet) -> str | N
                         f"(it is in {', '.join(other.networks)}): networks are isolated")
             return f"destination MAC {p.eth_dst} is unknown in {net}"
         if dst.host != host:
-            if p.metadata & T.FROM_TUNNEL:
+            if p.metadata & ids.FROM_TUNNEL:
                 return (f"frame from a tunnel to a remote MAC ({dst.name} on {dst.host}): "
                         "never sent back into a tunnel (split horizon)")
             if topo.tunnel_port(host, dst.host) not in names.ports.get(host, {}):
@@ -546,7 +528,7 @@ def _guest_vlans(ep) -> str:
 # -- building the packet ----------------------------------------------------------
 
 @dataclass
-class _Plan:
+class _Probe:
     src: object                         # Endpoint
     network: str | None                 # network of the attachment sent on
     vlans: tuple
@@ -588,7 +570,7 @@ def _pick_attachment(topo, src, vlan, dst_ep, summary):
     return None, (vlan,), a
 
 
-def plan(topo, ports, src_name: str, dst: str, proto: Proto, vlan: int | None) -> _Plan:
+def build_probe(topo, ports, src_name: str, dst: str, proto: Proto, vlan: int | None) -> _Probe:
     if src_name not in topo.endpoints:
         raise _unknown_endpoint(topo, src_name, "source")
     src = topo.endpoint(src_name)
@@ -683,7 +665,7 @@ def plan(topo, ports, src_name: str, dst: str, proto: Proto, vlan: int | None) -
     tag = f" tagged VLAN {vlans[0]}" if vlans else " untagged"
     summary.insert(0, f"sent by {src.name} on {src.host} port {src.port}{tag}"
                    + (f" in {net}" if net else ""))
-    return _Plan(src, net, vlans, packet, dst_ep, dst_ip, summary, notes, dst)
+    return _Probe(src, net, vlans, packet, dst_ep, dst_ip, summary, notes, dst)
 
 
 # -- running it -------------------------------------------------------------------
@@ -694,8 +676,8 @@ def trace(topo, src: str, dst: str, proto: str | Proto = "icmp", vlan: int | Non
     the flows actually installed, for ``nsgre trace --live``."""
     if isinstance(proto, str):
         proto = parse_proto(proto)
-    ports = ports if ports is not None else sim.all_ports(topo)
-    p = plan(topo, ports, src, dst, proto, vlan)
+    ports = ports if ports is not None else pl.offline_ports(topo)
+    p = build_probe(topo, ports, src, dst, proto, vlan)
     names = _Names(topo, ports)
     names.pipelines = dict(pipelines) if pipelines is not None else \
         {h: pl.compute(topo, h, ports.get(h, {})) for h in topo.hosts}
@@ -761,7 +743,7 @@ def trace(topo, src: str, dst: str, proto: str | Proto = "icmp", vlan: int | Non
     return _verdict(topo, p, run, hops, first_drop, proto, names)
 
 
-def _verdict(topo, p: _Plan, run, hops, first_drop, proto: Proto, names) -> Trace:
+def _verdict(topo, p: _Probe, run, hops, first_drop, proto: Proto, names) -> Trace:
     src, net, dst_ep = p.src, p.network, p.dst_ep
     receivers = run.receivers
     notes = list(p.notes)

@@ -1,10 +1,17 @@
-"""The pipeline's tables, priorities, group ids and cookie layout, declared
-once.  The README documents these same names; keep the two in step.
+"""The pipeline's tables and priorities, declared once, as data.
+
+Each table says what its flows may match and do (``check`` holds every
+computed flow to it); each priority says what its flows match and do.
+The README's pipeline reference is generated from these declarations and
+``ids`` (``nsgre_core.reference``; a test fails when they differ).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from nsgre_core import ids
+from nsgre_core.ofp import OFPP_IN_PORT, OFPP_MAX
 
 
 class PipelineError(ValueError):
@@ -67,7 +74,8 @@ FORWARD = Table(
 TABLES = (CLASSIFY, ARP_RESPONDER, TAG, FORWARD)
 BY_ID = {t.id: t for t in TABLES}
 
-# Priorities, highest first.
+
+# Priorities, highest first within a table (each declared in PRIORITIES below).
 PRIO_ADMIT = 100        # classify: a known port/MAC/address or tunnel/key
 PRIO_ANSWER = 100       # arp_responder: a request for a known IP
 PRIO_NO_ARP = 50        # arp_responder: any other ARP is dropped
@@ -78,18 +86,45 @@ PRIO_FLOOD = 50         # forward: broadcast and multicast
 PRIO_NEXT = 0           # arp_responder: everything else goes on to tag
 PRIO_DROP = 0           # classify, tag, forward: explicit drop of everything else
 
-# Metadata written by classify:  local VLAN (bits 16..27) | origin flags.
-FROM_TUNNEL = 0x1       # arrived from a tunnel: never sent back into one
-FROM_TRUNK = 0x2        # arrived tagged with a guest VLAN: rewrite, do not push
-META_VLAN_SHIFT = 16
-META_VLAN_MASK = 0xFFF << META_VLAN_SHIFT
-META_ORIGIN_MASK = FROM_TUNNEL | FROM_TRUNK
 
-OFPP_IN_PORT = 0xFFFFFFF8
+@dataclass(frozen=True)
+class Priority:
+    """One priority of one table: what its flows match and what they do."""
+    table: Table
+    value: int
+    name: str
+    matches: str
+    does: str
 
 
-def metadata(vlan: int, flags: int = 0) -> int:
-    return (vlan << META_VLAN_SHIFT) | flags
+PRIORITIES = (
+    Priority(CLASSIFY, PRIO_ADMIT, "PRIO_ADMIT",
+             "an endpoint port + its MAC + its own ARP/IP source (a trunk: + a guest "
+             "VLAN); a tunnel port + the key of a network both hosts carry, untagged",
+             "write local VLAN and origin to metadata; go to arp_responder "
+             "(endpoint) or tag (tunnel)"),
+    Priority(CLASSIFY, PRIO_DROP, "PRIO_DROP", "anything else", "drop"),
+    Priority(ARP_RESPONDER, PRIO_ANSWER, "PRIO_ANSWER",
+             "local VLAN in metadata + ARP request for an endpoint IP of that network",
+             "rewrite into the reply from that endpoint's MAC; output IN_PORT"),
+    Priority(ARP_RESPONDER, PRIO_NO_ARP, "PRIO_NO_ARP", "any other ARP", "drop"),
+    Priority(ARP_RESPONDER, PRIO_NEXT, "PRIO_NEXT", "anything else", "go to tag"),
+    Priority(TAG, PRIO_TAG, "PRIO_TAG",
+             "local VLAN + origin in metadata (a trunk's frame: + tagged)",
+             "push the local VLAN, or rewrite the guest VLAN to it; go to forward"),
+    Priority(TAG, PRIO_DROP, "PRIO_DROP", "anything else", "drop"),
+    Priority(FORWARD, PRIO_UNICAST, "PRIO_UNICAST",
+             "local VLAN + a member's MAC (remote member: + not from a tunnel)",
+             "pop VLAN (trunk: set its guest VLAN) and output to the port; or pop "
+             "VLAN, set the tunnel key and output to the member's host's tunnel"),
+    Priority(FORWARD, PRIO_STORM, "PRIO_STORM",
+             "an endpoint port + local VLAN + multicast/broadcast destination",
+             "through the port's storm-control meter, then the flood-to-all group"),
+    Priority(FORWARD, PRIO_FLOOD, "PRIO_FLOOD",
+             "local VLAN + multicast/broadcast destination, split on from-tunnel",
+             "the flood-to-all group, or flood-local-only for frames from a tunnel"),
+    Priority(FORWARD, PRIO_DROP, "PRIO_DROP", "anything else (unknown destination)", "drop"),
+)
 
 
 def check(flow) -> None:
@@ -114,65 +149,11 @@ def check(flow) -> None:
             fail(f"may not move into {action[2]}")
         if kind == "output" and table.outputs_in_port_only and action[1] != OFPP_IN_PORT:
             fail("may only output to IN_PORT")
-        if kind == "output" and not table.outputs_in_port_only and action[1] >= 0xFFFFFF00:
+        if kind == "output" and not table.outputs_in_port_only and action[1] > OFPP_MAX:
             fail(f"may not output to reserved port {action[1]:#x}")
     if flow.goto is not None and flow.goto not in table.goto:
         fail(f"may not go to table {flow.goto}")
     if flow.write_metadata is not None and not table.writes_metadata:
         fail("may not write metadata")
-    if flow.meter is not None and not (table.meters and owned_meter(flow.meter)):
+    if flow.meter is not None and not (table.meters and ids.owned_meter(flow.meter)):
         fail(f"may not use meter {flow.meter}")
-
-
-# Group ids: one pair per network on a host, derived from its local VLAN.
-GROUP_FLOOD_ALL_BASE = 0        # + local VLAN: local ports and peer tunnels
-GROUP_FLOOD_LOCAL_BASE = 4096   # + local VLAN: local ports only (from tunnel)
-
-# Meter ids: storm control, one meter per endpoint port, derived from its
-# OpenFlow port number (unique on a bridge; OVS numbers ports below 0xff00).
-METER_STORM_BASE = 0x10000      # + OpenFlow port number
-METER_STORM_MAX = METER_STORM_BASE + 0xFEFF
-
-
-def storm_meter(ofport: int) -> int:
-    return METER_STORM_BASE + ofport
-
-
-def storm_burst(rate: int) -> int:
-    """Frames a port may flood at once above its rate: a tenth of a
-    second's worth, so a storm is held to its rate within 100 ms."""
-    return max(1, rate // 10)
-
-
-def owned_meter(meter_id: int) -> bool:
-    return METER_STORM_BASE < meter_id <= METER_STORM_MAX
-
-
-# Cookie layout (64 bits):  MAGIC(16) | KIND(8) | ID(40)
-COOKIE_MAGIC = 0x4E53            # "NS": this flow is nsgre's
-COOKIE_MAGIC_SHIFT = 48
-COOKIE_KIND_SHIFT = 40
-COOKIE_ID_MASK = (1 << 40) - 1
-COOKIE_OWNED_MASK = 0xFFFF << COOKIE_MAGIC_SHIFT
-
-KIND_BASE = 0       # table-miss drops: ID 0
-KIND_NETWORK = 1    # ID = the network's tunnel key
-KIND_ENDPOINT = 2   # ID = 40-bit hash of the endpoint name
-
-KIND_NAMES = {KIND_BASE: "base", KIND_NETWORK: "network", KIND_ENDPOINT: "endpoint"}
-
-
-def cookie(kind: int, ident: int = 0) -> int:
-    return (COOKIE_MAGIC << COOKIE_MAGIC_SHIFT) | (kind << COOKIE_KIND_SHIFT) | (ident & COOKIE_ID_MASK)
-
-
-def owned(cookie_value: int) -> bool:
-    return cookie_value >> COOKIE_MAGIC_SHIFT == COOKIE_MAGIC
-
-
-def decode_cookie(cookie_value: int) -> tuple[str, int] | None:
-    """``(kind name, id)`` for an nsgre cookie, None for anyone else's."""
-    if not owned(cookie_value):
-        return None
-    kind = (cookie_value >> COOKIE_KIND_SHIFT) & 0xFF
-    return KIND_NAMES.get(kind, f"kind{kind}"), cookie_value & COOKIE_ID_MASK

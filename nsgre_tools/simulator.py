@@ -1,6 +1,6 @@
 """Where does a packet go?  An offline evaluator of nsgre's flows.
 
-The pipeline (``osken_apps.pipeline``) is a pure function from topology to
+The pipeline (``nsgre_core.pipeline``) is a pure function from topology to
 flow records; this module executes those records the way Open vSwitch
 would, so tests (and ``nsgre trace``) can ask "who receives this frame?"
 without root, OVS or namespaces.  It implements exactly the OpenFlow 1.3
@@ -33,17 +33,14 @@ import ipaddress
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, NamedTuple
 
-from osken_apps.flows import OFPP_IN_PORT, OFPVID_PRESENT, Flow, Group
+from nsgre_core.flows import Flow, Group
+from nsgre_core.ofp import OFPP_IN_PORT, OFPP_MAX, OFPVID_PRESENT
 
 #: Match fields the simulator understands (the ones the pipeline uses, plus
 #: eth_type so a future ARP/IP rule has somewhere to go).
 FIELDS = ("in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "tunnel_id", "metadata",
           "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_dst", "udp_dst",
           "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")
-
-#: OpenFlow reserved ports start here (IN_PORT, NORMAL, FLOOD, ALL, ...);
-#: the pipeline must never use them, so the simulator does not model them.
-OFPP_MAX = 0xFFFFFF00
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -182,7 +179,8 @@ def _apply(actions, packet: Packet, groups: Mapping[int, Group],
         kind = action[0]
         if kind == "output":
             port = action[1]
-            if not isinstance(port, int) or not (0 < port < OFPP_MAX or port == OFPP_IN_PORT):
+            # Reserved ports (above OFPP_MAX) but IN_PORT are not the pipeline's.
+            if not isinstance(port, int) or not (0 < port <= OFPP_MAX or port == OFPP_IN_PORT):
                 raise SimulationError(f"output to reserved or invalid port {port!r}")
             if port == OFPP_IN_PORT:           # the only reserved port we use: answer back
                 outputs.append((packet.in_port, packet))
@@ -260,18 +258,6 @@ def run_host(flows: Iterable[Flow], groups: Iterable[Group], packet: Packet) -> 
 
 # -- the fabric: hosts joined by tunnels -------------------------------------
 
-def all_ports(topo) -> dict[str, dict[str, int]]:
-    """Every port of every host numbered deterministically: the host's
-    endpoint ports from 1 in port-name order, then its tunnel ports in
-    peer-name order.  What a fully wired fabric looks like."""
-    result = {}
-    for host in topo.hosts:
-        names = sorted(e.port for e in topo.endpoints_on(host))
-        names += [topo.tunnel_port(host, p.name) for p in topo.peers(host)]
-        result[host] = {name: i for i, name in enumerate(names, start=1)}
-    return result
-
-
 @dataclass(frozen=True)
 class Delivery:
     endpoint: str
@@ -319,7 +305,7 @@ def inject(topo, ports_by_host: Mapping[str, Mapping[str, int]], host: str, pack
     hand-made flows.  A frame that crosses more than ``max_hops`` tunnels
     raises ``FabricLoop``.
     """
-    from osken_apps import pipeline as pl
+    from nsgre_core import pipeline as pl
 
     cache = dict(pipelines or {})
 

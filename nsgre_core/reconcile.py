@@ -9,16 +9,38 @@ is the controller's record of one bridge; ``resync`` compares all of it,
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-from osken_apps import pipeline
-from osken_apps.flows import Flow, Group, Meter
+from nsgre_core import pipeline
+from nsgre_core.flows import Flow, Group, Meter
+
+
+class Verb(enum.StrEnum):
+    """What one step does to one flow, group or meter (in plan order)."""
+    ADD_METER = "add_meter"
+    MOD_METER = "mod_meter"
+    ADD_GROUP = "add_group"
+    MOD_GROUP = "mod_group"
+    ADD_FLOW = "add_flow"          # add or replace: OpenFlow's ADD overwrites
+    DEL_FLOW = "del_flow"
+    DEL_GROUP = "del_group"
+    DEL_METER = "del_meter"
+
+    @property
+    def meter(self) -> bool:
+        """Meter-mods: OVS cannot bundle them."""
+        return self in (Verb.ADD_METER, Verb.MOD_METER, Verb.DEL_METER)
+
+    @property
+    def delete(self) -> bool:
+        return self in (Verb.DEL_FLOW, Verb.DEL_GROUP, Verb.DEL_METER)
 
 
 @dataclass(frozen=True)
 class Op:
-    verb: str          # add_meter | mod_meter | add_group | mod_group | add_flow | del_flow
-    item: Flow | Group | Meter  # | del_group | del_meter
+    verb: Verb
+    item: Flow | Group | Meter
 
 
 def _table_priority(item) -> tuple[int, int]:
@@ -36,30 +58,30 @@ def plan(installed_flows, installed_groups, desired_flows, desired_groups,
     ops = []
     for mid, m in sorted(want_m.items()):
         if mid not in have_m:
-            ops.append(Op("add_meter", m))
+            ops.append(Op(Verb.ADD_METER, m))
         elif have_m[mid] != m:
-            ops.append(Op("mod_meter", m))
+            ops.append(Op(Verb.MOD_METER, m))
     for gid, g in sorted(want_g.items()):
         if gid not in have_g:
-            ops.append(Op("add_group", g))
+            ops.append(Op(Verb.ADD_GROUP, g))
         elif have_g[gid] != g:
-            ops.append(Op("mod_group", g))
+            ops.append(Op(Verb.MOD_GROUP, g))
     # By table and priority only (stable, so the order stays the pipeline's):
     # sorting 15,000 flows by their full match text costs more than the rest.
     for ident, f in sorted(want_f.items(), key=_table_priority):
         old = have_f.get(ident)
         if old is None or (old.actions, old.goto, old.write_metadata, old.cookie, old.meter) != \
                 (f.actions, f.goto, f.write_metadata, f.cookie, f.meter):
-            ops.append(Op("add_flow", f))
+            ops.append(Op(Verb.ADD_FLOW, f))
     for ident, f in sorted(have_f.items(), key=_table_priority):
         if ident not in want_f:
-            ops.append(Op("del_flow", f))
+            ops.append(Op(Verb.DEL_FLOW, f))
     for gid, g in sorted(have_g.items()):
         if gid not in want_g:
-            ops.append(Op("del_group", g))
+            ops.append(Op(Verb.DEL_GROUP, g))
     for mid, m in sorted(have_m.items()):
         if mid not in want_m:
-            ops.append(Op("del_meter", m))
+            ops.append(Op(Verb.DEL_METER, m))
     return ops
 
 
@@ -67,18 +89,20 @@ def apply(flows: dict, groups: dict, meters: dict, ops) -> None:
     """Update a record of a switch's flows (identity -> Flow), groups and
     meters (id -> Group, Meter) by a plan sent to it."""
     for op in ops:
-        if op.verb == "add_flow":
-            flows[op.item.identity()] = op.item
-        elif op.verb == "del_flow":
-            flows.pop(op.item.identity(), None)
-        elif op.verb in ("add_group", "mod_group"):
-            groups[op.item.group_id] = op.item
-        elif op.verb == "del_group":
-            groups.pop(op.item.group_id, None)
-        elif op.verb in ("add_meter", "mod_meter"):
-            meters[op.item.meter_id] = op.item
-        else:
-            meters.pop(op.item.meter_id, None)
+        item = op.item
+        match op.verb:
+            case Verb.ADD_FLOW:
+                flows[item.identity()] = item
+            case Verb.DEL_FLOW:
+                flows.pop(item.identity(), None)
+            case Verb.ADD_GROUP | Verb.MOD_GROUP:
+                groups[item.group_id] = item
+            case Verb.DEL_GROUP:
+                groups.pop(item.group_id, None)
+            case Verb.ADD_METER | Verb.MOD_METER:
+                meters[item.meter_id] = item
+            case Verb.DEL_METER:
+                meters.pop(item.meter_id, None)
 
 
 @dataclass

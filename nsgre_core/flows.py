@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-OFPVID_PRESENT = 0x1000
+from nsgre_core.ofp import OFPP_IN_PORT, OFPVID_PRESENT
 
 Action = tuple
 
@@ -133,7 +133,6 @@ _NXM = {"eth_src": "NXM_OF_ETH_SRC", "eth_dst": "NXM_OF_ETH_DST", "arp_sha": "NX
 #: Width in bits of the fields ``move`` copies.
 FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
               "arp_spa": 32, "arp_tpa": 32}
-OFPP_IN_PORT = 0xFFFFFFF8
 
 
 def _match_ofctl(name: str, value) -> str:
