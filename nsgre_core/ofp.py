@@ -10,31 +10,24 @@ VERSION = 4                       # OpenFlow 1.3
 # Ports (OpenFlow 1.3 numbering, 32 bits).
 OFPP_MAX = 0xFFFFFF00             # highest number of a real port; reserved ports above
 OFPP_IN_PORT = 0xFFFFFFF8
-OFPP_LOCAL = 0xFFFFFFFE
 OFPP_ANY = 0xFFFFFFFF
 #: OVSDB's Interface.ofport uses OpenFlow 1.0 numbering: real ports are
 #: below 0xff00 and the bridge's LOCAL port is 65534.
 OVSDB_OFPORT_MAX = 0xFF00
 
 OFPG_ANY = 0xFFFFFFFF
-OFPG_ALL = 0xFFFFFFFC
 OFPM_ALL = 0xFFFFFFFF
 OFPTT_ALL = 0xFF
-NO_BUFFER = 0xFFFFFFFF
 OFPCML_MAX = 0xFFE5
 
 OFPVID_PRESENT = 0x1000           # vlan_vid of a tagged frame: 0x1000 | VLAN id
 
 # Message types.
-OFPT_ERROR = 1
 OFPT_EXPERIMENTER = 4
-OFPT_FEATURES_REQUEST = 5
 OFPT_FLOW_MOD = 14
 OFPT_GROUP_MOD = 15
 OFPT_MULTIPART_REQUEST = 18
-OFPT_MULTIPART_REPLY = 19
 OFPT_BARRIER_REQUEST = 20
-OFPT_BARRIER_REPLY = 21
 OFPT_METER_MOD = 29
 
 # Multipart kinds nsgre asks for.
@@ -52,7 +45,6 @@ OFPGT_ALL = 0
 OFPMC_ADD, OFPMC_MODIFY, OFPMC_DELETE = 0, 1, 2
 OFPMF_PKTPS, OFPMF_BURST, OFPMF_STATS = 2, 4, 8
 OFPMBT_DROP = 1
-OFPPR_DELETE = 2
 
 # The ONF bundle extension (OpenFlow 1.3), as OVS implements it.
 ONF_EXPERIMENTER_ID = 0x4F4E4600

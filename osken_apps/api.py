@@ -38,24 +38,27 @@ def listen(address: str):
 
 
 class Api:
-    """WSGI application over the running NsgreApp."""
+    """WSGI application over the controller's views; ``apply(text, source)``
+    hands a posted topology to the controller core's queue and returns its
+    answer, (status, body)."""
 
-    #: GET path -> the NsgreApp method whose dict is the JSON answer.
+    #: GET path -> the ``Views`` method whose dict is the JSON answer.
     DESCRIBE = {"/topology": "describe_topology", "/switches": "describe_switches",
                 "/fabric": "describe_fabric", "/flows": "describe_flows",
                 "/groups": "describe_groups", "/desired": "describe_desired",
                 "/diff": "describe_diff"}
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, views, apply):
+        self.views = views
+        self.apply = apply
 
     def __call__(self, environ, start_response):
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
         try:
             if method == "GET" and path in self.DESCRIBE:
-                status, body = 200, getattr(self.app, self.DESCRIBE[path])()
+                status, body = 200, getattr(self.views, self.DESCRIBE[path])()
             elif (method, path) == ("GET", "/metrics"):
-                data = self.app.metrics().encode()
+                data = self.views.metrics().encode()
                 start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4"),
                                           ("Content-Length", str(len(data)))])
                 return [data]
@@ -66,7 +69,7 @@ class Api:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 text = environ["wsgi.input"].read(length).decode()
                 name = environ.get("HTTP_X_NSGRE_SOURCE", "posted.yaml")
-                status, body = self.app.apply_text(text, name)
+                status, body = self.apply(text, name)
             else:
                 status, body = 404, {"error": f"no such resource: {method} {path}"}
         except Exception as exc:                  # the API must answer, not hang up
@@ -77,17 +80,16 @@ class Api:
                         ("Content-Length", str(len(data)))])
         return [data]
 
-
     def _trace(self, q: dict) -> tuple[int, dict]:
         from nsgre_tools.trace import TraceError
         from nsgre_tools.simulator import SimulationError
         try:
             vlan = int(q["vlan"]) if q.get("vlan") else None
-            return 200, self.app.describe_trace(q["src"], q["dst"], q.get("proto", "icmp"), vlan)
+            return 200, self.views.describe_trace(q["src"], q["dst"], q.get("proto", "icmp"), vlan)
         except (KeyError, ValueError, TraceError, SimulationError) as exc:
             return 400, {"error": str(exc)}
 
 
-def serve(app, address: str):
+def serve(views, apply, address: str):
     import eventlet.wsgi
-    eventlet.wsgi.server(listen(address), Api(app), log_output=False)
+    eventlet.wsgi.server(listen(address), Api(views, apply), log_output=False)

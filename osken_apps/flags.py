@@ -10,12 +10,14 @@ from oslo_config.cfg import ArgsAlreadyParsedError
 
 from os_ken import cfg
 
+from nsgre_core import paths
+
 TOPOLOGY = cfg.StrOpt("nsgre-topology", default=None,
                       help="topology YAML file (default: the embedded seed topology)")
 AUDIT = cfg.FloatOpt("nsgre-audit-interval", default=5.0,
                      help="seconds between re-reading every switch's flows and groups "
                           "to repair changes made behind nsgre's back (0: never)")
-API = cfg.StrOpt("nsgre-api", default="/run/nsgre/api.sock",
+API = cfg.StrOpt("nsgre-api", default=paths.api_socket(),
                  help="where the HTTP API listens: a Unix socket path, or HOST:PORT "
                       "('' turns it off)")
 OVSDB = cfg.StrOpt("nsgre-ovsdb", default="",

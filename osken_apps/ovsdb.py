@@ -22,6 +22,7 @@ from typing import NamedTuple
 import ovs.db.idl
 import ovs.poller
 
+from nsgre_core.ofp import OVSDB_OFPORT_MAX
 from topology import Topology
 
 SCHEMA = os.environ.get("NSGRE_OVS_SCHEMA", "/usr/share/openvswitch/vswitch.ovsschema")
@@ -44,6 +45,12 @@ COLUMNS = {
 
 class OvsdbError(RuntimeError):
     pass
+
+
+class OvsdbTimeout(OvsdbError):
+    """No answer in time, or a transaction's ``wait`` whose condition did
+    not hold (OVSDB reports both as "timed out"): worth reading again and
+    retrying, unlike other errors."""
 
 
 class PortRecord(NamedTuple):
@@ -80,7 +87,7 @@ class Ovsdb:
             if done():
                 return
             if time.monotonic() > deadline:
-                raise OvsdbError(f"{self.remote}: timed out waiting to {what}")
+                raise OvsdbTimeout(f"{self.remote}: timed out waiting to {what}")
             poller = ovs.poller.Poller()
             self.idl.wait(poller)
             poller.timer_wait(100)
@@ -181,15 +188,6 @@ class Ovsdb:
                 br.ports = keep
         self.transact(build, f"remove port {name} from {bridge}")
 
-    def del_bridge(self, name):
-        def build(txn):
-            root = self.rows("Open_vSwitch")[0]
-            keep = [b for b in root.bridges if b.name != name]
-            if len(keep) != len(root.bridges):
-                root.verify("bridges")
-                root.bridges = keep
-        self.transact(build, f"remove bridge {name}")
-
 
 def bridge_ports(remote: str, bridge: str = BRIDGE,
                  timeout: float = 5.0) -> dict[str, PortRecord] | None:
@@ -221,10 +219,8 @@ def tunnels_to_step(remote: str, want: dict[str, tuple[str, dict, str]],
             return ports, False
         try:
             transact(remote, ops, timeout)
-        except OvsdbError as exc:
-            if "timed out" in str(exc):           # the wait: the ports changed since read
-                continue
-            raise
+        except OvsdbTimeout:                  # the wait: the ports changed since read
+            continue
         return bridge_ports(remote, bridge, timeout) or {}, True
     raise OvsdbError(f"{remote}: tunnels on {bridge}: the ports kept changing")
 
@@ -291,6 +287,8 @@ def transact(remote: str, ops: list[dict], timeout: float = 5.0) -> list:
             sock.connect(address)
             sock.sendall(json.dumps(request).encode())
             reply = _read_reply(sock, request["id"])
+    except socket.timeout as exc:
+        raise OvsdbTimeout(f"{remote}: no reply within {timeout} s") from exc
     except (OSError, ValueError) as exc:
         raise OvsdbError(f"{remote}: {exc}") from exc
     results = reply.get("result") or []
@@ -299,7 +297,8 @@ def transact(remote: str, ops: list[dict], timeout: float = 5.0) -> list:
     if failed is not None:
         detail = next((r.get("details", "") for r in results
                        if isinstance(r, dict) and r.get("error")), "")
-        raise OvsdbError(f"{remote}: {failed} {detail}".strip())
+        kind = OvsdbTimeout if failed == "timed out" else OvsdbError
+        raise kind(f"{remote}: {failed} {detail}".strip())
     return results
 
 
@@ -363,17 +362,12 @@ def ports_from_reply(result: list) -> dict[str, PortRecord] | None:
     return records
 
 
-#: Highest OpenFlow number of a physical port (OFPP_MAX); the bridge's own
-#: LOCAL port (65534) is above it.
-OFPP_MAX = 0xFF00
-
-
 def ofports(ports: dict[str, PortRecord]) -> dict[str, int]:
     """Interface name -> OpenFlow port number, as the controller keeps them
     from a switch's port description (ports not numbered yet, and LOCAL,
     left out)."""
     return {r.interface: r.ofport for r in ports.values()
-            if r.ofport is not None and r.ofport <= OFPP_MAX}
+            if r.ofport is not None and r.ofport < OVSDB_OFPORT_MAX}
 
 
 def tunnel_ports(topo: Topology, host: str) -> dict[str, tuple[str, dict, str]]:

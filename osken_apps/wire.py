@@ -37,7 +37,7 @@ from nsgre_core.ofp import (MAX_XID, ONF_BF_ATOMIC, ONF_BF_ORDERED, NX_EXPERIMEN
                             OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_METER_MOD,
                             OFPT_MULTIPART_REQUEST, OFPTT_ALL, ONF_BCT_COMMIT_REQUEST,
                             ONF_BCT_OPEN_REQUEST, ONF_ET_BUNDLE_ADD_MESSAGE,
-                            ONF_ET_BUNDLE_CONTROL, ONF_EXPERIMENTER_ID, VERSION, NO_BUFFER)
+                            ONF_ET_BUNDLE_CONTROL, ONF_EXPERIMENTER_ID, VERSION)
 from nsgre_core.reconcile import Op, Verb
 
 

@@ -13,7 +13,7 @@ from fabrics import build, fabrics
 from nsgre_core import pipeline
 import osken_reference as openflow
 from osken_apps import wire
-from nsgre_core.reconcile import Op
+from nsgre_core.reconcile import Op, Verb
 from nsgre_core.pipeline import offline_ports
 from os_ken.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
 
@@ -32,9 +32,9 @@ endpoints:
   b: {host: kvm2, kind: vm, network: v6, ip: "2001:db8::2/64"}
 """
 
-VERBS = ("add_flow", "del_flow")
-GROUP_VERBS = ("add_group", "mod_group", "del_group")
-METER_VERBS = ("add_meter", "mod_meter", "del_meter")
+VERBS = (Verb.ADD_FLOW, Verb.DEL_FLOW)
+GROUP_VERBS = (Verb.ADD_GROUP, Verb.MOD_GROUP, Verb.DEL_GROUP)
+METER_VERBS = (Verb.ADD_METER, Verb.MOD_METER, Verb.DEL_METER)
 
 
 def oskens(op, xid):
@@ -96,3 +96,67 @@ def test_flows_equal_but_for_their_cookie_are_encoded_each_with_its_own():
     for verb in VERBS:
         assert wire.message(Op(verb, other), 1) == oskens(Op(verb, other), 1)
         assert wire.message(Op(verb, flow), 1) == oskens(Op(verb, flow), 1)
+
+
+def oskens_msg(msg, xid):
+    msg.set_xid(xid)
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def test_requests_barriers_and_bundle_controls_are_what_osken_writes():
+    from nsgre_core import ids
+    flags = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
+    owned = dict(cookie=ids.COOKIE_OWNED, cookie_mask=ids.COOKIE_OWNED_MASK)
+    expected = {
+        wire.ports_request(5): parser.OFPPortDescStatsRequest(DP, 0),
+        wire.flows_request(5): parser.OFPFlowStatsRequest(
+            DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, match=parser.OFPMatch(), **owned),
+        wire.count_request(5): parser.OFPAggregateStatsRequest(
+            DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, match=parser.OFPMatch(), **owned),
+        wire.groups_request(5): parser.OFPGroupDescStatsRequest(DP, 0),
+        wire.meters_request(5): parser.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL),
+        wire.barrier(5): parser.OFPBarrierRequest(DP),
+        wire.bundle_control(3, ofp.ONF_BCT_OPEN_REQUEST, flags, 5):
+            parser.ONFBundleCtrlMsg(DP, 3, ofp.ONF_BCT_OPEN_REQUEST, flags, []),
+        wire.bundle_control(3, ofp.ONF_BCT_COMMIT_REQUEST, flags, 5):
+            parser.ONFBundleCtrlMsg(DP, 3, ofp.ONF_BCT_COMMIT_REQUEST, flags, []),
+    }
+    for ours, theirs in expected.items():
+        assert ours == oskens_msg(theirs, 5), type(theirs).__name__
+
+
+def test_the_ofp_constants_are_osken_s():
+    from nsgre_core import ofp as ours
+    for name in ("OFPP_MAX", "OFPP_IN_PORT", "OFPP_ANY", "OFPG_ANY",
+                 "OFPM_ALL", "OFPTT_ALL", "OFPVID_PRESENT", "OFPT_FLOW_MOD",
+                 "OFPT_GROUP_MOD", "OFPT_METER_MOD", "OFPT_MULTIPART_REQUEST",
+                 "OFPT_BARRIER_REQUEST", "OFPMP_FLOW", "OFPMP_AGGREGATE", "OFPMP_PORT_DESC",
+                 "OFPMP_GROUP_DESC", "OFPMP_METER_CONFIG", "OFPMPF_REPLY_MORE",
+                 "OFPFC_ADD", "OFPFC_DELETE_STRICT", "OFPGC_ADD", "OFPGC_MODIFY", "OFPGC_DELETE",
+                 "OFPMC_ADD", "OFPMC_MODIFY", "OFPMC_DELETE", "OFPMF_PKTPS", "OFPMF_BURST",
+                 "OFPMF_STATS", "OFPMBT_DROP", "ONF_ET_BUNDLE_CONTROL",
+                 "ONF_ET_BUNDLE_ADD_MESSAGE", "ONF_BCT_OPEN_REQUEST", "ONF_BCT_COMMIT_REQUEST",
+                 "ONF_BF_ATOMIC", "ONF_BF_ORDERED", "OFPCML_MAX", "MAX_XID"):
+        assert getattr(ours, name) == getattr(ofp, name), name
+    assert ours.VERSION == ofp.OFP_VERSION
+
+
+@pytest.mark.parametrize("text", [None, TRUNKS, IPV6], ids=["seed", "trunks", "ipv6"])
+def test_what_is_sent_decodes_back_to_the_same_steps(text):
+    topo = topology.parse(text) if text else topology.load()
+    ops = list(every_op(topo))
+    data, xids = wire.bundle(9, [op for op in ops if not op.verb.meter], 100)
+    decoded = wire.decode(data)
+    assert [m.xid for m in decoded] == xids
+    assert decoded[0].kind == "bundle_open" and decoded[-1].kind == "bundle_commit"
+    for message, op in zip(decoded[1:-1], [op for op in ops if not op.verb.meter]):
+        assert message.bundle == 9 and message.op.verb == op.verb
+        if op.verb.delete:            # a delete names its item only
+            assert wire.message(message.op, 1) == wire.message(op, 1)
+        else:
+            assert message.op == op
+            assert getattr(message.op.item, "cookie", None) == getattr(op.item, "cookie", None)
+    for op in ops:
+        if op.verb in (Verb.ADD_METER, Verb.MOD_METER):
+            assert wire.decode(wire.message(op, 1))[0].op == op

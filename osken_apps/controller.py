@@ -1,0 +1,457 @@
+"""The controller core: takes events, decides, sends bytes.
+
+One object holds the topology in force and what every switch holds, and
+only ``Controller.handle`` changes them, one event at a time, from one
+queue (``osken_apps.events``): switch connects and disconnects, state
+replies, port changes, errors, barriers, SIGHUP, ``POST /apply``, OVSDB
+reads, timers and audit ticks.  It imports nothing of os-ken or eventlet:
+it sends OpenFlow bytes packed by ``wire`` through each event's ``conn``,
+asks the runtime for timers and I/O through ``effects``, and reads time
+from the ``clock`` it is given, so the unit tests drive it with a fake
+switch and a fake clock (``tests/unit/test_controller.py``).
+
+Every message sent carries an xid the core records with what it carried;
+a barrier after each change tells when the switch has it all.  A switch
+that refuses a message is logged with that message in ``ovs-ofctl``
+syntax, counted, and read again in full (so its records are the truth and
+the next sync repairs whatever the refusal left undone).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import topology
+from nsgre_core import pipeline, reconcile
+from nsgre_core.ofp import MAX_XID
+from nsgre_core.reconcile import Op, Verb
+from osken_apps import events as ev
+from osken_apps import wire
+from topology import diff
+
+LOG = logging.getLogger("nsgre")
+
+#: What the controller reads from a switch, in this order.
+STATE_PARTS = tuple(wire.STATE_REQUESTS)
+#: The core's xids start here, above the few os-ken itself uses for the
+#: handshake and the API's on-demand reads: a reply or an error below it is
+#: not the core's.
+XID_BASE = 0x10000000
+
+
+class Effects(Protocol):
+    """What the core asks of the runtime around it."""
+
+    def later(self, delay: float, event) -> None:
+        """Put ``event`` on the queue after ``delay`` seconds."""
+
+    def io(self, job: Callable[[], Any]) -> None:
+        """Run ``job`` (blocking I/O) elsewhere; queue the event it returns."""
+
+
+@dataclass(eq=False)
+class Switch(reconcile.Held):
+    """What the core knows of one connected bridge, besides what it holds."""
+    dpid: int = 0
+    host: str = ""
+    conn: Any = None
+    ports: dict = field(default_factory=dict)          # name -> OpenFlow port
+    reading: dict = field(default_factory=dict)        # part -> xid of its request
+    counting: int | None = None                        # xid of the flow count asked
+    dirty: set = field(default_factory=set)            # networks whose ports changed
+    flush_pending: bool = False
+    sent: dict = field(default_factory=dict)           # xid -> what it carried, until a barrier
+    xids: Any = field(default_factory=lambda: itertools.count(XID_BASE))
+
+    @property
+    def ready(self) -> bool:
+        """No read of its state is under way: its records are whole."""
+        return not self.reading
+
+    def xid(self) -> int:
+        value = next(self.xids)
+        if value > MAX_XID:
+            self.xids = itertools.count(XID_BASE)
+            value = next(self.xids)
+        return value
+
+
+class Controller:
+    """The topology in force, every switch's records, and the rules that
+    keep the two in step."""
+
+    #: How long port events gather before their networks are synced at once.
+    COALESCE_SECONDS = 0.05
+    #: Networks computed per ``PrepareChunk`` while preparing a host.
+    PREPARE_CHUNK = 100
+    #: Flows read in full per audit interval: beyond it, switches take turns.
+    AUDIT_BUDGET = 20_000
+
+    def __init__(self, topo, *, clock: Callable[[], float], effects: Effects,
+                 topology_path: str | None = None, ovsdb_job=None):
+        """``ovsdb_job(topo, host)``: a callable that reads (and puts in step
+        the tunnels of) a host's bridge over OVSDB and returns a
+        ``HostPorts`` event; None without OVSDB."""
+        self.topology = topo
+        self.clock = clock
+        self.effects = effects
+        self.topology_path = topology_path
+        self.ovsdb_job = ovsdb_job
+        self.switches: dict[int, Switch] = {}
+        self.strangers: dict[int, Any] = {}   # connected datapaths of no host (yet)
+        self.piece_cache: dict = {}           # host -> pipeline.pieces cache, across reconnects
+        self.prepared: dict = {}              # host -> networks computed before its switch came
+        self.version = 1
+        self.bundle_ids = itertools.count(1)
+        self.audit_turn = 0
+        # Counters for the metrics.
+        self.flow_mods_sent: Counter = Counter()       # host -> messages
+        self.switch_errors: Counter = Counter()        # host -> errors reported
+        self.event_errors: Counter = Counter()         # event kind -> exceptions handling it
+        self.reconciles = 0
+        self.reconcile_seconds = 0.0
+        self._handlers = {
+            ev.SwitchUp: self._switch_up, ev.SwitchDown: self._switch_down,
+            ev.StateReply: self._state_reply, ev.FlowCount: self._flow_count,
+            ev.PortChanged: self._port_changed, ev.FlushPorts: self._flush_ports,
+            ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
+            ev.Reload: self._reload, ev.Apply: self._apply_posted,
+            ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
+            ev.AuditTick: self._audit,
+        }
+
+    def start(self) -> None:
+        LOG.info("nsgre: topology %s: %s", self.topology.source, self.topology.summary())
+        self._prepare_hosts(self.topology)
+
+    def handle(self, event) -> None:
+        """The one way in: every change to the model and the records."""
+        self._handlers[type(event)](event)
+
+    def _switch(self, event) -> Switch | None:
+        """The switch an event is about, if it came on its current connection."""
+        switch = self.switches.get(event.dpid)
+        return switch if switch is not None and switch.conn is event.conn else None
+
+    # -- topology changes ----------------------------------------------------
+    def _reload(self, _event: ev.Reload) -> None:
+        try:
+            new = topology.load(self.topology_path, previous=self.topology)
+        except topology.TopologyError as exc:
+            LOG.error("nsgre: reload refused, the topology in force stays:\n%s", exc)
+            return
+        self.apply(new)
+
+    def _apply_posted(self, event: ev.Apply) -> None:
+        try:
+            new = topology.parse(event.text, event.source, previous=self.topology)
+        except topology.TopologyError as exc:
+            LOG.error("nsgre: apply refused, the topology in force stays:\n%s", exc)
+            event.done(400, {"ok": False, "problems": exc.problems})
+            return
+        changes = self.apply(new)
+        event.done(200, {"ok": True, "topology": new.summary(), "changes": changes})
+
+    def apply(self, new) -> dict:
+        """Make ``new`` (validated, allocated around the topology in force)
+        the topology in force; send each switch only its delta."""
+        old, self.topology = self.topology, new
+        gc.freeze()                    # the new model joins the long-lived heap (see nsgre_app)
+        if _tunnel_plan(old) != _tunnel_plan(new):
+            # Only hosts joining, leaving or moving change tunnel ports (and
+            # only a host not connected yet gains from being prepared).
+            self._prepare_hosts(new)
+        self.version += 1
+        changed = diff.changed_networks(old, new)
+        touched = diff.hosts_touched(old, new, changed)
+        for host in list(self.piece_cache):
+            if host not in new.hosts:
+                del self.piece_cache[host]
+        for host, names in touched.items():       # networks a host no longer carries
+            cache = self.piece_cache.get(host, {})
+            for name in names:
+                if name in cache and not new.carries(host, name):
+                    del cache[name]
+        LOG.info("nsgre: topology %s reloaded: %s; %d networks changed on %d hosts",
+                 new.source, new.summary(), len(changed), len(touched))
+        changes = {}
+        for dpid, switch in list(self.switches.items()):
+            host = new.host_by_dpid(dpid)
+            if host is None:
+                LOG.warning("nsgre: %s left the topology; removing nsgre's flows", switch.host)
+                ops = reconcile.plan(switch.flows.values(), switch.groups.values(), (), (),
+                                     switch.meters.values(), ())
+                self.send_plan(switch, ops)
+                changes[switch.host] = len(ops)
+                del self.switches[dpid]
+                self.strangers[dpid] = switch.conn
+            elif switch.ready:
+                switch.host = host.name
+                changes[host.name] = self.sync(switch, touched.get(host.name, set()))
+        for dpid, conn in list(self.strangers.items()):
+            host = new.host_by_dpid(dpid)
+            if host is not None:                   # a host that joined
+                del self.strangers[dpid]
+                self._adopt(dpid, conn, host.name)
+        return changes
+
+    # -- preparing hosts before their switches connect -------------------------
+    def _prepare_hosts(self, topo) -> None:
+        """With OVSDB, read every host's bridge (and put its tunnels in step),
+        each read on its own, so a host whose OVSDB is down delays nobody."""
+        if self.ovsdb_job is None:
+            return
+        for host in topo.hosts:
+            self.effects.io(lambda host=host: self.ovsdb_job(topo, host))
+
+    def _host_ports(self, event: ev.HostPorts) -> None:
+        if event.error is not None:
+            LOG.warning("nsgre: %s: tunnels not updated over OVSDB: %s", event.host, event.error)
+            return
+        if event.ports is None:
+            LOG.warning("nsgre: %s has no br-int yet (run nsgre prepare-host)", event.host)
+            return
+        if event.tunnels_changed:
+            LOG.info("nsgre: %s tunnels in step over OVSDB", event.host)
+        self._prepare_chunk(ev.PrepareChunk(event.host, event.topology, event.ports, 0,
+                                            self.clock()))
+
+    def _prepare_chunk(self, event: ev.PrepareChunk) -> None:
+        """Compute and pack a chunk of a host's pieces ahead of its switch,
+        then queue the next chunk, so other events go between them.  A piece
+        whose ports turn out different when the switch connects is simply
+        computed again (``pipeline.pieces`` checks its inputs); a switch that
+        connects meanwhile stops the preparation and does the rest itself."""
+        topo, host = event.topology, event.host
+        if self.topology is not topo or host not in topo.hosts or \
+                any(s.host == host for s in self.switches.values()):
+            return
+        names = [n.name for n in topo.networks_on(host)]
+        cache = self.piece_cache.setdefault(host, {})
+        chunk = names[event.start:event.start + self.PREPARE_CHUNK]
+        for piece in pipeline.pieces(topo, host, event.ports, chunk, cache).values():
+            wire.pack_ahead(piece.flows)
+        if event.start + self.PREPARE_CHUNK < len(names):
+            self.effects.later(0, ev.PrepareChunk(host, topo, event.ports,
+                                                  event.start + self.PREPARE_CHUNK,
+                                                  event.started))
+            return
+        self.prepared[host] = len(names)
+        LOG.info("nsgre: %s prepared before its switch connected: %d networks, %d ports "
+                 "from OVSDB (%.2f s)", host, len(names), len(event.ports),
+                 self.clock() - event.started)
+
+    # -- connection life cycle ---------------------------------------------------
+    def _switch_up(self, event: ev.SwitchUp) -> None:
+        host = self.topology.host_by_dpid(event.dpid)
+        if host is None:
+            LOG.warning("nsgre: datapath %016x is not a host of the topology; leaving it alone",
+                        event.dpid)
+            self.strangers[event.dpid] = event.conn
+            return
+        LOG.info("nsgre: %s connected (datapath %016x)", host.name, event.dpid)
+        self._adopt(event.dpid, event.conn, host.name)
+
+    def _adopt(self, dpid: int, conn, host: str) -> None:
+        switch = self.switches[dpid] = Switch(dpid=dpid, host=host, conn=conn)
+        # Read what the switch holds before changing anything: a restarted
+        # controller must not disturb flows that are already right.
+        self.read_state(switch, STATE_PARTS)
+
+    def _switch_down(self, event: ev.SwitchDown) -> None:
+        if self.strangers.get(event.dpid) is event.conn:
+            del self.strangers[event.dpid]
+        switch = self._switch(event)
+        if switch is not None:
+            del self.switches[event.dpid]
+            LOG.info("nsgre: %s disconnected", switch.host)
+
+    def read_state(self, switch: Switch, parts) -> None:
+        """Ask for ``parts`` of the switch's state afresh; when the last
+        reply is in, the switch is synced in full."""
+        data = b""
+        for part in parts:
+            setattr(switch, part, {})
+            xid = switch.reading[part] = switch.xid()
+            data += wire.STATE_REQUESTS[part](xid)
+        switch.conn.send(data)
+
+    def _state_reply(self, event: ev.StateReply) -> None:
+        switch = self._switch(event)
+        if switch is None or switch.reading.get(event.part) != event.xid:
+            return
+        getattr(switch, event.part).update(event.items)
+        if event.more:
+            return
+        del switch.reading[event.part]
+        if not switch.reading:
+            self.sync(switch)
+
+    # -- ports ---------------------------------------------------------------
+    def _port_changed(self, event: ev.PortChanged) -> None:
+        switch = self._switch(event)
+        if switch is None:
+            return
+        if event.ofport is None:
+            switch.ports.pop(event.name, None)
+        else:
+            switch.ports[event.name] = event.ofport
+        LOG.info("nsgre: %s port %s is %s", switch.host, event.name,
+                 "gone" if event.ofport is None else f"ofport {event.ofport}")
+        switch.dirty |= pipeline.networks_using_port(self.topology, switch.host, event.name)
+        if not switch.flush_pending:
+            # Coalesce: ports come in bursts (a host booting its guests, a
+            # bridge restored); one bundle a burst, sent a moment later.
+            switch.flush_pending = True
+            self.effects.later(self.COALESCE_SECONDS, ev.FlushPorts(event.dpid, event.conn))
+
+    def _flush_ports(self, event: ev.FlushPorts) -> None:
+        switch = self._switch(event)
+        if switch is None:
+            return
+        switch.flush_pending = False
+        if switch.ready and switch.dirty:
+            networks, switch.dirty = switch.dirty, set()
+            self.sync(switch, networks)
+
+    # -- programming -----------------------------------------------------------
+    def sync(self, switch: Switch, networks=None) -> int:
+        """Send the switch the difference between what it holds and what it
+        should hold; nothing at all when they agree.  With ``networks``, only
+        those networks' pieces are recomputed and compared (a topology change
+        or a port coming and going): the work is that of the change, and the
+        audit still compares everything every interval."""
+        started = self.clock()
+        host = switch.host
+        cache = self.piece_cache.setdefault(host, {})
+        if networks is None:
+            switch.dirty = set()             # a full sync covers every port event
+            ops = switch.resync(self.topology, host, switch.ports, cache)
+        else:
+            ops = switch.update(self.topology, host, switch.ports, networks, cache)
+        self.send_plan(switch, ops)
+        self.reconciles += 1
+        self.reconcile_seconds += self.clock() - started
+        verbs = Counter(op.verb for op in ops)
+        LOG.info("nsgre: %s %s: %d flows, %d groups, %d meters (%d changes sent%s)",
+                 host, "programmed" if networks is None else f"{len(networks)} networks updated",
+                 len(switch.flows), len(switch.groups), len(switch.meters), len(ops),
+                 "".join(f", {n} {verb}" for verb, n in sorted(verbs.items())))
+        return len(ops)
+
+    def send_plan(self, switch: Switch, ops: list[Op]) -> None:
+        """Send a plan as one atomic, ordered OpenFlow bundle (the ONF
+        extension OVS implements for OpenFlow 1.3): the switch applies all of
+        it or none of it, and never forwards with half a change.  OVS cannot
+        bundle meter-mods: new meters go just before the bundle and old ones
+        just after it, on the same connection, which OVS handles in order (a
+        flow never names a meter that is not there).  A barrier closes it:
+        its reply says the switch has processed everything before it."""
+        if not ops:
+            return
+        self.flow_mods_sent[switch.host] += len(ops)
+        before = [op for op in ops if op.verb in (Verb.ADD_METER, Verb.MOD_METER)]
+        after = [op for op in ops if op.verb == Verb.DEL_METER]
+        bundled = [op for op in ops if not op.verb.meter]
+        if LOG.isEnabledFor(logging.DEBUG):
+            for op in ops:
+                LOG.debug("nsgre: %s %s %s", switch.host, op.verb, op.item.to_ofctl())
+        data = self._plain(switch, before)
+        if bundled:
+            bundle = next(self.bundle_ids)
+            first = switch.xid()
+            packed, xids = wire.bundle(bundle, bundled, first)
+            for _ in xids[1:]:
+                switch.xid()
+            switch.sent[xids[0]] = f"bundle {bundle} open"
+            switch.sent.update(zip(xids[1:-1], bundled))
+            switch.sent[xids[-1]] = f"bundle {bundle} commit ({len(bundled)} messages)"
+            data += packed
+        data += self._plain(switch, after)
+        barrier = switch.xid()
+        switch.sent[barrier] = "barrier"
+        switch.conn.send(data + wire.barrier(barrier))
+
+    @staticmethod
+    def _plain(switch: Switch, ops) -> bytes:
+        """Messages outside any bundle, each with its own xid."""
+        data = b""
+        for op in ops:
+            xid = switch.xid()
+            switch.sent[xid] = op
+            data += wire.message(op, xid)
+        return data
+
+    def _barrier_reply(self, event: ev.BarrierReply) -> None:
+        """Everything sent before the barrier has been processed: forget it."""
+        switch = self._switch(event)
+        if switch is None or event.xid not in switch.sent:
+            return
+        for xid in list(switch.sent):
+            del switch.sent[xid]
+            if xid == event.xid:
+                break
+
+    def _switch_error(self, event: ev.SwitchError) -> None:
+        """A refused message: say which, count it, and read the switch again
+        in full, so the next sync starts from what it really holds."""
+        switch = self._switch(event)
+        host = switch.host if switch is not None else f"{event.dpid:016x}"
+        self.switch_errors[host] += 1
+        carried = switch.sent.get(event.xid) if switch is not None else None
+        if isinstance(carried, Op):
+            what = f"{carried.verb} {carried.item.to_ofctl()}"
+        else:
+            what = carried or f"xid {event.xid:#x}"
+        LOG.error("nsgre: %s rejected %s: OpenFlow error type=%d code=%d", host, what,
+                  event.type, event.code)
+        if switch is not None and event.xid >= XID_BASE and \
+                set(switch.reading) != set(STATE_PARTS):
+            LOG.warning("nsgre: %s is read again in full after the error", host)
+            self.read_state(switch, STATE_PARTS)
+
+    # -- audit -------------------------------------------------------------------
+    def _audit(self, _event: ev.AuditTick) -> None:
+        """Check every switch.  Cheaply, for all: the number of flows in
+        nsgre's cookie space (one aggregate reply); a flow deleted or forged
+        by hand changes it (so does a group deleted: its flows go with it),
+        and that switch is then read in full and repaired.  In full, whatever
+        its count, as many switches in turn as fit in ``AUDIT_BUDGET`` flows
+        (at least one), with their ports: a flow modified in place, or a port
+        event lost, is repaired within one interval on a fabric of up to that
+        many flows, within ceil(flows / budget) intervals on a larger one."""
+        states = sorted((s for s in self.switches.values() if s.ready), key=lambda s: s.host)
+        full, budget = set(), self.AUDIT_BUDGET
+        for k in range(len(states)):
+            switch = states[(self.audit_turn + k) % len(states)]
+            if full and len(switch.flows) > budget:
+                break
+            full.add(switch.host)
+            budget -= len(switch.flows)
+        self.audit_turn += len(full)
+        for switch in states:
+            if switch.host in full:
+                self.read_state(switch, STATE_PARTS)           # ports too: a lost event
+            else:
+                switch.counting = switch.xid()
+                switch.conn.send(wire.count_request(switch.counting))
+
+    def _flow_count(self, event: ev.FlowCount) -> None:
+        switch = self._switch(event)
+        if switch is None or switch.counting != event.xid:
+            return
+        switch.counting = None
+        if switch.ready and event.count != len(switch.flows):
+            LOG.info("nsgre: %s holds %d nsgre flows, %d sent: reading it again",
+                     switch.host, event.count, len(switch.flows))
+            self.read_state(switch, ("flows", "groups"))
+
+
+def _tunnel_plan(topo) -> tuple:
+    """What the tunnel ports of every host depend on."""
+    return topo.tunnel, tuple((h.name, str(h.underlay_ip)) for h in topo.hosts.values())

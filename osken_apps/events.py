@@ -1,0 +1,124 @@
+"""What happens to the controller, as plain records.
+
+Every input reaches the controller core (``osken_apps.controller``) as one
+of these, through one queue: the os-ken shim decodes switch messages into
+them, SIGHUP and ``POST /apply`` become ``Reload`` and ``Apply``, OVSDB
+reads come back as ``HostPorts``, timers as ``FlushPorts``,
+``PrepareChunk`` and ``AuditTick``.  Nothing here imports os-ken.
+
+``conn`` is the switch connection the event came on (anything with
+``send(bytes)``): a reply or a port change from a connection that has been
+replaced is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class SwitchUp:
+    """A switch finished the OpenFlow handshake."""
+    dpid: int
+    conn: Any
+
+
+@dataclass(frozen=True)
+class SwitchDown:
+    dpid: int
+    conn: Any
+
+
+@dataclass(frozen=True)
+class PortChanged:
+    """A port came (or changed number) or went (``ofport`` None)."""
+    dpid: int
+    conn: Any
+    name: str
+    ofport: int | None
+
+
+@dataclass(frozen=True)
+class StateReply:
+    """One part of a switch's state read (``part``: ports, flows, groups or
+    meters); ``items``: name -> ofport for ports, records otherwise.
+    ``more``: further replies to the same request follow."""
+    dpid: int
+    conn: Any
+    xid: int
+    part: str
+    items: Any
+    more: bool = False
+
+
+@dataclass(frozen=True)
+class FlowCount:
+    """How many flows the switch holds in nsgre's cookie space."""
+    dpid: int
+    conn: Any
+    xid: int
+    count: int
+
+
+@dataclass(frozen=True)
+class BarrierReply:
+    dpid: int
+    conn: Any
+    xid: int
+
+
+@dataclass(frozen=True)
+class SwitchError:
+    """An OpenFlow error message: the switch refused the message ``xid``."""
+    dpid: int
+    conn: Any
+    xid: int
+    type: int
+    code: int
+
+
+@dataclass(frozen=True)
+class Reload:
+    """Read the topology file again (SIGHUP)."""
+
+
+@dataclass(frozen=True)
+class Apply:
+    """A topology posted to the API; ``done(status, body)`` answers it."""
+    text: str
+    source: str
+    done: Callable[[int, dict], None] = field(compare=False)
+
+
+@dataclass(frozen=True)
+class HostPorts:
+    """A host's bridge as read over OVSDB (None: no bridge; ``error``: the
+    read failed), for the topology it was asked for."""
+    host: str
+    topology: Any
+    ports: dict | None
+    tunnels_changed: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PrepareChunk:
+    """Go on computing a host's pipeline ahead of its switch."""
+    host: str
+    topology: Any
+    ports: dict
+    start: int
+    started: float
+
+
+@dataclass(frozen=True)
+class FlushPorts:
+    """Port events of a switch gathered long enough: sync their networks."""
+    dpid: int
+    conn: Any
+
+
+@dataclass(frozen=True)
+class AuditTick:
+    """Time to check the switches again."""

@@ -1,0 +1,190 @@
+"""A switch and a runtime made of plain Python, to drive the controller core.
+
+``FakeSwitch`` is what the core sees as a connection: it records the bytes
+the core sends, reads them back with ``wire.decode`` and applies them to a
+table of flows, groups and meters the way OVS does (an ADD replaces a flow
+of the same table, priority and match; DELETE_STRICT removes exactly it; a
+bundle is applied whole at its commit, or not at all when a message in it
+is refused).  Its replies, port changes and errors come back as the events
+the os-ken shim would queue.  ``Harness`` runs the core's queue, its timers
+(on a fake clock) and its I/O jobs.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+
+from nsgre_core import pipeline
+from nsgre_core.reconcile import Verb
+from osken_apps import events as ev
+from osken_apps import wire
+from osken_apps.controller import Controller
+
+#: The error OVS sends for a refused message inside a bundle (OFPET_BAD_REQUEST)
+#: and for the bundle's commit (ONF bundle error, OFPBFC_MSG_FAILED).
+REFUSED = (1, 9)
+BUNDLE_FAILED = (0xFFFF, 3005)
+
+
+class FakeSwitch:
+    """One bridge: its ports and what it holds, and the messages it got."""
+
+    def __init__(self, harness, dpid: int, ports: dict[str, int]):
+        self.harness = harness
+        self.dpid = dpid
+        self.ports = dict(ports)
+        self.flows: dict = {}          # identity -> Flow
+        self.groups: dict = {}         # id -> Group
+        self.meters: dict = {}         # id -> Meter
+        self.received: list = []       # every decoded message, in order
+        self.refuse = None             # op -> True to refuse it (once per call site)
+        self.bundle: list | None = None
+        self.bundle_refused: list = []
+
+    # -- the connection the core writes to ------------------------------------
+    def send(self, data: bytes) -> None:
+        for message in wire.decode(data):
+            self.received.append(message)
+            self._handle(message)
+
+    def _handle(self, m: wire.Decoded) -> None:
+        if m.kind == "bundle_open":
+            self.bundle, self.bundle_refused = [], []
+        elif m.kind == "op" and m.bundle is not None:
+            if self.refuse is not None and self.refuse(m.op):
+                self.bundle_refused.append(m.xid)
+            self.bundle.append(m.op)
+        elif m.kind == "bundle_commit":
+            ops, self.bundle = self.bundle, None
+            if self.bundle_refused:
+                for xid in self.bundle_refused:
+                    self.harness.queue_event(ev.SwitchError(self.dpid, self, xid, *REFUSED))
+                self.harness.queue_event(ev.SwitchError(self.dpid, self, m.xid,
+                                                        *BUNDLE_FAILED))
+            else:
+                for op in ops:
+                    self._apply(op)
+        elif m.kind == "op":
+            self._apply(m.op)
+        elif m.kind == "barrier":
+            self.harness.queue_event(ev.BarrierReply(self.dpid, self, m.xid))
+        elif m.kind == "request":
+            self._answer(m.request, m.xid)
+
+    def _apply(self, op) -> None:
+        item = op.item
+        match op.verb:
+            case Verb.ADD_FLOW:
+                self.flows[item.identity()] = item
+            case Verb.DEL_FLOW:
+                self.flows.pop(item.identity(), None)
+            case Verb.ADD_GROUP | Verb.MOD_GROUP:
+                self.groups[item.group_id] = item
+            case Verb.DEL_GROUP:
+                self.groups.pop(item.group_id, None)
+                # OVS deletes the flows that use a group with it.
+                self.flows = {k: f for k, f in self.flows.items()
+                              if ("group", item.group_id) not in f.actions}
+            case Verb.ADD_METER | Verb.MOD_METER:
+                self.meters[item.meter_id] = item
+            case Verb.DEL_METER:
+                self.meters.pop(item.meter_id, None)
+                self.flows = {k: f for k, f in self.flows.items() if f.meter != item.meter_id}
+
+    def _answer(self, what: str, xid: int) -> None:
+        q = self.harness.queue_event
+        if what == "ports":
+            q(ev.StateReply(self.dpid, self, xid, "ports", dict(self.ports)))
+        elif what == "flows":
+            # In two replies, as a switch with many flows answers.
+            items = list(self.flows.items())
+            half = len(items) // 2
+            q(ev.StateReply(self.dpid, self, xid, "flows", dict(items[:half]), more=True))
+            q(ev.StateReply(self.dpid, self, xid, "flows", dict(items[half:])))
+        elif what == "groups":
+            q(ev.StateReply(self.dpid, self, xid, "groups", dict(self.groups)))
+        elif what == "meters":
+            q(ev.StateReply(self.dpid, self, xid, "meters", dict(self.meters)))
+        elif what == "count":
+            q(ev.FlowCount(self.dpid, self, xid, len(self.flows)))
+
+    # -- what the tests look at ------------------------------------------------------
+    def table(self):
+        """(flows with their cookies, groups, meters) the switch holds."""
+        return ({(f, f.cookie) for f in self.flows.values()}, set(self.groups.values()),
+                set(self.meters.values()))
+
+    def mods(self) -> list:
+        """The flow-, group- and meter-mods received so far."""
+        return [m.op for m in self.received if m.kind == "op"]
+
+    def set_port(self, name: str, ofport: int | None) -> None:
+        """A port comes (or gets a new number) or goes, as OVS reports it."""
+        if ofport is None:
+            self.ports.pop(name, None)
+        else:
+            self.ports[name] = ofport
+        self.harness.queue_event(ev.PortChanged(self.dpid, self, name, ofport))
+
+
+def desired(topo, host: str, ports):
+    """What the model says ``host``'s bridge should hold, as ``table`` shows it."""
+    want = pipeline.compute(topo, host, ports)
+    return {(f, f.cookie) for f in want.flows}, set(want.groups), set(want.meters)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    """The runtime around a ``Controller``: its queue, timers and I/O."""
+
+    def __init__(self, topo, **kwargs):
+        self.clock = Clock()
+        self.events = collections.deque()
+        self.timers = []                       # (due, sequence, event)
+        self.sequence = itertools.count()
+        self.core = Controller(topo, clock=self.clock, effects=self, **kwargs)
+        self.core.start()
+
+    # controller.Effects
+    def later(self, delay, event):
+        self.timers.append((self.clock.now + delay, next(self.sequence), event))
+
+    def io(self, job):
+        self.events.append(job())
+
+    def queue_event(self, event):
+        self.events.append(event)
+
+    def run(self):
+        """Handle events until the queue is empty (timers not due stay)."""
+        while self.events:
+            self.core.handle(self.events.popleft())
+
+    def advance(self, seconds: float):
+        """Let time pass: timers falling due fire, in order, with their events."""
+        until = self.clock.now + seconds
+        while True:
+            self.run()
+            due = sorted(t for t in self.timers if t[0] <= until)
+            if not due:
+                break
+            self.timers.remove(due[0])
+            self.clock.now = max(self.clock.now, due[0][0])
+            self.events.append(due[0][2])
+        self.clock.now = until
+
+    def connect(self, switch: FakeSwitch):
+        self.queue_event(ev.SwitchUp(switch.dpid, switch))
+        self.run()
+
+    def disconnect(self, switch: FakeSwitch):
+        self.queue_event(ev.SwitchDown(switch.dpid, switch))
+        self.run()

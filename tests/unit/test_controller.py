@@ -1,0 +1,279 @@
+"""The controller core, driven without root: fake switches record the bytes
+it sends, read them back and apply them; after every kind of event, what
+each switch holds is exactly what the model says."""
+
+import logging
+
+import pytest
+
+import topology
+from nsgre_core import pipeline
+from nsgre_core.reconcile import Verb
+from osken_apps import events as ev
+from osken_apps import wire
+from osken_apps.controller import STATE_PARTS, Controller
+
+from fakeswitch import FakeSwitch, Harness, desired
+
+SEED = topology.load()
+NET30 = topology.seed_text().replace("  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n") \
+    + "  green:  {host: kvm1, kind: vm,        network: net30, ip: 10.1.1.1/24}\n" \
+    + "  yellow: {host: kvm2, kind: namespace, network: net30, ip: 10.1.1.2/24}\n"
+WIRED = pipeline.offline_ports(topology.parse(NET30, "net30.yaml"))
+
+
+def fabric(topo=SEED, **kwargs):
+    """A controller and one fake switch per host, every port of the larger
+    topology present, connected."""
+    h = Harness(topo, **kwargs)
+    switches = {name: FakeSwitch(h, host.dpid, WIRED[name]) for name, host in topo.hosts.items()}
+    for switch in switches.values():
+        h.connect(switch)
+    return h, switches
+
+
+def assert_as_modelled(h, switches):
+    for name, switch in switches.items():
+        assert switch.table() == desired(h.core.topology, name, switch.ports), name
+
+
+def test_switches_that_connect_empty_get_exactly_the_model():
+    h, switches = fabric()
+    assert_as_modelled(h, switches)
+    for switch in switches.values():
+        kinds = [m.kind for m in switch.received]
+        # read first (all four parts); the meters (OVS cannot bundle them),
+        # then one bundle of everything else, then a barrier
+        assert kinds[:4] == ["request"] * 4
+        meters = [m for m in switch.received[4:] if m.kind == "op" and m.bundle is None]
+        assert meters and all(m.op.verb == Verb.ADD_METER for m in meters)
+        assert kinds[4 + len(meters)] == "bundle_open"
+        assert kinds[-2:] == ["bundle_commit", "barrier"]
+        assert h.core.switches[switch.dpid].sent == {}      # the barrier came back
+
+
+def test_a_reconnecting_switch_that_holds_the_model_is_sent_nothing():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    h.disconnect(kvm1)
+    assert kvm1.dpid not in h.core.switches
+    before = len(kvm1.mods())
+    h.connect(kvm1)
+    assert len(kvm1.mods()) == before
+    assert_as_modelled(h, switches)
+
+
+def test_a_switch_restarted_empty_is_programmed_again_in_full():
+    h, switches = fabric()
+    kvm2 = switches["kvm2"]
+    h.disconnect(kvm2)
+    kvm2.flows, kvm2.groups, kvm2.meters = {}, {}, {}
+    h.connect(kvm2)
+    assert_as_modelled(h, switches)
+
+
+def test_a_power_cycled_port_gets_its_flows_back_on_its_new_number_and_none_stay_on_the_old():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    old = kvm1.ports["p-vm1"]
+    kvm1.set_port("p-vm1", None)
+    h.run()
+    assert kvm1.table() == switches["kvm1"].table()
+    h.advance(Controller.COALESCE_SECONDS)
+    assert_as_modelled(h, switches)
+    kvm1.set_port("p-vm1", 42)
+    h.advance(Controller.COALESCE_SECONDS)
+    assert_as_modelled(h, switches)
+    for flow, _ in kvm1.table()[0]:
+        assert dict(flow.match).get("in_port") != old
+        assert ("output", old) not in flow.actions
+
+
+def test_port_events_within_the_coalescing_window_go_out_as_one_bundle():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    opened = sum(m.kind == "bundle_open" for m in kvm1.received)
+    kvm1.set_port("p-vm1", None)
+    kvm1.set_port("p-red", None)
+    kvm1.set_port("p-vm1", 50)
+    kvm1.set_port("p-red", 51)
+    h.advance(Controller.COALESCE_SECONDS)
+    assert sum(m.kind == "bundle_open" for m in kvm1.received) == opened + 1
+    assert_as_modelled(h, switches)
+
+
+def test_a_changed_topology_is_applied_as_its_delta_only():
+    h, switches = fabric()
+    before = {n: len(s.mods()) for n, s in switches.items()}
+    answers = []
+    h.queue_event(ev.Apply(NET30, "net30.yaml", lambda *a: answers.append(a)))
+    h.run()
+    (status, body), = answers
+    assert status == 200 and body["ok"] and body["changes"]["kvm1"] > 0
+    assert_as_modelled(h, switches)
+    assert "green" in h.core.topology.endpoints
+    for name, switch in switches.items():
+        sent = len(switch.mods()) - before[name]
+        assert 0 < sent < 20 and sent == body["changes"][name]
+
+
+def test_a_bad_topology_is_refused_and_nothing_is_sent():
+    h, switches = fabric()
+    before = {n: len(s.received) for n, s in switches.items()}
+    answers = []
+    h.queue_event(ev.Apply(NET30.replace("network: net30", "network: net31"), "bad.yaml",
+                           lambda *a: answers.append(a)))
+    h.run()
+    (status, body), = answers
+    assert status == 400 and "unknown network 'net31'" in "\n".join(body["problems"])
+    assert {n: len(s.received) for n, s in switches.items()} == before
+    assert "green" not in h.core.topology.endpoints
+
+
+def test_a_host_leaving_the_topology_loses_all_of_nsgres_flows_groups_and_meters():
+    h, switches = fabric()
+    alone = topology.seed_text().replace("  kvm2: {underlay_ip: 198.18.0.2}\n", "") \
+        .replace("host: kvm2", "host: kvm1").replace("p-vm2", "p-vm2")
+    answers = []
+    h.queue_event(ev.Apply(alone, "alone.yaml", lambda *a: answers.append(a)))
+    h.run()
+    assert answers[0][0] == 200, answers
+    assert switches["kvm2"].table() == (set(), set(), set())
+    assert switches["kvm2"].dpid in h.core.strangers
+
+
+def test_a_refused_bundle_is_logged_as_the_message_it_carried_counted_and_repaired(caplog):
+    h = Harness(SEED)
+    kvm1 = FakeSwitch(h, SEED.host("kvm1").dpid, WIRED["kvm1"])
+    refused = []
+
+    def refuse_first_group(op):
+        if op.verb == Verb.ADD_GROUP and not refused:
+            refused.append(op)
+            return True
+        return False
+    kvm1.refuse = refuse_first_group
+    with caplog.at_level(logging.INFO, logger="nsgre"):
+        h.connect(kvm1)
+    assert refused
+    assert h.core.switch_errors["kvm1"] == 2                 # the message and the commit
+    text = caplog.text
+    assert f"kvm1 rejected add_group {refused[0].item.to_ofctl()}" in text
+    assert "kvm1 rejected bundle 1 commit" in text
+    assert "read again in full" in text
+    # read again and sent again: the second bundle went through
+    assert sum(m.kind == "bundle_open" for m in kvm1.received) == 2
+    assert kvm1.table() == desired(SEED, "kvm1", kvm1.ports)
+
+
+def test_an_error_about_a_message_not_the_cores_is_counted_but_reads_nothing():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    before = len(kvm1.received)
+    h.queue_event(ev.SwitchError(kvm1.dpid, kvm1, 7, 1, 1))
+    h.run()
+    assert h.core.switch_errors["kvm1"] == 1 and len(kvm1.received) == before
+
+
+def test_the_audit_repairs_a_flow_deleted_behind_its_back():
+    h, switches = fabric()
+    kvm2 = switches["kvm2"]
+    victim = next(k for k, f in kvm2.flows.items() if f.table == 3)
+    del kvm2.flows[victim]
+    h.core.AUDIT_BUDGET = 0         # no full reads: only the count notices
+    h.queue_event(ev.AuditTick())
+    h.run()
+    h.queue_event(ev.AuditTick())   # the first tick read kvm1 in full (one per turn at least)
+    h.run()
+    assert_as_modelled(h, switches)
+
+
+def test_the_audit_repairs_a_flow_modified_in_place_by_its_full_read():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    key, flow = next((k, f) for k, f in kvm1.flows.items() if f.table == 3 and f.actions)
+    kvm1.flows[key] = type(flow)(flow.table, flow.priority, flow.match, (), flow.goto,
+                                 flow.write_metadata, flow.cookie, flow.meter)
+    assert kvm1.table() != desired(SEED, "kvm1", kvm1.ports)
+    h.queue_event(ev.AuditTick())
+    h.run()
+    assert_as_modelled(h, switches)
+
+
+def test_a_switch_of_no_host_is_left_alone_until_a_topology_names_it():
+    h, switches = fabric()
+    stranger = FakeSwitch(h, 0xDEAD, {"p-x": 1})
+    h.connect(stranger)
+    assert stranger.received == []
+    text = NET30.replace("  kvm2: {underlay_ip: 198.18.0.2}\n",
+                         "  kvm2: {underlay_ip: 198.18.0.2}\n  kvm3: {underlay_ip: 198.18.0.3, "
+                         "dpid: 0xdead}\n")
+    h.queue_event(ev.Apply(text, "three.yaml", lambda *a: None))
+    h.run()
+    assert [m.kind for m in stranger.received][:4] == ["request"] * 4
+    assert stranger.table() == desired(h.core.topology, "kvm3", stranger.ports)
+
+
+def test_replies_from_a_replaced_connection_or_to_another_request_are_ignored():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    held = kvm1.table()
+    ghost = FakeSwitch(h, kvm1.dpid, {})
+    h.queue_event(ev.StateReply(kvm1.dpid, ghost, 0x10000000, "flows", {}))
+    h.queue_event(ev.StateReply(kvm1.dpid, kvm1, 12345, "flows", {}))
+    h.queue_event(ev.PortChanged(kvm1.dpid, ghost, "p-vm1", None))
+    h.advance(1)
+    assert kvm1.table() == held and h.core.switches[kvm1.dpid].ports == kvm1.ports
+
+
+def test_reconcile_time_is_read_from_the_clock_it_is_given():
+    h, switches = fabric()
+    assert h.core.reconcile_seconds == 0          # the fake clock never moved inside a sync
+    assert h.core.reconciles == len(switches)
+
+
+def test_every_message_sent_is_remembered_by_xid_until_its_barrier_returns():
+    h = Harness(SEED)
+    kvm1 = FakeSwitch(h, SEED.host("kvm1").dpid, WIRED["kvm1"])
+    h.queue_event(ev.SwitchUp(kvm1.dpid, kvm1))
+    h.run()
+    switch = h.core.switches[kvm1.dpid]
+    assert switch.sent == {}
+    # hold the barrier back: what the bundle carried is still known by xid
+    held_back = []
+    kvm1.send = lambda data: held_back.extend(wire.decode(data))
+    kvm1.set_port("p-vm1", 9)
+    h.advance(Controller.COALESCE_SECONDS)
+    carried = [m for m in held_back if m.kind == "op"]
+    # (a delete carries only an id: compare what went on the wire)
+    assert carried and all(wire.message(switch.sent[m.xid], m.xid) == wire.message(m.op, m.xid)
+                           for m in carried)
+    barrier = next(m for m in reversed(held_back) if m.kind == "barrier")
+    h.queue_event(ev.BarrierReply(kvm1.dpid, kvm1, barrier.xid))
+    h.run()
+    assert switch.sent == {}
+
+
+def test_ovsdb_reads_prepare_a_host_in_chunks_between_other_events():
+    def read(topo, host):
+        return ev.HostPorts(host, topo, dict(WIRED[host]))
+    h = Harness(SEED, ovsdb_job=read)
+    h.core.PREPARE_CHUNK = 1
+    h.run()
+    assert h.core.prepared == {}                   # a chunk each, the rest queued as timers
+    h.advance(0)
+    assert h.core.prepared == {"kvm1": 2, "kvm2": 2}
+    assert set(h.core.piece_cache["kvm1"]) == {"net10", "net20"}
+
+
+@pytest.mark.parametrize("part", STATE_PARTS)
+def test_a_read_is_complete_only_when_every_part_has_come(part):
+    h = Harness(SEED)
+    kvm1 = FakeSwitch(h, SEED.host("kvm1").dpid, WIRED["kvm1"])
+    h.queue_event(ev.SwitchUp(kvm1.dpid, kvm1))
+    h.core.handle(h.events.popleft())
+    answers = [e for e in h.events if not (isinstance(e, ev.StateReply) and e.part == part)]
+    h.events.clear()
+    h.events.extend(answers)
+    h.run()
+    assert not h.core.switches[kvm1.dpid].ready and kvm1.mods() == []
