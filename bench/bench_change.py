@@ -13,7 +13,7 @@ the controller's own steps are timed, split in two:
   declarative file, and proportional to the file;
 - apply: find the networks whose view changed (``topology.diff``),
   recompute only their pieces on the hosts carrying them, plan the delta
-  (``Held.update``) -- what ``NsgreApp.apply`` does after validating.
+  (``Held.update``) -- what ``Controller.apply`` does after validating.
 
 Side by side, the same change done as a full resync: every host's whole
 pipeline computed and sent again (``Held.resync`` against an empty bridge).

@@ -132,7 +132,7 @@ class BenchFabric(emulation.Emulation):
 
     def wait_prepared(self, hosts, start: float, timeout: float = 120) -> float:
         """Seconds from ``start`` until the controller logged every host as
-        prepared from OVSDB (see ``NsgreApp.prepare``)."""
+        prepared from OVSDB (see ``Controller._prepare_chunk``)."""
         deadline = start + timeout
         while True:
             text = self.controller_log().read_text(errors="replace")

@@ -94,8 +94,9 @@ class Flow:
             instr.append(f"goto_table:{self.goto}")
         return ",".join(instr) or "drop"
 
-    def to_ofctl(self) -> str:
-        parts = [f"cookie={self.cookie:#x}", f"table={self.table}", f"priority={self.priority}"]
+    def to_ofctl(self, cookie: bool = True) -> str:
+        parts = [f"cookie={self.cookie:#x}"] if cookie else []
+        parts += [f"table={self.table}", f"priority={self.priority}"]
         if self.match:
             parts.append(self.match_ofctl())
         return ",".join(parts) + " actions=" + self.actions_ofctl()

@@ -312,6 +312,20 @@ def compute(topo: Topology, host: str, ports: Mapping[str, int]) -> HostPipeline
     return assemble(host, pieces(topo, host, ports).values(), meters(topo, host, ports))
 
 
+def offline_listing(topo: Topology, host: str, cookies: bool = True) -> list[str]:
+    """``nsgre pipeline HOST``: the legend of the offline port numbers, then
+    every flow (by table, highest priority first), group and meter in
+    ``ovs-ofctl`` syntax."""
+    ports = offline_ports(topo)[host]
+    result = compute(topo, host, ports)
+    lines = ["# ports: " + ", ".join(f"{n}={i}" for n, i in ports.items())]
+    lines += [f.to_ofctl(cookies) for f in
+              sorted(result.flows, key=lambda f: (f.table, -f.priority, f.sort_key()))]
+    lines += [g.to_ofctl() for g in result.groups]
+    lines += [m.to_ofctl() for m in result.meters]
+    return lines
+
+
 def networks_using_port(topo: Topology, host: str, port: str) -> set[str]:
     """The networks whose pieces on ``host`` change when ``port`` comes or
     goes: an endpoint port's networks, or for a tunnel port the networks

@@ -317,23 +317,8 @@ def cookies_section(topo) -> str:
                         *_prose(examples, COOKIES_OWNED.format(match=match))])
 
 
-def example_lines(topo, host: str = EXAMPLE_HOST) -> list[str]:
-    """``nsgre pipeline HOST`` output for ``topo``, without cookies."""
-    ports = pipeline.offline_ports(topo)[host]
-    result = pipeline.compute(topo, host, ports)
-    lines = ["# ports: " + ", ".join(f"{n}={i}" for n, i in ports.items())]
-    for flow in sorted(result.flows, key=lambda f: (f.table, -f.priority, f.sort_key())):
-        line = flow.to_ofctl()
-        prefix = f"cookie={flow.cookie:#x},"
-        assert line.startswith(prefix), line
-        lines.append(line[len(prefix):])
-    lines += [g.to_ofctl() for g in result.groups]
-    lines += [m.to_ofctl() for m in result.meters]
-    return lines
-
-
 def example_section(topo) -> str:
-    body = "\n".join(["```", *example_lines(topo), "```"])
+    body = "\n".join(["```", *pipeline.offline_listing(topo, EXAMPLE_HOST, cookies=False), "```"])
     return "\n\n".join([f"### Example: {EXAMPLE_HOST} of the seed",
                         *_prose(EXAMPLE_INTRO.format(host=EXAMPLE_HOST)), body])
 

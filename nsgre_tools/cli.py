@@ -41,17 +41,9 @@ def cmd_validate(args) -> int:
 def cmd_pipeline(args) -> int:
     topo = topology.load(args.topology)
     _known_host(topo, args.host)
-    # Offline there is no switch to tell port numbers: number the ports as
-    # ``nsgre trace`` does and print that legend.
-    ports = pipeline.offline_ports(topo)[args.host]
-    result = pipeline.compute(topo, args.host, ports)
-    print("# ports: " + ", ".join(f"{n}={i}" for n, i in ports.items()))
-    for flow in sorted(result.flows, key=lambda f: (f.table, -f.priority, f.sort_key())):
-        print(flow.to_ofctl())
-    for group in result.groups:
-        print(group.to_ofctl())
-    for meter in result.meters:
-        print(meter.to_ofctl())
+    # Offline there is no switch to tell port numbers: the ports are
+    # numbered as ``nsgre trace`` numbers them, and the legend says how.
+    print("\n".join(pipeline.offline_listing(topo, args.host)))
     return 0
 
 

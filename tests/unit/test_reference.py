@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import topology
-from nsgre_core import ids, reference
+from nsgre_core import ids, pipeline, reference
 from nsgre_core import tables as T
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,8 @@ def test_the_example_is_what_nsgre_pipeline_prints_without_cookies(capsys):
     printed = capsys.readouterr().out.splitlines()
     stripped = [line.split(",", 1)[1] if line.startswith("cookie=") else line
                 for line in printed]
-    assert stripped == reference.example_lines(topology.load())
+    assert stripped == pipeline.offline_listing(topology.load(), reference.EXAMPLE_HOST,
+                                                cookies=False)
     assert "```\n" + "\n".join(stripped) + "\n```" in reference.markdown()
 
 

@@ -131,7 +131,7 @@ def test_reserved_ports_and_unknown_actions_and_groups_are_refused():
             run_host([Flow.make(0, 10, {}, acts)], [], pkt())
 
 
-def test_all_ports_numbers_endpoint_then_tunnel_ports_deterministically():
+def test_offline_ports_numbers_endpoint_then_tunnel_ports_deterministically():
     topo = topology.load()
     assert offline_ports(topo) == offline_ports(topology.load())
     assert offline_ports(topo)["kvm1"] == {"p-red": 1, "p-vm1": 2, "gre-kvm2": 3}
