@@ -130,8 +130,15 @@ class Controller:
         self._prepare_hosts(self.topology)
 
     def handle(self, event) -> None:
-        """The one way in: every change to the model and the records."""
-        self._handlers[type(event)](event)
+        """The one way in: every change to the model and the records.  An
+        event whose handling raises is logged and counted, and the next one
+        is handled as usual: nothing ends the controller's loop (a failed
+        audit tick must not end the audit for the life of the process)."""
+        try:
+            self._handlers[type(event)](event)
+        except Exception:
+            self.event_errors[type(event).__name__] += 1
+            LOG.exception("nsgre: handling %s failed", type(event).__name__)
 
     def _switch(self, event) -> Switch | None:
         """The switch an event is about, if it came on its current connection."""

@@ -90,16 +90,10 @@ class NsgreApp(app_manager.OSKenApp):
 
     # -- the one queue -------------------------------------------------------
     def _run(self):
-        """Hand events to the core one at a time.  An event whose handling
-        raises is logged and counted, and the next one is handled: nothing
-        ends the loop."""
+        """Hand events to the core one at a time (``Controller.handle``
+        survives whatever one of them raises)."""
         while True:
-            event = self.queue.get()
-            try:
-                self.core.handle(event)
-            except Exception:
-                self.core.event_errors[type(event).__name__] += 1
-                LOG.exception("nsgre: handling %s failed", type(event).__name__)
+            self.core.handle(self.queue.get())
 
     def _ticks(self, interval: float):
         while True:

@@ -132,3 +132,44 @@ def test_an_unreachable_ovsdb_is_an_error_naming_the_remote(tmp_path):
         ovsdb.bridge_ports(remote)
     with pytest.raises(ovsdb.OvsdbError, match="ssl:"):
         ovsdb.bridge_ports("ssl:198.18.0.1:6640")
+
+
+def unix_server(tmp_path, answer):
+    """An OVSDB stand-in on a Unix socket: answers one request with
+    ``answer(request)`` (None: never answers)."""
+    path = str(tmp_path / "db.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def run():
+        conn, _ = server.accept()
+        request = json.loads(conn.recv(65536))
+        reply = answer(request)
+        if reply is not None:
+            conn.sendall(json.dumps({"id": request["id"], **reply}).encode())
+        conn.recv(1)                 # hold the connection until the client gives up
+        conn.close()
+        server.close()
+    threading.Thread(target=run, daemon=True).start()
+    return f"unix:{path}"
+
+
+def test_a_wait_that_does_not_hold_is_an_ovsdb_timeout(tmp_path):
+    remote = unix_server(tmp_path, lambda r: {"result": [{"error": "timed out"}], "error": None})
+    with pytest.raises(ovsdb.OvsdbTimeout, match="timed out"):
+        ovsdb.transact(remote, [{"op": "wait"}])
+
+
+def test_a_server_that_never_answers_is_an_ovsdb_timeout(tmp_path):
+    remote = unix_server(tmp_path, lambda r: None)
+    with pytest.raises(ovsdb.OvsdbTimeout, match="no reply within"):
+        ovsdb.transact(remote, [{"op": "select"}], timeout=0.2)
+
+
+def test_other_ovsdb_errors_are_not_timeouts(tmp_path):
+    remote = unix_server(tmp_path, lambda r: {"result": [{"error": "constraint violation",
+                                                          "details": "no"}], "error": None})
+    with pytest.raises(ovsdb.OvsdbError, match="constraint violation") as caught:
+        ovsdb.transact(remote, [{"op": "insert"}])
+    assert not isinstance(caught.value, ovsdb.OvsdbTimeout)
