@@ -73,10 +73,7 @@ def tint(color: str, amount: float = 0.78) -> str:
 def attachments(endpoint) -> list[tuple[str, object, int | None]]:
     """``[(network, ip_interface, guest_vlan or None)]`` of an endpoint: one
     for an access endpoint, several for a trunk."""
-    atts = getattr(endpoint, "attachments", None)
-    if atts is None:
-        return [(endpoint.network, endpoint.ip, None)]
-    return [(a.network, a.ip, getattr(a, "vlan", None)) for a in atts]
+    return [(a.network, a.ip, a.vlan) for a in endpoint.attachments]
 
 
 def shared_keys(topo, a: str, b: str) -> list[int]:

@@ -66,19 +66,11 @@ class Switch(reconcile.Held):
     dirty: set = field(default_factory=set)            # networks whose ports changed
     flush_pending: bool = False
     sent: dict = field(default_factory=dict)           # xid -> what it carried, until a barrier
-    xids: Any = field(default_factory=lambda: itertools.count(XID_BASE))
 
     @property
     def ready(self) -> bool:
         """No read of its state is under way: its records are whole."""
         return not self.reading
-
-    def xid(self) -> int:
-        value = next(self.xids)
-        if value > MAX_XID:
-            self.xids = itertools.count(XID_BASE)
-            value = next(self.xids)
-        return value
 
 
 class Controller:
@@ -108,6 +100,7 @@ class Controller:
         self.prepared: dict = {}              # host -> networks computed before its switch came
         self.version = 1
         self.bundle_ids = itertools.count(1)
+        self.xids = itertools.count(XID_BASE)       # one sequence for every connection
         self.audit_turn = 0
         # Counters for the metrics.
         self.flow_mods_sent: Counter = Counter()       # host -> messages
@@ -139,6 +132,15 @@ class Controller:
         except Exception:
             self.event_errors[type(event).__name__] += 1
             LOG.exception("nsgre: handling %s failed", type(event).__name__)
+
+    def xid(self) -> int:
+        """A fresh xid: unique across connections, so nothing a replaced
+        connection answers late can be taken for an answer to a new one."""
+        value = next(self.xids)
+        if value > MAX_XID:
+            self.xids = itertools.count(XID_BASE)
+            value = next(self.xids)
+        return value
 
     def _switch(self, event) -> Switch | None:
         """The switch an event is about, if it came on its current connection."""
@@ -284,7 +286,7 @@ class Controller:
         data = b""
         for part in parts:
             setattr(switch, part, {})
-            xid = switch.reading[part] = switch.xid()
+            xid = switch.reading[part] = self.xid()
             data += wire.STATE_REQUESTS[part](xid)
         switch.conn.send(data)
 
@@ -371,25 +373,22 @@ class Controller:
         data = self._plain(switch, before)
         if bundled:
             bundle = next(self.bundle_ids)
-            first = switch.xid()
-            packed, xids = wire.bundle(bundle, bundled, first)
-            for _ in xids[1:]:
-                switch.xid()
+            xids = [self.xid() for _ in range(len(bundled) + 2)]
+            packed = wire.bundle(bundle, bundled, xids)
             switch.sent[xids[0]] = f"bundle {bundle} open"
             switch.sent.update(zip(xids[1:-1], bundled))
             switch.sent[xids[-1]] = f"bundle {bundle} commit ({len(bundled)} messages)"
             data += packed
         data += self._plain(switch, after)
-        barrier = switch.xid()
+        barrier = self.xid()
         switch.sent[barrier] = "barrier"
         switch.conn.send(data + wire.barrier(barrier))
 
-    @staticmethod
-    def _plain(switch: Switch, ops) -> bytes:
+    def _plain(self, switch: Switch, ops) -> bytes:
         """Messages outside any bundle, each with its own xid."""
         data = b""
         for op in ops:
-            xid = switch.xid()
+            xid = self.xid()
             switch.sent[xid] = op
             data += wire.message(op, xid)
         return data
@@ -445,7 +444,7 @@ class Controller:
             if switch.host in full:
                 self.read_state(switch, STATE_PARTS)           # ports too: a lost event
             else:
-                switch.counting = switch.xid()
+                switch.counting = self.xid()
                 switch.conn.send(wire.count_request(switch.counting))
 
     def _flow_count(self, event: ev.FlowCount) -> None:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from nsgre_core import ids
 from nsgre_core.flows import FIELD_BITS, Flow, Group, Meter
-from nsgre_core.ofp import (MAX_XID, ONF_BF_ATOMIC, ONF_BF_ORDERED, NX_EXPERIMENTER_ID, NXAST_REG_MOVE, OFPCML_MAX,
+from nsgre_core.ofp import (ONF_BF_ATOMIC, ONF_BF_ORDERED, NX_EXPERIMENTER_ID, NXAST_REG_MOVE, OFPCML_MAX,
                             OFPFC_ADD, OFPFC_DELETE_STRICT, OFPG_ANY, OFPGC_ADD, OFPGC_DELETE,
                             OFPGC_MODIFY, OFPGT_ALL, OFPM_ALL, OFPMBT_DROP, OFPMC_ADD,
                             OFPMC_DELETE, OFPMC_MODIFY, OFPMF_BURST, OFPMF_PKTPS, OFPMF_STATS,
@@ -201,15 +201,13 @@ def bundle_control(bundle_id: int, kind: int, flags: int, xid: int) -> bytes:
     return _HEADER.pack(VERSION, OFPT_EXPERIMENTER, 8 + len(body), xid) + body
 
 
-def bundle(bundle_id: int, ops, first_xid: int) -> tuple[bytes, list[int]]:
-    """One atomic, ordered bundle carrying ``ops``: the bytes and the xid of
-    each message (open, one per op, commit), from ``first_xid`` on."""
+def bundle(bundle_id: int, ops, xids: list[int]) -> bytes:
+    """One atomic, ordered bundle carrying ``ops``; ``xids``: one for each
+    message (the open, one per op, the commit)."""
     flags = ONF_BF_ATOMIC | ONF_BF_ORDERED
-    xids = [(first_xid + i) & MAX_XID for i in range(len(ops) + 2)]
     data = bundle_control(bundle_id, ONF_BCT_OPEN_REQUEST, flags, xids[0])
     data += b"".join(bundle_add(bundle_id, flags, op, xid) for op, xid in zip(ops, xids[1:]))
-    data += bundle_control(bundle_id, ONF_BCT_COMMIT_REQUEST, flags, xids[-1])
-    return data, xids
+    return data + bundle_control(bundle_id, ONF_BCT_COMMIT_REQUEST, flags, xids[-1])
 
 
 def barrier(xid: int) -> bytes:

@@ -146,7 +146,9 @@ def test_the_ofp_constants_are_osken_s():
 def test_what_is_sent_decodes_back_to_the_same_steps(text):
     topo = topology.parse(text) if text else topology.load()
     ops = list(every_op(topo))
-    data, xids = wire.bundle(9, [op for op in ops if not op.verb.meter], 100)
+    bundled = [op for op in ops if not op.verb.meter]
+    xids = list(range(100, 100 + len(bundled) + 2))
+    data = wire.bundle(9, bundled, xids)
     decoded = wire.decode(data)
     assert [m.xid for m in decoded] == xids
     assert decoded[0].kind == "bundle_open" and decoded[-1].kind == "bundle_commit"
