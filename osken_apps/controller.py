@@ -31,7 +31,7 @@ from nsgre_core import pipeline, reconcile
 from nsgre_core.ofp import MAX_XID
 from nsgre_core.reconcile import Op, Verb
 from osken_apps import events as ev
-from osken_apps import wire
+from osken_apps import port_hold, wire
 from topology import diff
 
 LOG = logging.getLogger("nsgre")
@@ -63,8 +63,7 @@ class Switch(reconcile.Held):
     ports: dict = field(default_factory=dict)          # name -> OpenFlow port
     reading: dict = field(default_factory=dict)        # part -> xid of its request
     counting: int | None = None                        # xid of the flow count asked
-    dirty: set = field(default_factory=set)            # networks whose ports changed
-    flush_pending: bool = False
+    holds: dict = field(default_factory=dict)          # port name -> PortHold
     sent: dict = field(default_factory=dict)           # xid -> what it carried, until a barrier
 
     @property
@@ -78,7 +77,7 @@ class Controller:
     keep the two in step."""
 
     #: How long port events gather before their networks are synced at once.
-    COALESCE_SECONDS = 0.05
+    COALESCE_SECONDS = port_hold.BASE
     #: Networks computed per ``PrepareChunk`` while preparing a host.
     PREPARE_CHUNK = 100
     #: Flows read in full per audit interval: beyond it, switches take turns.
@@ -106,6 +105,8 @@ class Controller:
         self.flow_mods_sent: Counter = Counter()       # host -> messages
         self.switch_errors: Counter = Counter()        # host -> errors reported
         self.event_errors: Counter = Counter()         # event kind -> exceptions handling it
+        self.port_changes: Counter = Counter()         # host -> port events
+        self.port_flaps: Counter = Counter()           # (host, port) -> events while flapping
         self.reconciles = 0
         self.reconcile_seconds = 0.0
         self._handlers = {
@@ -310,22 +311,41 @@ class Controller:
             switch.ports.pop(event.name, None)
         else:
             switch.ports[event.name] = event.ofport
-        LOG.info("nsgre: %s port %s is %s", switch.host, event.name,
-                 "gone" if event.ofport is None else f"ofport {event.ofport}")
-        switch.dirty |= pipeline.networks_using_port(self.topology, switch.host, event.name)
-        if not switch.flush_pending:
-            # Coalesce: ports come in bursts (a host booting its guests, a
-            # bridge restored); one bundle a burst, sent a moment later.
-            switch.flush_pending = True
-            self.effects.later(self.COALESCE_SECONDS, ev.FlushPorts(event.dpid, event.conn))
+        now = self.clock()
+        self.port_changes[switch.host] += 1
+        hold = switch.holds.setdefault(event.name, port_hold.PortHold())
+        # Coalesce: ports come in bursts (a host booting its guests, a bridge
+        # restored): one bundle a burst, sent a moment later; a flapping
+        # port ever less often (``port_hold``), and summed up in the log.
+        due = hold.change(now, pipeline.networks_using_port(self.topology, switch.host,
+                                                              event.name))
+        if hold.flapping:
+            self.port_flaps[switch.host, event.name] += 1
+        else:
+            LOG.info("nsgre: %s port %s is %s", switch.host, event.name,
+                     "gone" if event.ofport is None else f"ofport {event.ofport}")
+        if due is not None:
+            self.effects.later(due - now, ev.FlushPorts(event.dpid, event.conn))
 
     def _flush_ports(self, event: ev.FlushPorts) -> None:
+        """Sync the networks of every port whose change is due (a switch
+        being read now is synced in full when the read is in)."""
         switch = self._switch(event)
         if switch is None:
             return
-        switch.flush_pending = False
-        if switch.ready and switch.dirty:
-            networks, switch.dirty = switch.dirty, set()
+        now, networks = self.clock(), set()
+        for name, hold in switch.holds.items():
+            changes, flapping = hold.changes, hold.flapping
+            due = hold.take(now)
+            if due is None:
+                continue
+            networks |= due
+            if flapping:
+                LOG.warning("nsgre: %s port %s is flapping: %d changes since its last sync; "
+                            "synced every %.2f s until it settles (now %s)", switch.host, name,
+                            changes, hold.delay,
+                            f"ofport {switch.ports[name]}" if name in switch.ports else "gone")
+        if switch.ready and networks:
             self.sync(switch, networks)
 
     # -- programming -----------------------------------------------------------
@@ -339,7 +359,8 @@ class Controller:
         host = switch.host
         cache = self.piece_cache.setdefault(host, {})
         if networks is None:
-            switch.dirty = set()             # a full sync covers every port event
+            for hold in switch.holds.values():     # a full sync covers every port event
+                hold.networks = set()
             ops = switch.resync(self.topology, host, switch.ports, cache)
         else:
             ops = switch.update(self.topology, host, switch.ports, networks, cache)

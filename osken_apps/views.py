@@ -197,6 +197,14 @@ class Views:
         metric("nsgre_prepared_networks", "gauge",
                "networks computed for a host from OVSDB before its switch connected",
                [({"host": h}, n) for h, n in sorted(self.core.prepared.items())])
+        metric("nsgre_port_changes_total", "counter", "port events from switches per host",
+               [({"host": h}, n) for h, n in sorted(self.core.port_changes.items())])
+        metric("nsgre_port_flaps_total", "counter",
+               "port events that came while the port was flapping (synced ever less often)",
+               [({"host": h, "port": p}, n) for (h, p), n in sorted(self.core.port_flaps.items())])
+        metric("nsgre_ports_flapping", "gauge", "ports held back as flapping right now",
+               [({"host": s.host}, sum(h.flapping for h in s.holds.values()))
+                for s in sorted(self.core.switches.values(), key=lambda s: s.host)])
         metric("nsgre_reconcile_runs_total", "counter", "reconciliations run",
                [({}, self.core.reconciles)])
         metric("nsgre_reconcile_seconds_total", "counter", "time spent reconciling",

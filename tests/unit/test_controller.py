@@ -77,10 +77,9 @@ def test_a_power_cycled_port_gets_its_flows_back_on_its_new_number_and_none_stay
     kvm1 = switches["kvm1"]
     old = kvm1.ports["p-vm1"]
     kvm1.set_port("p-vm1", None)
-    h.run()
-    assert kvm1.table() == switches["kvm1"].table()
     h.advance(Controller.COALESCE_SECONDS)
     assert_as_modelled(h, switches)
+    h.advance(2)                       # the guest boots again
     kvm1.set_port("p-vm1", 42)
     h.advance(Controller.COALESCE_SECONDS)
     assert_as_modelled(h, switches)
@@ -299,4 +298,37 @@ def test_an_event_that_raises_is_logged_and_counted_and_the_audit_goes_on(caplog
     for _ in switches:
         h.queue_event(ev.AuditTick())
         h.run()
+    assert_as_modelled(h, switches)
+
+
+def syncs(switch) -> int:
+    return sum(m.kind == "bundle_open" for m in switch.received)
+
+
+def test_a_flapping_port_is_synced_ever_less_often_and_right_once_it_settles(caplog):
+    h, switches = fabric()
+    kvm1, kvm2 = switches["kvm1"], switches["kvm2"]
+    before = syncs(kvm1)
+    caplog.set_level(logging.INFO, logger="nsgre")
+    for i in range(1000):                       # 1,000 changes in 10 s
+        kvm1.set_port("p-vm1", None if i % 2 == 0 else 60 + i % 7)
+        h.advance(0.01)
+        if i == 500:                            # meanwhile, a guest elsewhere comes up
+            kvm2.set_port("p-blue", 77)
+            kvm1.set_port("p-red", 78)
+            h.advance(Controller.COALESCE_SECONDS)
+            assert kvm2.table() == desired(h.core.topology, "kvm2", kvm2.ports)
+            assert any(dict(f.match).get("in_port") == 78 for f, _ in kvm1.table()[0])
+    flapping_syncs = syncs(kvm1) - before
+    assert flapping_syncs < 20, flapping_syncs       # was one every 50 ms: 200
+    port_lines = [r for r in caplog.records if "port p-vm1" in r.getMessage()]
+    assert len(port_lines) < 30, len(port_lines)
+    assert any("is flapping" in r.getMessage() for r in port_lines)
+    assert h.core.port_flaps["kvm1", "p-vm1"] > 900
+    assert h.core.port_changes["kvm1"] == 1001
+    h.advance(5)                                  # it settles: right within the longest hold
+    assert_as_modelled(h, switches)
+    h.advance(20)                                 # quiet long enough: back to a prompt sync
+    kvm1.set_port("p-vm1", 90)
+    h.advance(Controller.COALESCE_SECONDS)
     assert_as_modelled(h, switches)
