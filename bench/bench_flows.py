@@ -71,7 +71,7 @@ def render(rows) -> str:
                      f"| {r['copies']:.2f} | {r['flood_copies']} | {ratio:.2f}x |")
     lines += [
         "",
-        "How it grows, per host: flows = 5 base + per local attachment 2 (IPv4: ARP and IP",
+        "How it grows, per host: flows = 6 base + per local attachment 2 (IPv4: ARP and IP",
         "admission) + 1 (delivery) + 1 (its floods through its port's storm-control meter)",
         "+ per network 1 tag + 2 flood + 1 tunnel admission per peer carrying it + per member",
         "of each carried network 1 ARP answer and, if remote, 1 unicast-to-tunnel flow;",

@@ -43,6 +43,9 @@ from nsgre_core.ofp import OFPP_IN_PORT, OFPVID_PRESENT
 from topology import Topology
 
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
+#: IEEE 802.1Q's reserved group addresses 01:80:c2:00:00:00 to ..:0f: link
+#: protocols (STP, LACP, 802.1X, LLDP) a bridge consumes or drops, never forwards.
+RESERVED = ("01:80:c2:00:00:00", "ff:ff:ff:ff:ff:f0")
 LINK_LOCAL = ("fe80::", "ffc0::")
 
 
@@ -122,11 +125,12 @@ def _arp_answer(vlan: int, mac: str, ip: str, cookie: int) -> Flow:
 
 
 def base_flows() -> tuple[Flow, ...]:
-    """What every bridge holds whatever the topology: the default drops and
-    the ARP table's fall-through."""
+    """What every bridge holds whatever the topology: the default drops, the
+    drop of IEEE 802.1 reserved frames, and the ARP table's fall-through."""
     base = ids.BASE_COOKIE
     flows = [Flow.make(table.id, T.PRIO_DROP, cookie=base)
              for table in (T.CLASSIFY, T.TAG, T.FORWARD)]
+    flows.append(Flow.make(T.CLASSIFY.id, T.PRIO_RESERVED, {"eth_dst": RESERVED}, cookie=base))
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NO_ARP, {"eth_type": 0x0806}, cookie=base))
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NEXT, goto=T.TAG.id, cookie=base))
     return tuple(flows)

@@ -41,9 +41,10 @@ CLASSIFY = Table(
     "trunk: frames tagged with its guest VLANs) from its own MAC that are ARP "
     "for its own IP or IPv4/IPv6 from its own addresses; a tunnel port admits "
     "untagged frames from a peer with the key of a network both carry. Records "
-    "the network's local VLAN and the frame's origin in metadata; drops the rest",
-    matches=frozenset({"in_port", "vlan_vid", "eth_src", "eth_type", "arp_sha", "arp_spa",
-                       "ipv4_src", "ipv6_src", "tunnel_id"}),
+    "the network's local VLAN and the frame's origin in metadata; drops IEEE 802.1 "
+    "reserved frames (STP, LACP, LLDP, ...) from any port, and the rest",
+    matches=frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type", "arp_sha",
+                       "arp_spa", "ipv4_src", "ipv6_src", "tunnel_id"}),
     goto=frozenset({1, 2}), writes_metadata=True)
 ARP_RESPONDER = Table(
     1, "arp_responder",
@@ -76,6 +77,7 @@ BY_ID = {t.id: t for t in TABLES}
 
 
 # Priorities, highest first within a table (each declared in PRIORITIES below).
+PRIO_RESERVED = 200     # classify: IEEE 802.1 reserved group addresses are never forwarded
 PRIO_ADMIT = 100        # classify: a known port/MAC/address or tunnel/key
 PRIO_ANSWER = 100       # arp_responder: a request for a known IP
 PRIO_NO_ARP = 50        # arp_responder: any other ARP is dropped
@@ -98,6 +100,11 @@ class Priority:
 
 
 PRIORITIES = (
+    Priority(CLASSIFY, PRIO_RESERVED, "PRIO_RESERVED",
+             "destination 01:80:c2:00:00:00 to 01:80:c2:00:00:0f (IEEE 802.1 reserved: "
+             "STP, LACP, 802.1X, LLDP, ...), from any port",
+             "drop where it arrives, as a standard bridge does (the flow's packet counter "
+             "counts them)"),
     Priority(CLASSIFY, PRIO_ADMIT, "PRIO_ADMIT",
              "an endpoint port + its MAC + its own ARP/IP source (a trunk: + a guest "
              "VLAN); a tunnel port + the key of a network both hosts carry, untagged",

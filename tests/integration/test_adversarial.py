@@ -328,6 +328,36 @@ def test_broadcast_and_multicast_floods_reach_the_attackers_network_only(fabric)
     f.assert_still_works(legit)
 
 
+def test_ieee_reserved_group_frames_are_not_forwarded_at_all(fabric):
+    """STP, LACP, 802.1X and LLDP addresses: a bridge consumes or drops them;
+    nsgre drops them at the port they arrive on, in the attacker's own
+    network too, and counts them on that drop flow."""
+    f = fabric
+    frames = {name: f.udp("atk", mac, "10.9.0.255") for name, mac in (
+        ("stp", "01:80:c2:00:00:00"), ("lacp", "01:80:c2:00:00:02"),
+        ("802.1x", "01:80:c2:00:00:03"), ("lldp", "01:80:c2:00:00:0e"),
+        ("last reserved", "01:80:c2:00:00:0f"))}
+    host = f.ep("atk").host
+    dropped = reserved_drops(host)
+    reached, legit = f.attack("atk", frames)
+    assert reached == {}
+    assert reserved_drops(host) - dropped >= len(frames)
+    f.assert_still_works(legit)
+
+
+def reserved_drops(host: str) -> int:
+    """Packets the reserved-address drop flow of ``host``'s bridge has counted."""
+    out = subprocess.run(
+        ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows",
+         f"unix:{emulation.RUN_DIR}/hosts/{host}/br-int.mgmt",
+         "table=0,dl_dst=01:80:c2:00:00:00/ff:ff:ff:ff:ff:f0"],
+        capture_output=True, text=True, check=True).stdout
+    counts = [int(part.split("=")[1]) for line in out.splitlines() if "priority=200" in line
+              for part in line.replace(",", " ").split() if part.startswith("n_packets=")]
+    assert len(counts) == 1, out
+    return counts[0]
+
+
 # -- a broadcast storm ----------------------------------------------------------------
 def rx_packets(name) -> int:
     out = ns(name, "ip", "-s", "-j", "link", "show", "eth0").stdout

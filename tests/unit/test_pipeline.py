@@ -172,6 +172,33 @@ def test_broadcast_and_multicast_reach_exactly_the_other_endpoints_of_the_networ
         assert all(d.packet.vlans == () for d in run.deliveries)
 
 
+@pytest.mark.parametrize("dst", ["01:80:c2:00:00:00", "01:80:c2:00:00:02", "01:80:c2:00:00:03",
+                                 "01:80:c2:00:00:0e", "01:80:c2:00:00:0f"],
+                         ids=["stp", "lacp", "802.1x", "lldp", "last"])
+def test_ieee_reserved_group_frames_are_dropped_where_they_arrive(topo, dst):
+    for ep in topo.endpoints.values():
+        run = run_fabric(topo, offline_ports(topo), ep.name, dst)
+        assert run.receivers == [] and run.hops == (), ep.name
+        host, _, first = run.runs[0]
+        assert first.trace[0].flow.priority == T.PRIO_RESERVED and not first.outputs
+
+
+def test_the_first_group_address_above_the_reserved_block_floods_as_other_multicast(topo):
+    for ep in topo.endpoints.values():
+        run = run_fabric(topo, offline_ports(topo), ep.name, "01:80:c2:00:00:10")
+        assert run.receivers == sorted(e.name for e in topo.members(ep.network) if e != ep)
+
+
+def test_reserved_frames_from_a_tunnel_are_dropped_too(topo):
+    ports = offline_ports(topo)
+    for host in topo.hosts:
+        for peer in topo.peers(host):
+            for net in topo.networks_on(host):
+                packet = Packet(in_port=ports[host][topo.tunnel_port(host, peer.name)],
+                                eth_dst="01:80:c2:00:00:0e", tunnel_id=net.key)
+                assert inject(topo, ports, host, packet).deliveries == ()
+
+
 def test_broadcast_crosses_only_tunnels_to_hosts_carrying_the_network():
     topo = three()
     run = run_fabric(topo, offline_ports(topo), "b1", BROADCAST)
