@@ -51,32 +51,16 @@ class _Map(dict):
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """SafeLoader that records line numbers and reads YAML 1.2 numbers:
-    YAML 1.1 would read the unquoted MAC 52:54:00:12:34:56 as a base-60 int."""
-
-    def construct_mapping(self, node, deep=False):
-        mapping = _Map()
-        mapping.line = node.start_mark.line + 1
-        mapping.key_lines = {}
-        for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                hash(key)
-            except TypeError:
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a key must be a name, not a list or mapping",
-                    key_node.start_mark) from None
-            mapping[key] = self.construct_object(value_node, deep=deep)
-            mapping.key_lines[key] = key_node.start_mark.line + 1
-        return mapping
+    """SafeLoader (libyaml when available) whose numbers have no base 60:
+    YAML 1.1 would read the unquoted MAC 52:54:00:12:34:56 as an int.
+    Only its parser, resolver and scalar constructors are used: the
+    document is built by ``_Reader``, never by the composer."""
 
 
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-# (CSafeLoader parses in C but resolves tags and builds objects in Python,
-# with these resolvers and the constructor above.)
 _Loader.add_implicit_resolver(
     _INT, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)"
                      r"|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
@@ -84,34 +68,216 @@ _Loader.add_implicit_resolver(
     _FLOAT, re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?"
                        r"|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
                        r"|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                        _Loader.construct_mapping)
+
+#: Deepest nesting of mappings and lists read; a topology needs 5
+#: (top, endpoints, E, vlans, VLAN).
+MAX_DEPTH = 32
+_YAML = "tag:yaml.org,2002:"
+_STR, _MAP, _SEQ = _YAML + "str", _YAML + "map", _YAML + "seq"
+#: The only scalar types a file may hold (dates because the resolver reads
+#: 2024-01-01 as one); explicit tags must name one of them.
+_SCALARS = {tag: _Loader.yaml_constructors[tag]
+            for tag in (_STR, _INT, _FLOAT, _YAML + "bool", _YAML + "null", _YAML + "timestamp")}
+_NO_KEY = object()
 
 
-def _duplicates(node, path=""):
-    """(line, dotted path) of every key given twice in one mapping."""
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            sub = f"{path}.{key}" if path else str(key)
-            if key is not None and key in seen:
-                yield key_node.start_mark.line + 1, sub
-            seen.add(key)
-            yield from _duplicates(value_node, sub)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _duplicates(item, f"{path}[{i}]")
+class _Refused(Exception):
+    """A file read no further: ``(line, path, message)``."""
+
+
+def _utf8(data: str | bytes) -> bytes:
+    """The file as bytes; a ``str`` with lone surrogates keeps them as
+    (invalid) bytes so that ``_check_utf8`` names their offset."""
+    if isinstance(data, str):
+        return data.encode("utf-8", "surrogatepass")
+    return bytes(data)
+
+
+def _check_utf8(data: bytes):
+    """Refuse a file that is not UTF-8 at its first bad byte, by offset and
+    line (the parser's own error gives neither in a usable form)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Refused(data.count(b"\n", 0, exc.start) + 1, "(yaml)",
+                       f"not UTF-8: invalid byte 0x{data[exc.start]:02x} at offset {exc.start}"
+                       ) from None
+
+
+class _Frame:
+    """A mapping or list being read, and where the reader is in it."""
+    __slots__ = ("data", "key", "key_line", "key_text", "spellings")
+
+    def __init__(self, data):
+        self.data = data
+        self.key = _NO_KEY          # in a mapping: the key whose value comes next
+        self.key_text = self.key_line = None
+        self.spellings = {}         # non-string keys as written: {256: "0x100"}
+
+
+class _Reader:
+    """Build the document from the parser's events, one at a time.
+
+    Never recursive and never composing a node graph, so neither the
+    nesting nor the shape of a file can exhaust the stack or expand: an
+    anchor or alias is refused where it is met, before anything is built
+    from it; nesting beyond ``MAX_DEPTH`` likewise.  Keys are compared by
+    the value they are read as (``100`` and ``0x64`` are one key); each
+    duplicate is added to ``problems`` and reading goes on.
+    """
+
+    def __init__(self, loader, problems: _Problems):
+        self.loader, self.problems = loader, problems
+        self.stack: list[_Frame] = []
+        self.root = None
+        self.documents = 0
+
+    def read(self):
+        """The document: a mapping, list, scalar or None (an empty file)."""
+        on = {yaml.ScalarEvent: self._scalar, yaml.MappingStartEvent: self._mapping,
+              yaml.SequenceStartEvent: self._sequence, yaml.MappingEndEvent: self._end,
+              yaml.SequenceEndEvent: self._end, yaml.AliasEvent: self._alias,
+              yaml.DocumentStartEvent: self._document}
+        get_event = self.loader.get_event
+        while True:
+            event = get_event()
+            if event is None or type(event) is yaml.StreamEndEvent:
+                return self.root
+            handler = on.get(type(event))
+            if handler is not None:
+                handler(event)
+
+    # -- events ------------------------------------------------------------
+    def _document(self, event):
+        self.documents += 1
+        if self.documents > 1:
+            self._refuse(event, "(yaml)", "a file holds one document; found a second '---'")
+
+    def _alias(self, event):
+        self._refuse(event, self._path(), f"alias *{event.anchor}: " + _NO_ANCHORS)
+
+    def _scalar(self, event):
+        if event.anchor is not None:
+            self._refuse(event, self._path(), f"anchor &{event.anchor}: " + _NO_ANCHORS)
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == _STR:
+            value = event.value
+        else:
+            value = self._construct(event, tag)
+        self._put(value, event)
+
+    def _mapping(self, event):
+        data = _Map()
+        data.line = event.start_mark.line + 1
+        data.key_lines = {}
+        self._open(data, event, _MAP)
+
+    def _sequence(self, event):
+        self._open([], event, _SEQ)
+
+    def _end(self, _event):
+        self.stack.pop()
+
+    # -- helpers -----------------------------------------------------------
+    def _open(self, data, event, tag):
+        if event.anchor is not None:
+            self._refuse(event, self._path(), f"anchor &{event.anchor}: " + _NO_ANCHORS)
+        if event.tag not in (None, "!", tag):
+            self._refuse(event, self._path(), f"tag {_short(event.tag)} is not allowed")
+        if len(self.stack) >= MAX_DEPTH:
+            self._refuse(event, "(yaml)", f"nested more than {MAX_DEPTH} levels deep "
+                         "(a topology needs 5)")
+        top = self.stack[-1] if self.stack else None
+        if top is not None and top.key is _NO_KEY and isinstance(top.data, dict):
+            self._refuse(event, self._path(), "a key must be a name, not a list or mapping")
+        self._put(data, event)
+        self.stack.append(_Frame(data))
+
+    def _construct(self, event, tag):
+        """A non-string scalar, or a refusal naming its line."""
+        construct = _SCALARS.get(tag)
+        if construct is None:
+            self._refuse(event, self._path(), f"tag {_short(tag)} is not allowed")
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            return construct(self.loader, node)
+        except Exception:  # noqa: BLE001 (`!!int x`, `0x_`, `!!bool maybe`: each its own)
+            self._refuse(event, self._path(), f"cannot read {event.value!r} as {_short(tag)}")
+
+    def _put(self, value, event):
+        """Add ``value`` (just read, or just opened) where the reader is."""
+        if not self.stack:
+            self.root = value
+            return
+        top = self.stack[-1]
+        data = top.data
+        if type(data) is list:
+            data.append(value)
+        elif top.key is _NO_KEY:
+            self._key(top, value, event)
+        else:
+            if top.key not in data:             # a duplicate is reported, the first kept
+                data[top.key] = value
+                data.key_lines[top.key] = top.key_line
+            top.key = _NO_KEY
+
+    def _key(self, top: _Frame, key, event):
+        line = event.start_mark.line + 1
+        top.key, top.key_text, top.key_line = key, event.value, line
+        if key in top.data:
+            first = key if isinstance(key, str) else top.spellings[key]
+            message = ("duplicate key" if first == event.value else
+                       f"duplicate of {first} (line {top.data.key_lines[key]})")
+            self.problems.add(line, self._path(), message)
+        elif not isinstance(key, str):
+            top.spellings[key] = event.value
+
+    def _path(self) -> str:
+        """The dotted path of what is being read: ``endpoints.r.vlans.100``."""
+        path, last = "", len(self.stack) - 1
+        for i, frame in enumerate(self.stack):
+            inside = i < last             # an inner frame's current item is open
+            if type(frame.data) is list:
+                path += f"[{len(frame.data) - inside}]"
+            elif inside or frame.key is not _NO_KEY:
+                path = f"{path}.{frame.key_text}" if path else frame.key_text
+        return path or "(top)"
+
+    def _refuse(self, event, path: str, message: str):
+        raise _Refused(event.start_mark.line + 1, path, message)
+
+
+_NO_ANCHORS = ("anchors and aliases are not allowed in a topology file "
+               "(write the value out)")
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
 
 
 class _Problems:
+    #: Name comparisons the hints of one file may cost: a hint compares the
+    #: name with every choice, so a file of 1,000 endpoints naming unknown
+    #: networks among 1,000 would take seconds; past this, no more hints.
+    HINT_BUDGET = 20_000
+
     def __init__(self, source: str):
         self.source = source
         self.items: list[tuple[int, str]] = []
+        self.hint_budget = self.HINT_BUDGET
 
     def add(self, line: int | None, path: str, message: str):
         where = f"{self.source}:{line}" if line else self.source
         self.items.append((line or 0, f"{where}: {path}: {message}"))
+
+    def hint(self, word, choices) -> str:
+        """``did_you_mean`` while the file's budget lasts."""
+        if len(choices) > self.hint_budget:
+            return ""
+        self.hint_budget -= len(choices)
+        return did_you_mean(word, choices)
 
     def raise_if_any(self):
         if self.items:
@@ -135,7 +301,7 @@ def _check_keys(p: _Problems, mapping, path: str, allowed):
     for key in mapping:
         if key not in allowed:
             p.add(_line(mapping, key), f"{path}.{key}" if path else str(key),
-                  f"unknown field{did_you_mean(key, allowed)}; expected one of: "
+                  f"unknown field{p.hint(key, allowed)}; expected one of: "
                   + ", ".join(allowed))
 
 
@@ -178,8 +344,10 @@ def _parse_int(value) -> int | None:
     return None
 
 
-def parse(text: str, source: str = "<string>", previous: Topology | None = None) -> Topology:
-    """Validate and allocate a topology from YAML text.
+def parse(text: str | bytes, source: str = "<string>",
+          previous: Topology | None = None) -> Topology:
+    """Validate and allocate a topology from YAML text (``str``, or the
+    file's bytes: then a byte that is not UTF-8 is refused with its offset).
 
     Allocation is deterministic: the same text gives the same fabric on any
     machine.  With ``previous`` (the topology in force), every key, local
@@ -198,26 +366,35 @@ def parse(text: str, source: str = "<string>", previous: Topology | None = None)
             gc.enable()
 
 
-def _parse(text: str, source: str, previous: Topology | None) -> Topology:
+def _read(data: str | bytes, p: _Problems):
+    """The document in ``data``, or every duplicate key in ``p``; raises
+    ``TopologyError`` at the first thing the loader will not read."""
+    data = _utf8(data)
+    loader = None
+    try:
+        _check_utf8(data)
+        loader = _Loader(data)
+        return _Reader(loader, p).read()
+    except _Refused as refused:
+        p.add(*refused.args)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        p.add(mark.line + 1 if mark else None, "(yaml)", f"syntax error: {exc.problem}")
+    except yaml.reader.ReaderError as exc:          # e.g. a control character
+        p.add(data.count(b"\n", 0, exc.position) + 1, "(yaml)",
+              f"syntax error: character #x{exc.character:04x}: {exc.reason}")
+    except (yaml.YAMLError, ValueError) as exc:
+        p.add(None, "(yaml)", f"cannot read: {exc}")
+    finally:
+        if loader is not None:
+            loader.dispose()
+    p.raise_if_any()
+
+
+def _parse(data: str | bytes, source: str, previous: Topology | None) -> Topology:
     prev = previous.allocations() if previous is not None else {}
     p = _Problems(source)
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        for line, path in _duplicates(node):
-            p.add(line, path, "duplicate key")
-        doc = loader.construct_document(node) if node is not None else None
-        del node                        # the node tree is not needed any more
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        p.add(line, "(yaml)", f"syntax error: {getattr(exc, 'problem', exc)}")
-        p.raise_if_any()
-    except (ValueError, TypeError) as exc:          # e.g. `!!int name`
-        p.add(None, "(yaml)", f"cannot read: {exc}")
-        p.raise_if_any()
-    finally:
-        loader.dispose()
+    doc = _read(data, p)
     # With a key given twice the later one wins silently in YAML, so
     # anything checked after this would be checked on the wrong data.
     p.raise_if_any()
@@ -229,7 +406,7 @@ def _parse(text: str, source: str, previous: Topology | None) -> Topology:
     tunnel = doc.get("tunnel", "gre")
     if tunnel not in TUNNEL_TYPES:
         p.add(_line(doc, "tunnel"), "tunnel",
-              f"unknown tunnel type {tunnel!r}{did_you_mean(tunnel, TUNNEL_TYPES)}; "
+              f"unknown tunnel type {tunnel!r}{p.hint(tunnel, TUNNEL_TYPES)}; "
               f"expected one of: {', '.join(TUNNEL_TYPES)}")
         tunnel = "gre"
     max_key = MAX_KEY[tunnel]
@@ -361,7 +538,7 @@ def _network_ref(p: _Problems, body, path: str, networks: set) -> str | None:
         return None
     if net not in networks:
         p.add(_line(body, "network"), f"{path}.network",
-              f"unknown network {net!r}{did_you_mean(net, networks)}")
+              f"unknown network {net!r}{p.hint(net, networks)}")
         return None
     return net
 
@@ -382,6 +559,10 @@ def _attachments(p: _Problems, body, path: str, networks: set) -> list[Attachmen
         out, seen = [], {}
         for vid, sub in vlans.items():
             sub_path = f"{path}.vlans.{vid}"
+            if isinstance(vid, str):        # '100' quoted, or 0X64, 0o144: not YAML ints here
+                p.add(_line(vlans, vid), sub_path, f"a guest VLAN id must be a number "
+                      f"1..{VLAN_MAX}, not the string {vid!r}")
+                continue
             if isinstance(vid, bool) or not isinstance(vid, int) or not VLAN_MIN <= vid <= VLAN_MAX:
                 p.add(_line(vlans, vid), sub_path, f"a guest VLAN id must be 1..{VLAN_MAX}")
                 continue
@@ -433,7 +614,7 @@ def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
         host, kind = body.get("host"), body.get("kind")
         if ok and host not in hosts:
             p.add(_line(body, "host"), f"{path}.host",
-                  f"unknown host {host!r}{did_you_mean(host, hosts)}")
+                  f"unknown host {host!r}{p.hint(host, hosts)}")
             ok = False
         if ok and kind not in ENDPOINT_KINDS:
             p.add(_line(body, "kind"), f"{path}.kind",
@@ -511,10 +692,10 @@ def load(path: str | Path | None = None, previous: Topology | None = None) -> To
         return parse(seed_text(), SEED_NAME, previous)
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise TopologyError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return parse(text, str(path), previous)
+    return parse(data, str(path), previous)
 
 
 def seed_text() -> str:
