@@ -67,7 +67,7 @@ class Api:
                 status, body = self._trace(q)
             elif (method, path) == ("POST", "/apply"):
                 length = int(environ.get("CONTENT_LENGTH") or 0)
-                text = environ["wsgi.input"].read(length).decode()
+                text = environ["wsgi.input"].read(length)      # bytes: the loader names a bad one
                 name = environ.get("HTTP_X_NSGRE_SOURCE", "posted.yaml")
                 status, body = self.apply(text, name)
             else:

@@ -86,7 +86,7 @@ class Reload:
 @dataclass(frozen=True)
 class Apply:
     """A topology posted to the API; ``done(status, body)`` answers it."""
-    text: str
+    text: str | bytes
     source: str
     done: Callable[[int, dict], None] = field(compare=False)
 

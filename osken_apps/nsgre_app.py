@@ -107,7 +107,7 @@ class NsgreApp(app_manager.OSKenApp):
     def io(self, job) -> None:
         hub.spawn(lambda: self.queue.put(job()))
 
-    def apply(self, text: str, source: str) -> tuple[int, dict]:
+    def apply(self, text: bytes, source: str) -> tuple[int, dict]:
         """POST /apply: through the queue; wait for the core's answer."""
         answer, done = [], hub.Event()
 

@@ -332,3 +332,13 @@ def test_a_flapping_port_is_synced_ever_less_often_and_right_once_it_settles(cap
     kvm1.set_port("p-vm1", 90)
     h.advance(Controller.COALESCE_SECONDS)
     assert_as_modelled(h, switches)
+
+
+def test_a_posted_file_that_is_not_utf8_is_refused_naming_the_byte():
+    h, switches = fabric()
+    answers = []
+    h.queue_event(ev.Apply(NET30.encode().replace(b"green", b"gr\xffen"), "bad.yaml",
+                           lambda *a: answers.append(a)))
+    h.run()
+    (status, body), = answers
+    assert status == 400 and "not UTF-8: invalid byte 0xff at offset" in body["problems"][0]
