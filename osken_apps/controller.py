@@ -53,6 +53,10 @@ class Effects(Protocol):
     def io(self, job: Callable[[], Any]) -> None:
         """Run ``job`` (blocking I/O) elsewhere; queue the event it returns."""
 
+    def compute(self, job: Callable[[], Any]) -> None:
+        """Run ``job`` (long CPU work) off the event loop; queue the event it
+        returns."""
+
 
 @dataclass(eq=False)
 class Switch(reconcile.Held):
@@ -114,7 +118,7 @@ class Controller:
             ev.StateReply: self._state_reply, ev.FlowCount: self._flow_count,
             ev.PortChanged: self._port_changed, ev.FlushPorts: self._flush_ports,
             ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
-            ev.Reload: self._reload, ev.Apply: self._apply_posted,
+            ev.Reload: self._reload, ev.Apply: self._apply_posted, ev.Validated: self._validated,
             ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
             ev.AuditTick: self._audit,
         }
@@ -150,22 +154,47 @@ class Controller:
 
     # -- topology changes ----------------------------------------------------
     def _reload(self, _event: ev.Reload) -> None:
-        try:
-            new = topology.load(self.topology_path, previous=self.topology)
-        except topology.TopologyError as exc:
-            LOG.error("nsgre: reload refused, the topology in force stays:\n%s", exc)
-            return
-        self.apply(new)
+        path = self.topology_path
+        self._validate(lambda previous: topology.load(path, previous=previous), "reload")
 
     def _apply_posted(self, event: ev.Apply) -> None:
-        try:
-            new = topology.parse(event.text, event.source, previous=self.topology)
-        except topology.TopologyError as exc:
-            LOG.error("nsgre: apply refused, the topology in force stays:\n%s", exc)
-            event.done(400, {"ok": False, "problems": exc.problems})
+        self._validate(lambda previous: topology.parse(event.text, event.source,
+                                                       previous=previous),
+                       "apply", event.done)
+
+    def _validate(self, check, what: str, done=None) -> None:
+        """Validate and allocate off the event loop: a 10,000-endpoint file
+        takes a second or more, and switches are served meanwhile."""
+        previous = self.topology
+
+        def job():
+            try:
+                return ev.Validated(previous, check(previous), check, what, done)
+            except Exception as exc:                    # reported by _validated
+                return ev.Validated(previous, exc, check, what, done)
+        self.effects.compute(job)
+
+    def _validated(self, event: ev.Validated) -> None:
+        if event.previous is not self.topology:
+            # Another change landed meanwhile: allocate around it instead.
+            self._validate(event.check, event.what, event.done)
             return
-        changes = self.apply(new)
-        event.done(200, {"ok": True, "topology": new.summary(), "changes": changes})
+        result = event.result
+        if isinstance(result, topology.TopologyError):
+            LOG.error("nsgre: %s refused, the topology in force stays:\n%s", event.what, result)
+            if event.done is not None:
+                event.done(400, {"ok": False, "problems": result.problems})
+            return
+        if isinstance(result, Exception):
+            self.event_errors["Validated"] += 1
+            LOG.error("nsgre: %s failed, the topology in force stays: %s: %s", event.what,
+                      type(result).__name__, result)
+            if event.done is not None:
+                event.done(500, {"ok": False, "error": f"{type(result).__name__}: {result}"})
+            return
+        changes = self.apply(result)
+        if event.done is not None:
+            event.done(200, {"ok": True, "topology": result.summary(), "changes": changes})
 
     def apply(self, new) -> dict:
         """Make ``new`` (validated, allocated around the topology in force)

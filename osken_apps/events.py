@@ -92,6 +92,18 @@ class Apply:
 
 
 @dataclass(frozen=True)
+class Validated:
+    """A topology validated off the event loop (``result``: the Topology, or
+    the exception that refused it), allocated around ``previous``; ``check``
+    does it again around another topology; ``done`` answers a POST."""
+    previous: Any
+    result: Any
+    check: Callable = field(compare=False)
+    what: str = "apply"
+    done: Callable[[int, dict], None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class HostPorts:
     """A host's bridge as read over OVSDB (None: no bridge; ``error``: the
     read failed), for the topology it was asked for."""

@@ -19,6 +19,7 @@ import logging
 import signal
 import time
 
+from eventlet import tpool
 from os_ken import cfg
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -106,6 +107,11 @@ class NsgreApp(app_manager.OSKenApp):
 
     def io(self, job) -> None:
         hub.spawn(lambda: self.queue.put(job()))
+
+    def compute(self, job) -> None:
+        # A native thread: the hub (switches, the API, the audit) keeps
+        # running while a large file is validated.
+        hub.spawn(lambda: self.queue.put(tpool.execute(job)))
 
     def apply(self, text: bytes, source: str) -> tuple[int, dict]:
         """POST /apply: through the queue; wait for the core's answer."""

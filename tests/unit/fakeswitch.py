@@ -160,6 +160,9 @@ class Harness:
     def io(self, job):
         self.events.append(job())
 
+    def compute(self, job):
+        self.events.append(job())
+
     def queue_event(self, event):
         self.events.append(event)
 

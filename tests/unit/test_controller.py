@@ -342,3 +342,29 @@ def test_a_posted_file_that_is_not_utf8_is_refused_naming_the_byte():
     h.run()
     (status, body), = answers
     assert status == 400 and "not UTF-8: invalid byte 0xff at offset" in body["problems"][0]
+
+
+def test_a_file_is_validated_off_the_event_loop_and_a_change_landing_meanwhile_is_allocated_around():
+    h, switches = fabric()
+    jobs = []
+    h.compute = jobs.append                      # validation runs elsewhere, later
+    answers = []
+    first = NET30
+    second = NET30.replace("  yellow: {host: kvm2, kind: namespace, network: net30, "
+                           "ip: 10.1.1.2/24}\n", "")
+    h.queue_event(ev.Apply(first, "first.yaml", lambda *a: answers.append(("first", *a))))
+    h.queue_event(ev.Apply(second, "second.yaml", lambda *a: answers.append(("second", *a))))
+    h.run()
+    assert len(jobs) == 2 and answers == [] and "green" not in h.core.topology.endpoints
+    # meanwhile the switches are served: a port change is synced as usual
+    switches["kvm1"].set_port("p-red", 33)
+    h.advance(Controller.COALESCE_SECONDS)
+    assert_as_modelled(h, switches)
+    for _ in range(3):                           # the second is checked again, around the first
+        if jobs:
+            h.queue_event(jobs.pop(0)())
+            h.run()
+    assert [a[:2] for a in answers] == [("first", 200), ("second", 200)]
+    assert "green" in h.core.topology.endpoints and "yellow" not in h.core.topology.endpoints
+    assert h.core.topology.source == "second.yaml"
+    assert_as_modelled(h, switches)
