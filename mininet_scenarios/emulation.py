@@ -12,6 +12,7 @@ PIDs), so teardown removes exactly that, also from another process
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -60,6 +61,11 @@ def underlay_port(host: str) -> str:
         return name
     import hashlib
     return f"u-{host[:6]}-{hashlib.sha256(host.encode()).hexdigest()[:6]}"
+
+
+def underlay_network(topo: Topology, host: str):
+    ip = topo.host(host).underlay_ip
+    return ipaddress.ip_interface(f"{ip}/{UNDERLAY_PREFIX if ip.version == 4 else 64}").network
 
 
 def existing_netns() -> set[str]:
@@ -193,8 +199,25 @@ class HostOvs:
         env = {**os.environ, "OVS_RUNDIR": str(d), "OVS_LOGDIR": str(d), "OVS_DBDIR": str(d)}
         netns_exec(self.host, ["ovs-vswitchd", self.db, f"--pidfile={d}/vs.pid",
                                f"--unixctl={d}/vs.ctl", f"--log-file={d}/vs.log",
+                               "--disable-system-route",     # see underlay_route
                                "--detach"], env=env)
         state.add_process(int((d / "vs.pid").read_text()), f"{d}/")
+
+    def underlay_route(self, network):
+        """OVS's route to the underlay segment, through br-phy (whose address
+        becomes the tunnels' source), given by hand: ovs-vswitchd runs with
+        ``--disable-system-route``.  Its copy of the kernel's routing table
+        is what lost packets: OVS (3.1; still so upstream) rebuilds it from
+        scratch on any link change in the host's namespace (an endpoint's
+        veth created, set up, given an MTU, a port joining br-int).  Every
+        route it drops takes br-phy's address out of the tunnel-receive map
+        until the re-read puts it back, and a flow the revalidators
+        re-translate in that window (they do after a port is added) loses its
+        tunnel: a packet from the underlay is handed to br-phy's kernel port
+        undecapsulated (the kernel answers "ICMP protocol 47 unreachable"),
+        a packet to a peer finds no route.  A route added here is never
+        flushed.  It lives in the process: again after a restart."""
+        self.appctl("ovs/route/add", str(network), "br-phy")
 
     def kill_switch(self):
         """SIGKILL this host's ovs-vswitchd (by its pidfile): every flow is gone."""
@@ -319,6 +342,7 @@ class Emulation:
         prefix = UNDERLAY_PREFIX if h.underlay_ip.version == 4 else 64
         netns_exec(host, ["ip", "addr", "add", f"{h.underlay_ip}/{prefix}", "dev", "br-phy"])
         netns_exec(host, ["ip", "link", "set", "br-phy", "up"])
+        ovs.underlay_route(underlay_network(self.topo, host))
         if self.static:
             ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int",
                       "datapath_type=netdev")
@@ -341,6 +365,7 @@ class Emulation:
         ovs.kill_switch()
         ovs.start_switch(self.state)
         self._underlay_flows(host)
+        ovs.underlay_route(underlay_network(self.topo, host))
         self._resolve_underlay([host])
 
     def _resolve_underlay(self, hosts=None):

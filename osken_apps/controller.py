@@ -166,6 +166,7 @@ class Controller:
         """Validate and allocate off the event loop: a 10,000-endpoint file
         takes a second or more, and switches are served meanwhile."""
         previous = self.topology
+        LOG.info("nsgre: %s: validating off the event loop", what)
 
         def job():
             try:

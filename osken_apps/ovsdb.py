@@ -371,13 +371,20 @@ def ofports(ports: dict[str, PortRecord]) -> dict[str, int]:
 
 
 def tunnel_ports(topo: Topology, host: str) -> dict[str, tuple[str, dict, str]]:
-    """The tunnel ports ``host`` should have: one per peer, key from the flow."""
-    local = str(topo.host(host).underlay_ip)
+    """The tunnel ports ``host`` should have: one per peer, key from the flow.
+
+    No ``local_ip``: the route to the peer gives the source address.  OVS
+    (3.1) routes a tunnel that pins ``local_ip`` only through a *local*
+    route of the kernel's table, and its copy of that table is what loses
+    packets on a busy userspace host: it is rebuilt from scratch on any link
+    change (a guest's tap appearing), and a flow translated meanwhile hands
+    tunnel packets to the kernel undecapsulated.  Without ``local_ip``, a
+    host can run ``ovs-vswitchd --disable-system-route`` with its underlay
+    route given by ``ovs-appctl ovs/route/add`` (the emulation does), which
+    is never flushed."""
     return {
         topo.tunnel_port(host, peer.name): (
-            topo.tunnel,
-            {"remote_ip": str(peer.underlay_ip), "local_ip": local, "key": "flow"},
-            peer.name)
+            topo.tunnel, {"remote_ip": str(peer.underlay_ip), "key": "flow"}, peer.name)
         for peer in topo.peers(host)
     }
 

@@ -1,0 +1,73 @@
+"""The controller keeps serving its switches while it validates a large
+topology: validation runs off its event loop."""
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import topology
+from conftest import ROOT, ns
+from test_hitless import wait_programmed
+
+SEED_ENDPOINTS = topology.seed_text().split("endpoints:\n", 1)[1]
+
+
+def large_file(path: Path, networks=3000, per_network=10) -> Path:
+    """The seed plus 30,000 endpoints in 3,000 networks on a host that is
+    not emulated: a file that takes seconds to validate and changes nothing
+    on the seed's hosts but their tunnels."""
+    lines = ["tunnel: gre", "hosts:", "  kvm1: {underlay_ip: 198.18.0.1}",
+             "  kvm2: {underlay_ip: 198.18.0.2}", "  kvm9: {underlay_ip: 198.18.0.9}",
+             "networks:", "  net10: {key: 10}", "  net20: {key: 20}"]
+    lines += [f"  big{i}: {{}}" for i in range(networks)]
+    lines += ["endpoints:", SEED_ENDPOINTS.rstrip("\n")]
+    lines += [f"  b{i}e{j}: {{host: kvm9, kind: vm, network: big{i}, ip: 10.2.0.{j + 1}/24}}"
+              for i in range(networks) for j in range(per_network)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_port_power_cycled_while_a_large_file_is_validated_gets_its_flows_back_meanwhile(
+        up, controller, tmp_path):
+    api = tmp_path / "api.sock"
+    ctl = controller("osken_apps/nsgre_app.py",
+                     extra=["--user-flags", "osken_apps/flags.py", "--nsgre-api", str(api)])
+    topo = topology.load()
+    emu = up(topo, controller=ctl.target)
+    wait_programmed(ctl, topo.hosts)
+    big = large_file(tmp_path / "big.yaml")
+    vm1 = topo.endpoint("vm1")
+    ovs = emu.ovs[vm1.host]
+    result = {}
+
+    def apply():
+        result["run"] = subprocess.run(
+            [sys.executable, "-m", "nsgre_tools.cli", "apply", str(big), "--controller",
+             str(api)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    applying = threading.Thread(target=apply)
+    applying.start()
+    deadline = time.monotonic() + 20
+    while "apply: validating off the event loop" not in ctl.log.read_text():
+        assert time.monotonic() < deadline, ctl.log.read_text()
+        time.sleep(0.02)
+    ovs.vsctl("del-port", "br-int", vm1.port)
+    ovs.vsctl("add-port", "br-int", vm1.port)      # a new OpenFlow port number
+    back = time.monotonic()
+    while ns("blue", "ping", "-c", "1", "-W", "0.2", "10.1.1.2", check=False).returncode:
+        assert time.monotonic() - back < 1.0, "vm1 unreachable 1 s after its port came back"
+    served = time.monotonic() - back
+    still_validating = applying.is_alive()
+    applying.join()
+    run = result["run"]
+    assert run.returncode == 0, run.stderr
+    assert "3 hosts, 3002 networks, 30004 endpoints" in run.stdout
+    log = ctl.log.read_text()
+    start = log.index("apply: validating off the event loop")
+    synced = log.index("kvm1 1 networks updated", start)
+    applied = log.index("reloaded: 3 hosts", start)
+    # the port's networks were synced while the file was being validated
+    assert start < synced < applied, log[start:]
+    assert still_validating, f"the apply ended before vm1 was reachable again ({served:.2f} s)"
