@@ -71,3 +71,47 @@ def test_a_port_power_cycled_while_a_large_file_is_validated_gets_its_flows_back
     # the port's networks were synced while the file was being validated
     assert start < synced < applied, log[start:]
     assert still_validating, f"the apply ended before vm1 was reachable again ({served:.2f} s)"
+
+
+def test_a_port_flapping_1000_times_in_10_s_is_dampened_and_another_hosts_new_endpoint_is_served(
+        up, controller, tmp_path):
+    api = tmp_path / "api.sock"
+    ctl = controller("osken_apps/nsgre_app.py",
+                     extra=["--user-flags", "osken_apps/flags.py", "--nsgre-api", str(api)])
+    old = topology.load()
+    emu = up(old, controller=ctl.target)
+    wait_programmed(ctl, old.hosts)
+    # vm1's port on kvm1 goes down and up 500 times: 1,000 port events in about 10 s
+    flapper = subprocess.Popen(
+        ["ip", "netns", "exec", "kvm1", "sh", "-c",
+         "for i in $(seq 500); do ip link set p-vm1 down; ip link set p-vm1 up; sleep 0.012; done"])
+    time.sleep(2)
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(topology.seed_text() + "  yellow: {host: kvm2, kind: namespace, "
+                     "network: net10, ip: 10.1.1.3/24}\n")
+    emu.apply(topology.load(grown, previous=old))
+    run = subprocess.run([sys.executable, "-m", "nsgre_tools.cli", "apply", str(grown),
+                          "--controller", str(api)], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    applied = time.monotonic()
+    while ns("yellow", "ping", "-c", "1", "-W", "0.2", "10.1.1.1", check=False).returncode:
+        assert time.monotonic() - applied < 1.0, "yellow (kvm2) unreachable 1 s after the apply"
+    assert flapper.poll() is None, "the port stopped flapping before the check"
+    assert flapper.wait(timeout=60) == 0
+    time.sleep(5.5)                                       # the longest hold, once it settles
+    log = ctl.log.read_text()
+    diff = subprocess.run([sys.executable, "-m", "nsgre_tools.cli", "diff", "--controller",
+                           str(api)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert diff.returncode == 0, diff.stdout
+    syncs = len(re.findall(r"nsgre: kvm1 \d+ networks updated", log))
+    lines = len(re.findall(r"kvm1 port p-vm1", log))
+    flaps = int(re.search(r'nsgre_port_flaps_total\{host="kvm1",port="p-vm1"\} (\d+)',
+                          subprocess.run([sys.executable, "-m", "nsgre_tools.cli", "metrics",
+                                          "--controller", str(api)], capture_output=True,
+                                         text=True, cwd=ROOT).stdout).group(1))
+    assert syncs < 30 and lines < 40, (syncs, lines)     # one of each per event before: ~1,000
+    assert flaps > 500, flaps
+    assert "kvm1 port p-vm1 is flapping" in log
+    ok = ns("blue", "ping", "-c", "1", "-W", "1", "10.1.1.2", check=False)
+    assert ok.returncode == 0, "vm1 unreachable once its port settled"
