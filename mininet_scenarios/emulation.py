@@ -24,14 +24,15 @@ from pathlib import Path
 
 from topology import Topology
 from osken_apps import ovsdb as ovsdb_mod
-from nsgre_core import pipeline
+from nsgre_core import paths, pipeline
 
-RUN_DIR = Path(os.environ.get("NSGRE_RUN_DIR", "/run/nsgre"))
+RUN_DIR = paths.run_dir()
 # Another run directory (NSGRE_RUN_DIR) gets its own underlay namespace, so a
 # benchmark's emulation and the tests' can run side by side (with distinct
 # host and endpoint names: those are namespace names too).
 def underlay_namespace(run_dir: Path) -> str:
-    return "nsgre-underlay" if run_dir == Path("/run/nsgre") else f"nsgre-underlay-{run_dir.name}"
+    return "nsgre-underlay" if run_dir == paths.DEFAULT_RUN_DIR \
+        else f"nsgre-underlay-{run_dir.name}"
 
 
 UNDERLAY_NS = underlay_namespace(RUN_DIR)

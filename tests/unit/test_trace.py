@@ -250,3 +250,19 @@ def test_a_trunk_picks_the_one_network_it_shares_with_dst(three):
 def test_frames_to_a_trunk_arrive_on_its_guest_vlan(three):
     t = trace.trace(three, "b3", "r2")
     assert t.verdict == "delivered to r2.8"
+
+
+def test_nsgre_pipeline_and_nsgre_trace_number_the_ports_alike(tmp_path, capsys):
+    """The README says trace runs the flows pipeline shows: with endpoints
+    a on port zz0 and b on port p-b, both number p-b=1 and zz0=2."""
+    path = tmp_path / "ports.yaml"
+    path.write_text("hosts:\n  h1: {underlay_ip: 198.18.0.1}\nnetworks:\n  n: {key: 5}\n"
+                    "endpoints:\n"
+                    "  a: {host: h1, kind: vm, network: n, ip: 10.0.0.1/24, port: zz0}\n"
+                    "  b: {host: h1, kind: vm, network: n, ip: 10.0.0.2/24, port: p-b}\n")
+    assert main(["pipeline", "h1", "-t", str(path)]) == 0
+    legend = capsys.readouterr().out.splitlines()[0]
+    assert legend == "# ports: p-b=1, zz0=2"
+    assert main(["trace", str(path), "a", "b"]) == 0
+    out = capsys.readouterr().out
+    assert "in_port 2 (zz0 = endpoint a)" in out and "delivered to b (p-b)" in out
