@@ -21,6 +21,30 @@ def _slot(text: str, size: int) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % size
 
 
+class _FreeSlots:
+    """The first free value at or after a slot, wrapping around ``first``..
+    ``last``: what linear probing finds, in near-constant time however long
+    the runs of taken values (a file declaring 200,000 consecutive keys must
+    not cost 200,000 steps for every network hashed into them)."""
+
+    def __init__(self, first: int, last: int, used):
+        self.first, self.last = first, last
+        self.after = {v: self._succ(v) for v in used}   # taken value -> where to look next
+
+    def _succ(self, v: int) -> int:
+        return v + 1 if v < self.last else self.first
+
+    def take(self, start: int) -> int:
+        path, v = [], start
+        while v in self.after:
+            path.append(v)
+            v = self.after[v]
+        for p in path:                                    # path compression
+            self.after[p] = v
+        self.after[v] = self._succ(v)
+        return v
+
+
 def _claim_previous(names, previous: dict, valid, used: set, out: dict):
     """Give each name its previous value when that is still valid and free:
     what a running fabric already uses is never renumbered."""
@@ -40,12 +64,9 @@ def allocate_keys(explicit: dict[str, int | None], max_key: int,
     used = set(keys.values())
     pending = [n for n, k in explicit.items() if k is None]
     _claim_previous(pending, previous or {}, lambda k: 1 <= k <= max_key, used, keys)
+    free = _FreeSlots(1, max_key, used)
     for name in sorted(n for n in pending if n not in keys):
-        key = _slot(name, max_key) + 1
-        while key in used:
-            key = key % max_key + 1
-        keys[name] = key
-        used.add(key)
+        keys[name] = free.take(_slot(name, max_key) + 1)
     return keys
 
 
@@ -66,12 +87,9 @@ def allocate_local_vlans(keys: dict[str, int],
             vlans[name] = key
             used.add(key)
     span = VLAN_MAX - VLAN_MIN + 1
+    free = _FreeSlots(VLAN_MIN, VLAN_MAX, used)
     for name, key in sorted((n, k) for n, k in keys.items() if n not in vlans):
-        vlan = key % span + VLAN_MIN
-        while vlan in used:
-            vlan = (vlan - VLAN_MIN + 1) % span + VLAN_MIN
-        vlans[name] = vlan
-        used.add(vlan)
+        vlans[name] = free.take(key % span + VLAN_MIN)
     return vlans
 
 

@@ -98,3 +98,18 @@ def test_a_host_carrying_4095_networks_is_refused_naming_the_host():
         load(spec)
     assert err.value.problems == [
         "t.yaml:2: hosts.h: carries 4095 networks; a host can carry at most 4094"]
+
+
+@settings(max_examples=200)
+@given(st.integers(1, 60), st.sets(st.integers(1, 60)), st.lists(st.integers(1, 60), max_size=40))
+def test_free_slots_find_what_linear_probing_finds(last, used, starts):
+    from topology.allocate import _FreeSlots
+    used = {u for u in used if u <= last}
+    starts = [min(s, last) for s in starts][:last - len(used)]
+    free, taken = _FreeSlots(1, last, used), set(used)
+    for start in starts:
+        probe = start
+        while probe in taken:
+            probe = probe % last + 1
+        assert free.take(start) == probe
+        taken.add(probe)
