@@ -484,8 +484,19 @@ class Emulation:
         mtu = str(self.topo.endpoint_mtu(UNDERLAY_MTU))
         netns_exec(ep.host, ["ip", "link", "set", ep.port, "up", "mtu", mtu])
         self._quiet(ep.host, ep.port)
+        # mininet brought eth0 up with a random MAC; down, the kernel forgets
+        # the link-local address it derived from it.  An IPv6 endpoint gets
+        # the model's own (EUI-64 of its MAC, or the one declared), as a
+        # guest booted with that MAC has: port security admits no other.
+        netns_exec(ep.name, ["ip", "link", "set", "eth0", "down"])
         netns_exec(ep.name, ["ip", "link", "set", "eth0", "address", ep.mac, "mtu", mtu])
+        v6 = any(a.ip.version == 6 for a in ep.attachments)
+        if v6:
+            netns_exec(ep.name, ["ip", "link", "set", "eth0", "addrgenmode", "none"])
         netns_exec(ep.name, ["ip", "link", "set", "eth0", "up"])
+        if v6:
+            netns_exec(ep.name, ["ip", "-6", "addr", "add", f"{ep.ipv6_link_local}/64",
+                                 "dev", "eth0"])
         # TCP over the userspace datapath: the sender must compute checksums.
         netns_exec(ep.name, ["ethtool", "-K", "eth0", "tx", "off"], check=False)
         if ep.trunk:

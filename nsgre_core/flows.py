@@ -128,12 +128,17 @@ class Meter:
 
 
 _OFCTL_FIELDS = {"eth_src": "dl_src", "eth_dst": "dl_dst", "tunnel_id": "tun_id",
-                 "eth_type": "dl_type", "ipv4_src": "nw_src"}
+                 "eth_type": "dl_type", "ipv4_src": "nw_src", "ip_proto": "nw_proto",
+                 "ipv6_nd_target": "nd_target", "ipv6_nd_sll": "nd_sll",
+                 "ipv6_nd_tll": "nd_tll"}
+#: Fields ``ovs-ofctl`` text shows in decimal, as its own output does.
+_DECIMAL = {"ip_proto", "icmpv6_type", "nd_options_type"}
 _NXM = {"eth_src": "NXM_OF_ETH_SRC", "eth_dst": "NXM_OF_ETH_DST", "arp_sha": "NXM_NX_ARP_SHA",
-        "arp_tha": "NXM_NX_ARP_THA", "arp_spa": "NXM_OF_ARP_SPA", "arp_tpa": "NXM_OF_ARP_TPA"}
+        "arp_tha": "NXM_NX_ARP_THA", "arp_spa": "NXM_OF_ARP_SPA", "arp_tpa": "NXM_OF_ARP_TPA",
+        "ipv6_src": "NXM_NX_IPV6_SRC", "ipv6_dst": "NXM_NX_IPV6_DST"}
 #: Width in bits of the fields ``move`` copies.
 FIELD_BITS = {"eth_src": 48, "eth_dst": 48, "arp_sha": 48, "arp_tha": 48,
-              "arp_spa": 32, "arp_tpa": 32}
+              "arp_spa": 32, "arp_tpa": 32, "ipv6_src": 128, "ipv6_dst": 128}
 
 
 def _match_ofctl(name: str, value) -> str:
@@ -145,6 +150,8 @@ def _match_ofctl(name: str, value) -> str:
         return f"dl_vlan={value & 0xFFF}"
     if name == "in_port":
         return f"in_port={value}"           # ovs-ofctl reads port numbers in decimal only
+    if name in _DECIMAL:
+        return f"{name}={value}"
     name = _OFCTL_FIELDS.get(name, name)
     if isinstance(value, tuple):
         v, m = value
@@ -170,7 +177,7 @@ def action_ofctl(action: Action) -> str:
         return "pop_vlan"
     if kind == "set_field":
         _, fld, value = action
-        shown = f"{value:#x}" if isinstance(value, int) else value
+        shown = f"{value:#x}" if isinstance(value, int) and fld not in _DECIMAL else value
         return f"set_field:{shown}->{_OFCTL_FIELDS.get(fld, fld)}"
     if kind == "unknown":              # reported by a switch, not one nsgre writes
         return f"unknown({action[1]})"

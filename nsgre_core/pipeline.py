@@ -8,7 +8,10 @@ stale port number; when it appears, computing again yields its flows.
 Packet walk (tables, their contracts and priorities in ``nsgre_core.tables``):
 
   classify       endpoint port + own MAC + (untagged | a trunk's guest VLAN)
-                 + ARP for its own IP / IP from its own address
+                 + ARP for its own IP / IP from its own address (IPv6: or
+                 its own link-local address; neighbour discovery only as its
+                 own: _neighbour_discovery; any other RA/NS/NA/redirect
+                 from an endpoint port -> drop)
                                      -> metadata: local VLAN, origin; go on
                  tunnel port of a peer + key of a network both carry + untagged
                                      -> metadata: local VLAN, FROM_TUNNEL; to tag
@@ -16,6 +19,11 @@ Packet walk (tables, their contracts and priorities in ``nsgre_core.tables``):
   arp_responder  ARP request for any endpoint IP of the frame's network
                                      -> rewrite into the reply, out of IN_PORT
                  any other ARP       -> drop (no ARP ever crosses a tunnel)
+                 IPv6 NS from :: (DAD) -> on to tag (flooded, never answered)
+                 IPv6 NS for an endpoint address (or link-local) of the
+                 network             -> rewrite into the NA, to nd_reply
+  nd_reply       the NA's target link-layer address := the endpoint's MAC,
+                 out of IN_PORT (no NS for a known address crosses a tunnel)
   tag            push the local VLAN (access, tunnel) or rewrite a trunk's
                  guest VLAN to it
   forward        local VLAN + local endpoint MAC  -> pop VLAN (trunk: its guest
@@ -32,6 +40,7 @@ Packet walk (tables, their contracts and priorities in ``nsgre_core.tables``):
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -46,7 +55,21 @@ MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 #: IEEE 802.1Q's reserved group addresses 01:80:c2:00:00:00 to ..:0f: link
 #: protocols (STP, LACP, 802.1X, LLDP) a bridge consumes or drops, never forwards.
 RESERVED = ("01:80:c2:00:00:00", "ff:ff:ff:ff:ff:f0")
-LINK_LOCAL = ("fe80::", "ffc0::")
+ZERO_MAC = "00:00:00:00:00:00"
+#: ICMPv6 (RFC 4861): the neighbour discovery messages port security checks.
+ICMPV6 = 58
+ND_RA, ND_NS, ND_NA, ND_REDIRECT = 134, 135, 136, 137
+#: A neighbour advertisement's flags (the 32-bit "reserved" word of OVS's
+#: nd_reserved): Router, Solicited, Override.
+NA_ROUTER, NA_SOLICITED, NA_OVERRIDE = 0x80000000, 0x40000000, 0x20000000
+#: Option types: source and target link-layer address.
+ND_OPT_SLL, ND_OPT_TLL = 1, 2
+
+
+def solicited_node(address: str) -> str:
+    """ff02::1:ffXX:XXXX, the group a solicitation for ``address`` goes to."""
+    low = int(ipaddress.IPv6Address(address)) & 0xFFFFFF
+    return str(ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0")) | low))
 
 
 @dataclass(frozen=True)
@@ -95,20 +118,56 @@ def storm_burst(rate: int) -> int:
     return max(1, rate // 10)
 
 
-def _admit(ofport: int, arriving: int, mac: str, ip: str, meta: int, cookie: int) -> list[Flow]:
+def _admit(ofport: int, arriving: int, mac: str, ip: str, meta: int, cookie: int,
+           link_local: str = "", router: bool = False) -> list[Flow]:
     """Port security for one attachment: ARP for its own IP and MAC, IP from
-    its own address (IPv6 also from link-local, which NDP needs)."""
+    its own address (IPv6 also from its own link-local address, and neighbour
+    discovery only as ``_neighbour_discovery`` allows)."""
     base = {"in_port": ofport, "vlan_vid": arriving, "eth_src": mac}
     if ":" not in ip:
         matches = [{"eth_type": 0x0806, "arp_sha": mac, "arp_spa": ip},
                    {"eth_type": 0x0800, "ipv4_src": ip}]
     else:
-        matches = [{"eth_type": 0x86DD, "ipv6_src": ip},
-                   {"eth_type": 0x86DD, "ipv6_src": LINK_LOCAL}]
-    return [Flow.make(T.CLASSIFY.id, T.PRIO_ADMIT, {**base, **m}, goto=T.ARP_RESPONDER.id,
-                      write_metadata=(meta, ids.META_VLAN_MASK | ids.META_ORIGIN_MASK),
-                      cookie=cookie)
-            for m in matches]
+        matches = [{"eth_type": 0x86DD, "ipv6_src": a} for a in _own(ip, link_local)]
+    meta_mask = ids.META_VLAN_MASK | ids.META_ORIGIN_MASK
+    flows = [Flow.make(T.CLASSIFY.id, T.PRIO_ADMIT, {**base, **m}, goto=T.ARP_RESPONDER.id,
+                       write_metadata=(meta, meta_mask), cookie=cookie)
+             for m in matches]
+    if ":" in ip:
+        flows += [Flow.make(T.CLASSIFY.id, T.PRIO_ND, {**base, **m}, goto=T.ARP_RESPONDER.id,
+                            write_metadata=(meta, meta_mask), cookie=cookie)
+                  for m in _neighbour_discovery(mac, _own(ip, link_local), router)]
+        icmp = {"eth_type": 0x86DD, "ip_proto": ICMPV6}
+        flows += [Flow.make(T.CLASSIFY.id, T.PRIO_ND_GUARD,
+                            {**base, **icmp, "icmpv6_type": kind}, cookie=cookie)
+                  for kind in (ND_RA, ND_NS, ND_NA, ND_REDIRECT)]
+    return flows
+
+
+def _own(ip: str, link_local: str) -> list[str]:
+    """The IPv6 addresses an endpoint may send from: its address and its
+    link-local address (one, if they are the same)."""
+    return [ip] if not link_local or link_local == ip else [ip, link_local]
+
+
+def _neighbour_discovery(mac: str, own: list[str], router: bool) -> list[dict]:
+    """The neighbour discovery an endpoint may send (what OVN's port security
+    admits, with RFC 4861's rules for DAD): solicitations from its own
+    addresses with its own MAC as source link-layer address; duplicate
+    address detection of its own addresses (from ::, to the solicited-node
+    group, no source link-layer address); advertisements from and for its
+    own addresses with its own MAC as target link-layer address or none;
+    router advertisements and redirects only from the network's router."""
+    icmp = {"eth_type": 0x86DD, "ip_proto": ICMPV6}
+    out = [{**icmp, "icmpv6_type": ND_NS, "ipv6_src": src, "ipv6_nd_sll": mac} for src in own]
+    out += [{**icmp, "icmpv6_type": ND_NS, "ipv6_src": "::", "ipv6_dst": solicited_node(t),
+             "ipv6_nd_target": t, "ipv6_nd_sll": ZERO_MAC} for t in own]
+    out += [{**icmp, "icmpv6_type": ND_NA, "ipv6_src": src, "ipv6_nd_target": t,
+             "ipv6_nd_tll": tll} for src in own for t in own for tll in (mac, ZERO_MAC)]
+    if router:
+        out += [{**icmp, "icmpv6_type": kind, "ipv6_src": src}
+                for kind in (ND_RA, ND_REDIRECT) for src in own]
+    return out
 
 
 def _arp_answer(vlan: int, mac: str, ip: str, cookie: int) -> Flow:
@@ -124,13 +183,38 @@ def _arp_answer(vlan: int, mac: str, ip: str, cookie: int) -> Flow:
         cookie=cookie)
 
 
+def _nd_answer(vlan: int, mac: str, ip: str, router: bool, cookie: int) -> list[Flow]:
+    """Turn a neighbour solicitation for ``ip`` into the advertisement of
+    ``mac``, sent back: arp_responder rewrites the headers and the message
+    type, and the solicitation's source link-layer address option into a
+    target link-layer address option; nd_reply then writes ``mac`` into
+    it (Open vSwitch accepts a write of nd_tll only in a flow matching an
+    advertisement)."""
+    meta = (ids.metadata(vlan), ids.META_VLAN_MASK)
+    icmp = {"metadata": meta, "eth_type": 0x86DD, "ip_proto": ICMPV6, "ipv6_nd_target": ip}
+    flags = NA_SOLICITED | NA_OVERRIDE | (NA_ROUTER if router else 0)
+    return [
+        Flow.make(T.ARP_RESPONDER.id, T.PRIO_ANSWER, {**icmp, "icmpv6_type": ND_NS},
+                  (move("eth_src", "eth_dst"), ("set_field", "eth_src", mac),
+                   move("ipv6_src", "ipv6_dst"), ("set_field", "ipv6_src", ip),
+                   ("set_field", "icmpv6_type", ND_NA), ("set_field", "nd_reserved", flags),
+                   ("set_field", "nd_options_type", ND_OPT_TLL)),
+                  goto=T.ND_REPLY.id, cookie=cookie),
+        Flow.make(T.ND_REPLY.id, T.PRIO_ND_REPLY, {**icmp, "icmpv6_type": ND_NA},
+                  (("set_field", "ipv6_nd_tll", mac), output(OFPP_IN_PORT)), cookie=cookie),
+    ]
+
+
 def base_flows() -> tuple[Flow, ...]:
     """What every bridge holds whatever the topology: the default drops, the
     drop of IEEE 802.1 reserved frames, and the ARP table's fall-through."""
     base = ids.BASE_COOKIE
     flows = [Flow.make(table.id, T.PRIO_DROP, cookie=base)
-             for table in (T.CLASSIFY, T.TAG, T.FORWARD)]
+             for table in (T.CLASSIFY, T.TAG, T.FORWARD, T.ND_REPLY)]
     flows.append(Flow.make(T.CLASSIFY.id, T.PRIO_RESERVED, {"eth_dst": RESERVED}, cookie=base))
+    flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_DAD,
+                           {"eth_type": 0x86DD, "ip_proto": ICMPV6, "icmpv6_type": ND_NS,
+                            "ipv6_src": "::"}, goto=T.TAG.id, cookie=base))
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NO_ARP, {"eth_type": 0x0806}, cookie=base))
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_NEXT, goto=T.TAG.id, cookie=base))
     return tuple(flows)
@@ -179,11 +263,15 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
     trunk_here = False
     all_id, local_id = ids.flood_groups(vlan)
 
-    for name, ep_host, mac, port, address, guest_vlan in view.members:
+    for name, ep_host, mac, port, address, guest_vlan, link_local in view.members:
         ep_cookie = ids.endpoint_cookie(name)
         ip = address.split("/")[0]
+        router = name == view.router
         if ":" not in ip:
             flows.append(_arp_answer(vlan, mac, ip, ep_cookie))
+        else:
+            for own in _own(ip, link_local):
+                flows += _nd_answer(vlan, mac, own, router, ep_cookie)
         if ep_host == host:
             ofport = ports.get(port)
             if ofport is None:
@@ -195,7 +283,7 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
                 arriving, meta = OFPVID_PRESENT | guest_vlan, ids.metadata(vlan, ids.FROM_TRUNK)
                 deliver = (set_vlan(guest_vlan), output(ofport))
                 trunk_here = True
-            flows += _admit(ofport, arriving, mac, ip, meta, ep_cookie)
+            flows += _admit(ofport, arriving, mac, ip, meta, ep_cookie, link_local, router)
             flows.append(Flow.make(
                 T.FORWARD.id, T.PRIO_UNICAST,
                 {"vlan_vid": tagged, "eth_dst": mac}, deliver, cookie=ep_cookie))

@@ -40,7 +40,9 @@ from nsgre_core.ofp import OFPP_IN_PORT, OFPP_MAX, OFPVID_PRESENT
 #: eth_type so a future ARP/IP rule has somewhere to go).
 FIELDS = ("in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "tunnel_id", "metadata",
           "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_dst", "udp_dst",
-          "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha")
+          "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "icmpv6_type",
+          "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll")
+ZERO_MAC = "00:00:00:00:00:00"
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -88,6 +90,17 @@ class Packet:
     arp_tpa: str | None = None
     arp_sha: str | None = None
     arp_tha: str | None = None
+    # ICMPv6 and neighbour discovery (RFC 4861).  As Open vSwitch reads a
+    # solicitation (135) or advertisement (136): the target, the link-layer
+    # address of its first option (source for 135 with option type 1,
+    # target for 136 with option type 2; 00:00:00:00:00:00 when absent), the
+    # 32-bit flags word (R, S, O) and the first option's type (None: none).
+    icmpv6_type: int | None = None
+    ipv6_nd_target: str | None = None
+    ipv6_nd_sll: str | None = None
+    ipv6_nd_tll: str | None = None
+    nd_reserved: int | None = None
+    nd_options_type: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "eth_src", self.eth_src.lower())
@@ -105,8 +118,43 @@ class Packet:
         return getattr(self, name)
 
 
-MAC_FIELDS = ("eth_src", "eth_dst", "arp_sha", "arp_tha")
-IP_FIELDS = ("ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "arp_spa", "arp_tpa")
+MAC_FIELDS = ("eth_src", "eth_dst", "arp_sha", "arp_tha", "ipv6_nd_sll", "ipv6_nd_tll")
+IP_FIELDS = ("ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "arp_spa", "arp_tpa",
+             "ipv6_nd_target")
+
+
+def neighbour_solicitation(target: str, src: str, sll: str | None, **kw) -> dict:
+    """Packet fields of an ICMPv6 neighbour solicitation for ``target`` from
+    ``src`` (``sll``: its source link-layer address option, None: none); to
+    the target's solicited-node group unless ``ipv6_dst`` is given."""
+    from nsgre_core.pipeline import solicited_node
+    fields = dict(eth_type=0x86DD, ip_proto=58, icmpv6_type=135, ipv6_src=src,
+                  ipv6_dst=solicited_node(target), ipv6_nd_target=target,
+                  ipv6_nd_sll=sll or ZERO_MAC, ipv6_nd_tll=ZERO_MAC, nd_reserved=0,
+                  nd_options_type=1 if sll else None)
+    fields.update(kw)
+    return fields
+
+
+def neighbour_advertisement(target: str, src: str, tll: str | None, *, dst: str = "ff02::1",
+                            flags: int = 0x20000000, **kw) -> dict:
+    """Packet fields of an ICMPv6 neighbour advertisement of ``target``
+    (``tll``: its target link-layer address option, None: none); by default
+    unsolicited, to all nodes, with the override flag."""
+    fields = dict(eth_type=0x86DD, ip_proto=58, icmpv6_type=136, ipv6_src=src, ipv6_dst=dst,
+                  ipv6_nd_target=target, ipv6_nd_sll=ZERO_MAC, ipv6_nd_tll=tll or ZERO_MAC,
+                  nd_reserved=flags, nd_options_type=2 if tll else None)
+    fields.update(kw)
+    return fields
+
+
+def _nd(packet: "Packet", name: str, types=(135, 136)) -> None:
+    """Open vSwitch sets an ND field only on a packet that is ND of ``types``
+    at that point of the actions (and ignores the action otherwise: the
+    simulator refuses it, so a pipeline relying on it fails its tests)."""
+    if packet.eth_type != 0x86DD or packet.ip_proto != 58 or packet.icmpv6_type not in types:
+        raise SimulationError(f"set_field {name} on a packet that is not ICMPv6 type "
+                              f"{' or '.join(map(str, types))}: Open vSwitch ignores it")
 
 
 def _number(name: str, value) -> int:
@@ -217,6 +265,34 @@ def _apply(actions, packet: Packet, groups: Mapping[int, Group],
                 packet = replace(packet, vlans=(value & 0xFFF,) + packet.vlans[1:])
             elif name in ("tunnel_id", "eth_src", "eth_dst", "arp_op", "arp_sha", "arp_spa",
                           "arp_tha", "arp_tpa"):
+                packet = replace(packet, **{name: value})
+            elif name in ("ipv6_src", "ipv6_dst"):
+                if packet.eth_type != 0x86DD:
+                    raise SimulationError(f"set_field {name} on a packet that is not IPv6")
+                packet = replace(packet, **{name: value})
+            elif name == "icmpv6_type":
+                if packet.eth_type != 0x86DD or packet.ip_proto != 58:
+                    raise SimulationError("set_field icmpv6_type on a packet that is not ICMPv6")
+                packet = replace(packet, icmpv6_type=value)
+            elif name == "nd_reserved":
+                _nd(packet, name)
+                packet = replace(packet, nd_reserved=value)
+            elif name == "nd_options_type":
+                # Rewrites the first option's type byte; its address stays, now
+                # read as the other kind of link-layer address.
+                _nd(packet, name)
+                if packet.nd_options_type is None:
+                    raise SimulationError("set_field nd_options_type on ND without options")
+                mac = packet.ipv6_nd_sll if packet.nd_options_type == 1 else packet.ipv6_nd_tll
+                packet = replace(packet, nd_options_type=value,
+                                 ipv6_nd_sll=mac if value == 1 else ZERO_MAC,
+                                 ipv6_nd_tll=mac if value == 2 else ZERO_MAC)
+            elif name in ("ipv6_nd_sll", "ipv6_nd_tll"):
+                kind, option = (135, 1) if name == "ipv6_nd_sll" else (136, 2)
+                _nd(packet, name, (kind,))
+                if packet.nd_options_type != option:
+                    raise SimulationError(f"set_field {name}: the packet has no such option "
+                                          "(Open vSwitch writes only an existing one)")
                 packet = replace(packet, **{name: value})
             else:
                 raise SimulationError(f"set_field on unsupported field {name!r}")

@@ -227,7 +227,9 @@ def _packet_dict(p: sim.Packet) -> dict:
     if p.metadata:
         d["metadata"] = p.metadata
     for name in ("ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_dst",
-                 "udp_dst", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha"):
+                 "udp_dst", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha",
+                 "icmpv6_type", "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll", "nd_reserved",
+                 "nd_options_type"):
         v = getattr(p, name)
         if v is not None:
             d[name] = v
@@ -354,6 +356,18 @@ def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> l
                         f"{names.port_text(host, packet.in_port)}")
         elif back:
             said.append(f"reply sent to {names.port_text(host, back[0][1])}")
+        return said
+    if sets.get("icmpv6_type") == pl.ND_NA:     # the ND responder, first half
+        target, mac = packet.ipv6_nd_target, sets.get("eth_src", "?")
+        who = names.mac(mac)
+        return [f"turned the neighbour solicitation into the advertisement of {target} "
+                f"from {mac}" + (f" ({who})" if who else "")
+                + ", to the asker; nd_reply writes the target link-layer address"]
+    if "ipv6_nd_tll" in sets:                   # the ND responder, second half
+        said = [f"set the target link-layer address to {sets['ipv6_nd_tll']}"]
+        if any(a[0] == "output" and a[1] == OFPP_IN_PORT for a in actions):
+            said.append(f"advertisement sent back out of the in_port, "
+                        f"{names.port_text(host, packet.in_port)}")
         return said
     said = []
     vlans = list(packet.vlans)
@@ -515,7 +529,31 @@ def _endpoint_refused(ep, p: sim.Packet) -> str | None:
     elif p.eth_type == 0x86DD:
         if att.ip.version != 6:
             return f"IPv6 from {ep.name}, whose address in {att.network} is IPv4"
-        return f"IPv6 source {p.ipv6_src} is not {ep.name}'s own {own} (or link-local)"
+        lla = str(ep.ipv6_link_local)
+        mine = {own, lla}
+        kind = p.icmpv6_type if p.ip_proto == 58 else None
+        if kind in (pl.ND_RA, pl.ND_REDIRECT):
+            what = "router advertisement" if kind == pl.ND_RA else "redirect"
+            return (f"ICMPv6 {what} from {ep.name}, which is not {att.network}'s router "
+                    "(networks.N.router), or not from its own address")
+        if p.ipv6_src == "::" and kind == pl.ND_NS:
+            if p.ipv6_nd_target not in mine:
+                return (f"duplicate address detection for {p.ipv6_nd_target}, which is not "
+                        f"{ep.name}'s ({own} or {lla})")
+            return ("duplicate address detection must go to the target's solicited-node "
+                    "group, without a source link-layer address")
+        if p.ipv6_src not in mine:
+            return f"IPv6 source {p.ipv6_src} is not {ep.name}'s own {own} or {lla}"
+        if kind == pl.ND_NS:
+            return (f"neighbour solicitation with source link-layer address {p.ipv6_nd_sll}, "
+                    f"not {ep.name}'s MAC {ep.mac}")
+        if kind == pl.ND_NA:
+            if p.ipv6_nd_target not in mine:
+                return (f"neighbour advertisement for {p.ipv6_nd_target}, which is not "
+                        f"{ep.name}'s ({own} or {lla})")
+            return (f"neighbour advertisement with target link-layer address "
+                    f"{p.ipv6_nd_tll}, not {ep.name}'s MAC {ep.mac}")
+        return None
     else:
         return f"ethertype {p.eth_type:#06x}: only ARP and IP are admitted"
     return None
@@ -644,8 +682,12 @@ def build_probe(topo, ports, src_name: str, dst: str, proto: Proto, vlan: int | 
             group = ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0")) | low)
         else:
             eth_dst, group = dst_mac or BROADCAST, dst_ip
-        packet = sim.Packet(**base, eth_dst=eth_dst, eth_type=0x86DD, ip_proto=58,
-                            ipv6_src=s, ipv6_dst=str(group) if group else None)
+        if d is not None:
+            packet = sim.Packet(**base, eth_dst=eth_dst, **sim.neighbour_solicitation(
+                d, s, src.mac, ipv6_dst=str(group)))
+        else:
+            packet = sim.Packet(**base, eth_dst=eth_dst, eth_type=0x86DD, ip_proto=58,
+                                ipv6_src=s, ipv6_dst=None)
         summary.append(f"IPv6 neighbour solicitation for {d or '?'} from {s} (ARP's IPv6 form)")
     else:
         ip_proto = {"icmp": 58 if v6 else 1, "tcp": 6, "udp": 17}[proto.name]
@@ -748,12 +790,15 @@ def _verdict(topo, p: _Probe, run, hops, first_drop, proto: Proto, names) -> Tra
     receivers = run.receivers
     notes = list(p.notes)
     # An ARP (or neighbour) answer: a reply delivered back to the sender.
-    replies = [d for d in run.deliveries if d.endpoint == src.name and d.packet.arp_op == 2]
+    replies = [d for d in run.deliveries if d.endpoint == src.name and (
+        d.packet.arp_op == 2 or d.packet.icmpv6_type == pl.ND_NA)]
     answered = bool(replies)
     if answered:
         r = replies[0].packet
-        who = names.mac(r.arp_sha)
-        verdict = (f"answered: {r.arp_spa} is at {r.arp_sha}" + (f" ({who})" if who else "")
+        addr, mac = ((r.arp_spa, r.arp_sha) if r.arp_op == 2
+                     else (r.ipv6_nd_target, r.ipv6_nd_tll))
+        who = names.mac(mac)
+        verdict = (f"answered: {addr} is at {mac}" + (f" ({who})" if who else "")
                    + f", reply delivered to {src.name}")
     elif receivers:
         # a trunk receives on one of its guest VLANs: name the sub-interface
@@ -776,7 +821,8 @@ def _verdict(topo, p: _Probe, run, hops, first_drop, proto: Proto, names) -> Tra
         expected = net is not None and net in dst_ep.networks and not (
             not src.trunk and p.vlans)      # an access endpoint sending tagged: refused
         reached = dst_ep.name in receivers or (
-            answered and names.mac(replies[0].packet.arp_sha) == dst_ep.name)
+            answered and names.mac(replies[0].packet.arp_sha or replies[0].packet.ipv6_nd_tll)
+            == dst_ep.name)
         if expected and not reached:
             notes.append(f"NOT REACHED: {dst_ep.name} is in {net} like {src.name} "
                          "and should have received it")

@@ -6,8 +6,17 @@ the only module of the core's side that reads os-ken objects).
 
 from __future__ import annotations
 
+import base64
+
 from nsgre_core import ids
 from nsgre_core.flows import Flow, Group, Meter
+from osken_apps.wire import OXM, OXM_BASIC, OXM_CLASS
+
+#: Fields os-ken does not know (Open vSwitch's Ericsson ND fields): it
+#: reports a set_field of them as ``field_N`` (N = class << 7 | field
+#: number) with the value as bytes.
+_UNKNOWN_OXM = {f"field_{cls << 7 | OXM[name][0]}": name
+                for name, cls in OXM_CLASS.items() if cls != OXM_BASIC}
 
 
 def actions_from(acts) -> tuple:
@@ -23,6 +32,10 @@ def actions_from(acts) -> tuple:
             out.append(("push_vlan", a.ethertype))
         elif name == "OFPActionPopVlan":
             out.append(("pop_vlan",))
+        elif name == "OFPActionSetField" and a.key in _UNKNOWN_OXM:
+            value = a.value         # os-ken shows unknown fields' bytes in base64
+            raw = base64.b64decode(value) if isinstance(value, str) else bytes(value)
+            out.append(("set_field", _UNKNOWN_OXM[a.key], int.from_bytes(raw, "big")))
         elif name == "OFPActionSetField":
             out.append(("set_field", a.key, a.value))
         elif name == "NXActionRegMove":

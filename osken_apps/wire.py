@@ -64,15 +64,27 @@ def _int(fmt: str):
 OXM = {
     "in_port": (0, 4, _int("!I")), "metadata": (2, 8, _int("!Q")),
     "eth_dst": (3, 6, _mac), "eth_src": (4, 6, _mac), "eth_type": (5, 2, _int("!H")),
-    "vlan_vid": (6, 2, _int("!H")), "ipv4_src": (11, 4, _ip), "arp_op": (21, 2, _int("!H")),
+    "vlan_vid": (6, 2, _int("!H")), "ip_proto": (10, 1, _int("!B")),
+    "ipv4_src": (11, 4, _ip), "arp_op": (21, 2, _int("!H")),
     "arp_spa": (22, 4, _ip), "arp_tpa": (23, 4, _ip), "arp_sha": (24, 6, _mac),
-    "arp_tha": (25, 6, _mac), "ipv6_src": (26, 16, _ip), "tunnel_id": (38, 8, _int("!Q")),
+    "arp_tha": (25, 6, _mac), "ipv6_src": (26, 16, _ip), "ipv6_dst": (27, 16, _ip),
+    "icmpv6_type": (29, 1, _int("!B")), "ipv6_nd_target": (31, 16, _ip),
+    "ipv6_nd_sll": (32, 6, _mac), "ipv6_nd_tll": (33, 6, _mac),
+    "tunnel_id": (38, 8, _int("!Q")),
+    # Open vSwitch's Ericsson fields (class ERICOXM_OF, 0x1000; ovs-fields(7)):
+    # the 32-bit flags word of a neighbour advertisement (R, S, O) and the
+    # type of the first ND option; OVS recomputes the ICMPv6 checksum.
+    "nd_reserved": (1, 4, _int("!I")), "nd_options_type": (2, 1, _int("!B")),
 }
+OXM_BASIC, ERICOXM_OF = 0x8000, 0x1000
+#: The OXM class of each field: OpenFlow basic unless listed here.
+OXM_CLASS = {"nd_reserved": ERICOXM_OF, "nd_options_type": ERICOXM_OF}
 
 
 def _oxm_header(name: str, masked: bool = False) -> int:
     number, length, _ = OXM[name]
-    return 0x80000000 | number << 9 | masked << 8 | (length * 2 if masked else length)
+    return (OXM_CLASS.get(name, OXM_BASIC) << 16 | number << 9 | masked << 8
+            | (length * 2 if masked else length))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -83,8 +95,8 @@ def oxm(name: str, value) -> bytes:
     return struct.pack("!I", _oxm_header(name)) + pack(value)
 
 
-def _number(item) -> int:
-    return OXM[item[0]][0]
+def _number(item) -> tuple[int, int]:
+    return (OXM_CLASS.get(item[0], OXM_BASIC) != OXM_BASIC, OXM[item[0]][0])
 
 
 def _pad8(data: bytes) -> bytes:
@@ -264,9 +276,10 @@ class Decoded(NamedTuple):
     request: str | None = None
 
 
-_OXM_BY_NUMBER = {number: (name, length) for name, (number, length, _) in OXM.items()}
-_MAC_FIELDS = {"eth_dst", "eth_src", "arp_sha", "arp_tha"}
-_IP_FIELDS = {"ipv4_src", "arp_spa", "arp_tpa", "ipv6_src"}
+_OXM_BY_NUMBER = {(OXM_CLASS.get(name, OXM_BASIC), number): (name, length)
+                  for name, (number, length, _) in OXM.items()}
+_MAC_FIELDS = {"eth_dst", "eth_src", "arp_sha", "arp_tha", "ipv6_nd_sll", "ipv6_nd_tll"}
+_IP_FIELDS = {"ipv4_src", "arp_spa", "arp_tpa", "ipv6_src", "ipv6_dst", "ipv6_nd_target"}
 _MULTIPART = {OFPMP_PORT_DESC: "ports", OFPMP_FLOW: "flows", OFPMP_GROUP_DESC: "groups",
               OFPMP_METER_CONFIG: "meters", OFPMP_AGGREGATE: "count"}
 _VERBS = {(encode, command): verb for verb, (encode, command) in _COMMANDS.items()}
@@ -285,7 +298,7 @@ def _oxms(data: bytes) -> list[tuple[str, object]]:
     while at < len(data):
         header, = struct.unpack_from("!I", data, at)
         number, masked, length = (header >> 9) & 0x7F, (header >> 8) & 1, header & 0xFF
-        name, size = _OXM_BY_NUMBER[number]
+        name, size = _OXM_BY_NUMBER[header >> 16, number]
         raw = data[at + 4:at + 4 + length]
         fields.append((name, (_value(name, raw[:size]), _value(name, raw[size:]))
                        if masked else _value(name, raw)))
@@ -294,7 +307,7 @@ def _oxms(data: bytes) -> list[tuple[str, object]]:
 
 
 def _oxm_name(header: int) -> str:
-    return _OXM_BY_NUMBER[(header >> 9) & 0x7F][0]
+    return _OXM_BY_NUMBER[header >> 16, (header >> 9) & 0x7F][0]
 
 
 def _actions(data: bytes) -> tuple:

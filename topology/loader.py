@@ -27,8 +27,8 @@ TOP_KEYS = ("tunnel", "broadcast_limit", "hosts", "networks", "endpoints")
 #: Highest ``broadcast_limit`` accepted (frames per second per endpoint port).
 MAX_BROADCAST_LIMIT = 1_000_000
 HOST_KEYS = ("underlay_ip", "dpid")
-NETWORK_KEYS = ("key",)
-ENDPOINT_KEYS = ("host", "kind", "network", "ip", "vlans", "mac", "port")
+NETWORK_KEYS = ("key", "router")
+ENDPOINT_KEYS = ("host", "kind", "network", "ip", "vlans", "mac", "port", "link_local")
 ATTACHMENT_KEYS = ("network", "ip")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -425,10 +425,11 @@ def _parse(data: str | bytes, source: str, previous: Topology | None) -> Topolog
     # names them gets no second, misleading "unknown" error.
     endpoints = _endpoints(p, _section(p, doc, "endpoints"), set(raw_hosts),
                            set(raw_networks), tunnel, prev)
+    routers = _routers(p, raw_networks, endpoints)
     p.raise_if_any()
 
     keys = allocate.allocate_keys(explicit_keys, max_key, prev.get("keys"))
-    networks = [Network(n, keys[n]) for n in sorted(keys)]
+    networks = [Network(n, keys[n], routers.get(n)) for n in sorted(keys)]
 
     per_host: dict[str, dict[str, int]] = {h: {} for h in hosts}
     for e in endpoints:
@@ -516,6 +517,54 @@ def _networks(p: _Problems, raw: dict, tunnel: str, max_key: int) -> dict[str, i
         seen[key] = name
         keys[name] = key
     return keys
+
+
+def _routers(p: _Problems, raw: dict, endpoints: list[Endpoint]) -> dict[str, str]:
+    """Network -> the endpoint named as its IPv6 router (``router:``): it
+    must be a member of that network with an IPv6 address there."""
+    by_name = {e.name: e for e in endpoints}
+    routers = {}
+    for name, body in raw.items():
+        if "router" not in body:
+            continue
+        value, path, line = body["router"], f"networks.{name}.router", _line(body, "router")
+        if not isinstance(value, str):
+            p.add(line, path, f"must be an endpoint name, got {type(value).__name__} {value!r}")
+            continue
+        ep = by_name.get(value)
+        if ep is None:
+            p.add(line, path, f"unknown endpoint {value!r}{p.hint(value, by_name)}")
+            continue
+        att = next((a for a in ep.attachments if a.network == name), None)
+        if att is None:
+            p.add(line, path, f"endpoint '{value}' is not a member of network '{name}'")
+            continue
+        if att.ip.version != 6:
+            p.add(line, path, f"endpoint '{value}' has no IPv6 address in '{name}' "
+                  "(router: allows IPv6 router advertisements)")
+            continue
+        routers[name] = value
+    return routers
+
+
+def _link_local(p: _Problems, body, path: str, attachments) -> ipaddress.IPv6Address | None:
+    """A declared IPv6 link-local address (``link_local: fe80::1``)."""
+    value = body["link_local"]
+    line = _line(body, "link_local")
+    try:
+        addr = ipaddress.IPv6Address(str(value))
+    except ValueError:
+        p.add(line, f"{path}.link_local",
+              f"must be an IPv6 link-local address like fe80::1 (no prefix length), "
+              f"got {value!r}")
+        return None
+    if not addr.is_link_local:
+        p.add(line, f"{path}.link_local", f"{addr} is not link-local (fe80::/10)")
+        return None
+    if attachments and not any(a.ip.version == 6 for a in attachments):
+        p.add(line, f"{path}.link_local", "the endpoint has no IPv6 address")
+        return None
+    return addr
 
 
 def _address(p: _Problems, body, path: str):
@@ -638,15 +687,19 @@ def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
                 p.add(_line(body, "port"), f"{path}.port",
                       f"'{port}' is reserved for tunnel ports ({tunnel}-HOST)")
                 ok = False
+        link_local = None
+        if "link_local" in body:
+            link_local = _link_local(p, body, path, attachments)
+            ok = ok and link_local is not None
         if ok and attachments:
-            valid[name] = (host, kind, attachments, mac, port)
+            valid[name] = (host, kind, attachments, mac, port, link_local)
 
     # Explicit values first, each checked for duplicates; then defaults
     # allocated around them, so a default never collides with anything.
     seen_mac: dict[str, str] = {}
     seen_port: dict[tuple, str] = {}
     seen_ip: dict[tuple, str] = {}
-    for name, (host, _, attachments, mac, port) in valid.items():
+    for name, (host, _, attachments, mac, port, _) in valid.items():
         body, path = raw[name], f"endpoints.{name}"
         if mac is not None:
             if mac in seen_mac:
@@ -671,7 +724,7 @@ def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
                                    allocate.default_mac, set(seen_mac), previous.get("macs"))
     pending: dict[str, list[str]] = {}
     used: dict[str, set[str]] = {}
-    for name, (host, _, _, _, port) in valid.items():
+    for name, (host, _, _, _, port, _) in valid.items():
         pending.setdefault(host, [])
         if port is None:
             pending[host].append(name)
@@ -681,8 +734,38 @@ def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
     for host in sorted(pending):
         ports.update(allocate.allocate_names(pending[host], allocate.default_port,
                                              used.get(host, set()), previous.get("ports")))
-    return [Endpoint(name, host, kind, tuple(attachments), mac or macs[name], port or ports[name])
-            for name, (host, kind, attachments, mac, port) in valid.items()]
+    result = [Endpoint(name, host, kind, tuple(attachments), mac or macs[name],
+                       port or ports[name], link_local)
+              for name, (host, kind, attachments, mac, port, link_local) in valid.items()]
+    _check_link_locals(p, raw, result)
+    return result
+
+
+def _check_link_locals(p: _Problems, raw: dict, endpoints: list[Endpoint]):
+    """A declared link-local address must not be another member's address
+    or link-local address (declared or EUI-64) in a network the two share:
+    port security would admit both, and neighbour discovery could not tell
+    them apart."""
+    declared = [e for e in endpoints if e.link_local is not None]
+    if not declared:
+        return
+    owners: dict[tuple, tuple[str, str]] = {}
+    for e in endpoints:
+        for a in e.attachments:
+            if a.ip.version == 6:
+                owners[(a.network, a.ip.ip)] = (e.name, "address")
+    for e in sorted(endpoints, key=lambda e: (e.link_local is not None, e.name)):
+        for a in e.attachments:
+            if a.ip.version != 6:
+                continue
+            key = (a.network, e.ipv6_link_local)
+            owner = owners.get(key)
+            if owner is not None and owner[0] != e.name and e.link_local is not None:
+                what = "link-local address" if owner[1] == "link" else "address"
+                p.add(_line(raw[e.name], "link_local"), f"endpoints.{e.name}.link_local",
+                      f"{e.link_local} is already the {what} of endpoint "
+                      f"'{owner[0]}' in network '{a.network}'")
+            owners.setdefault(key, (e.name, "link"))
 
 
 def load(path: str | Path | None = None, previous: Topology | None = None) -> Topology:

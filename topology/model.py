@@ -57,6 +57,9 @@ class Host:
 class Network:
     name: str
     key: int
+    #: The member endpoint allowed to send IPv6 router advertisements and
+    #: redirects in this network (``router:`` in the file); None: nobody.
+    router: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,15 @@ class Endpoint:
     attachments: tuple[Attachment, ...]
     mac: str
     port: str
+    #: IPv6 link-local address declared in the file (``link_local:``);
+    #: None: the EUI-64 address of ``mac`` (see ``ipv6_link_local``).
+    link_local: ipaddress.IPv6Address | None = None
+
+    @property
+    def ipv6_link_local(self) -> ipaddress.IPv6Address:
+        """The one link-local address the endpoint may send from: the
+        declared one, else fe80::/64 + the modified EUI-64 of its MAC."""
+        return self.link_local if self.link_local is not None else eui64_link_local(self.mac)
 
     @property
     def trunk(self) -> bool:
@@ -110,6 +122,7 @@ class Member(NamedTuple):
     port: str
     address: str                 # with prefix length, as text
     guest_vlan: int | None       # a trunk's own 802.1Q id; None on an access port
+    link_local: str = ""         # IPv6 members: the endpoint's link-local address
 
 
 class NetworkView(NamedTuple):
@@ -121,6 +134,7 @@ class NetworkView(NamedTuple):
     key: int
     members: tuple[Member, ...]
     carrying: tuple[tuple[str, int], ...]   # (host, local VLAN), by host name
+    router: str | None = None    # the member that may send IPv6 RAs and redirects
 
 
 def _node(kind: str, name: str) -> tuple[str, str]:
@@ -263,14 +277,24 @@ def _network_views(tunnel, metered, graph, endpoints, local_vlans) -> dict[str, 
     for e in endpoints:
         for a in e.attachments:
             members.setdefault(a.network, []).append(
-                Member(e.name, e.host, e.mac, e.port, str(a.ip), a.vlan))
+                Member(e.name, e.host, e.mac, e.port, str(a.ip), a.vlan,
+                       str(e.ipv6_link_local) if a.ip.version == 6 else ""))
     carrying: dict[str, list] = {}
     for (host, net), vlan in local_vlans.items():
         carrying.setdefault(net, []).append((host, vlan))
     return {name: NetworkView(tunnel, metered, data["obj"].key,
                               tuple(sorted(members.get(name, ()))),
-                              tuple(sorted(carrying.get(name, ()))))
+                              tuple(sorted(carrying.get(name, ()))), data["obj"].router)
             for (kind, name), data in graph.nodes(data=True) if kind == "network"}
+
+
+def eui64_link_local(mac: str) -> ipaddress.IPv6Address:
+    """fe80::/64 with the modified EUI-64 interface id of ``mac`` (RFC 4291
+    appendix A: ff:fe in the middle, the universal/local bit flipped), the
+    link-local address Linux gives an interface with that MAC by default."""
+    b = bytes.fromhex(mac.replace(":", ""))
+    iid = bytes([b[0] ^ 0x02]) + b[1:3] + b"\xff\xfe" + b[3:]
+    return ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid)
 
 
 def tunnel_port_name(tunnel: str, peer: str) -> str:

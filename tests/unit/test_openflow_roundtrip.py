@@ -14,6 +14,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp, ofproto_v1_3_parser as parser
 from nsgre_core.pipeline import offline_ports
 
 from test_trunks import TRUNKS
+from test_ipv6 import V6
 
 # os-ken builds messages for a datapath; only its protocol version matters here.
 DP = types.SimpleNamespace(ofproto=ofp, ofproto_parser=parser, id=1)
@@ -32,7 +33,7 @@ def as_reported(flow):
     return openflow.flow_from_stats(stats)
 
 
-@pytest.mark.parametrize("text", [None, TRUNKS], ids=["seed", "trunks"])
+@pytest.mark.parametrize("text", [None, TRUNKS, V6], ids=["seed", "trunks", "v6"])
 def test_every_computed_flow_and_group_comes_back_from_the_wire_unchanged(text):
     topo = topology.load() if text is None else topology.parse(text, "t.yaml")
     ports = offline_ports(topo)

@@ -239,7 +239,7 @@ def test_unknown_fields_are_named_with_a_did_you_mean():
     assert problems(text) == [
         "t.yaml:4: tunel: unknown field (did you mean 'tunnel'?); expected one of: "
         "tunnel, broadcast_limit, hosts, networks, endpoints",
-        "t.yaml:10: networks.net20.kye: unknown field (did you mean 'key'?); expected one of: key",
+        "t.yaml:10: networks.net20.kye: unknown field (did you mean 'key'?); expected one of: key, router",
     ]
 
 
