@@ -464,3 +464,13 @@ def test_the_controller_programs_an_ipv6_fabric_as_modelled_and_a_reconnect_send
     before = len(h1.mods())
     h.connect(h1)
     assert len(h1.mods()) == before
+
+
+def test_nsgre_pipeline_prints_a_host_with_ipv6_endpoints(tmp_path, capsys):
+    """It used to fail sorting a masked IPv6 match against a plain one."""
+    from nsgre_tools.cli import main
+    path = tmp_path / "v6.yaml"
+    path.write_text(V6)
+    assert main(["pipeline", "h1", "-t", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "icmp_type=135" in out or "icmpv6_type=135" in out, out[:2000]
