@@ -106,15 +106,15 @@ def _is_icmp(data: bytes) -> bool:
     return ethertype == b"\x08\x00" and len(data) > at + 9 and data[at + 9] == 1
 
 
-class Capture:
-    """Frames marked with ``tok`` arriving at each namespace's interface
-    (``{ns: iface}``), recorded by label: ``reached[label] == {ns, ...}``."""
+class Listener:
+    """Every frame arriving at each namespace's interface (``{ns: iface}``),
+    read by a thread while the block runs; ``arrived(ns, data)`` says what
+    to keep (frames the namespace sent itself are not arrivals)."""
 
-    def __init__(self, where: dict[str, str], tok: str, group_dst_only: bool = False):
-        self.where, self.tok = where, tok
-        self.prefix = MARK + tok.encode() + b":"
-        self.group_dst_only = group_dst_only
-        self.reached: dict[str, set[str]] = defaultdict(set)
+    group_dst_only = False
+
+    def __init__(self, where: dict[str, str]):
+        self.where = where
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -130,14 +130,36 @@ class Capture:
             ready, _, _ = select.select(list(self.socks), [], [], 0.05)
             for sock in ready:
                 data, addr = sock.recvfrom(65535)
-                if addr[2] == socket.PACKET_OUTGOING:
-                    continue
-                at = data.find(self.prefix)
-                if at < 0 or _is_icmp(data):
-                    continue
-                label = data[at + len(self.prefix):].split(b";")[0].decode(errors="replace")
-                with self._lock:
-                    self.reached[label].add(self.socks[sock])
+                if addr[2] != socket.PACKET_OUTGOING:
+                    with self._lock:
+                        self.arrived(self.socks[sock], data)
+
+    def arrived(self, ns: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.thread.join()
+        for sock in self.socks:
+            sock.close()
+
+
+class Capture(Listener):
+    """Frames marked with ``tok`` arriving at each namespace's interface
+    (``{ns: iface}``), recorded by label: ``reached[label] == {ns, ...}``."""
+
+    def __init__(self, where: dict[str, str], tok: str, group_dst_only: bool = False):
+        super().__init__(where)
+        self.tok = tok
+        self.prefix = MARK + tok.encode() + b":"
+        self.group_dst_only = group_dst_only
+        self.reached: dict[str, set[str]] = defaultdict(set)
+
+    def arrived(self, ns: str, data: bytes) -> None:
+        at = data.find(self.prefix)
+        if at >= 0 and not _is_icmp(data):
+            label = data[at + len(self.prefix):].split(b";")[0].decode(errors="replace")
+            self.reached[label].add(ns)
 
     def snapshot(self) -> dict[str, set[str]]:
         with self._lock:
@@ -153,13 +175,6 @@ class Capture:
                 return True
             time.sleep(0.02)
         return False
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self.thread.join()
-        for sock in self.socks:
-            sock.close()
-
 
 class Storm:
     """A generator that sends one frame at ``rate`` frames a second from

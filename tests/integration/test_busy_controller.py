@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import topology
 from conftest import ROOT, ns
 from test_hitless import wait_programmed
@@ -30,14 +32,22 @@ def large_file(path: Path, networks=3000, per_network=10) -> Path:
     return path
 
 
-def test_a_port_power_cycled_while_a_large_file_is_validated_gets_its_flows_back_meanwhile(
-        up, controller, tmp_path):
+@pytest.fixture
+def seed(up, controller, tmp_path):
+    """The seed, programmed by a controller started as the README says, its
+    API on a socket of the test's own."""
     api = tmp_path / "api.sock"
     ctl = controller("osken_apps/nsgre_app.py",
                      extra=["--user-flags", "osken_apps/flags.py", "--nsgre-api", str(api)])
     topo = topology.load()
     emu = up(topo, controller=ctl.target)
     wait_programmed(ctl, topo.hosts)
+    return ctl, emu, api, topo
+
+
+def test_a_port_power_cycled_while_a_large_file_is_validated_gets_its_flows_back_meanwhile(
+        seed, tmp_path):
+    ctl, emu, api, topo = seed
     big = large_file(tmp_path / "big.yaml")
     vm1 = topo.endpoint("vm1")
     ovs = emu.ovs[vm1.host]
@@ -74,13 +84,8 @@ def test_a_port_power_cycled_while_a_large_file_is_validated_gets_its_flows_back
 
 
 def test_a_port_flapping_1000_times_in_10_s_is_dampened_and_another_hosts_new_endpoint_is_served(
-        up, controller, tmp_path):
-    api = tmp_path / "api.sock"
-    ctl = controller("osken_apps/nsgre_app.py",
-                     extra=["--user-flags", "osken_apps/flags.py", "--nsgre-api", str(api)])
-    old = topology.load()
-    emu = up(old, controller=ctl.target)
-    wait_programmed(ctl, old.hosts)
+        seed, tmp_path):
+    ctl, emu, api, old = seed
     # vm1's port on kvm1 goes down and up 500 times: 1,000 port events in about 10 s
     flapper = subprocess.Popen(
         ["ip", "netns", "exec", "kvm1", "sh", "-c",

@@ -23,10 +23,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import select
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -148,33 +145,15 @@ def fabric(tmp_path_factory):
         emu.down()
 
 
-class Sniff:
+class Sniff(attack.Listener):
     """Every frame arriving at the given endpoints, as scapy packets."""
 
     def __init__(self, names):
-        self.names = names
+        super().__init__({n: "eth0" for n in names})
         self.frames = {n: [] for n in names}
-        self._stop = threading.Event()
 
-    def __enter__(self):
-        self.socks = {attack.packet_socket(n, "eth0"): n for n in self.names}
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            ready, _, _ = select.select(list(self.socks), [], [], 0.05)
-            for sock in ready:
-                data, addr = sock.recvfrom(65535)
-                if addr[2] != socket.PACKET_OUTGOING:
-                    self.frames[self.socks[sock]].append(Ether(data))
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self.thread.join()
-        for sock in self.socks:
-            sock.close()
+    def arrived(self, ns: str, data: bytes) -> None:
+        self.frames[ns].append(Ether(data))
 
     def solicitations(self, name, target=None, src=None):
         return [p for p in self.frames[name] if ICMPv6ND_NS in p
