@@ -11,19 +11,28 @@ for a tagged frame, 0 for an untagged one.
 
 Actions are tuples:  ``("output", port)``, ``("group", id)``,
 ``("push_vlan", ethertype)``, ``("pop_vlan",)``, ``("set_field", field, value)``.
+``("output", OFPP_CONTROLLER)`` sends the whole frame to the controller (the
+wire carries max_len ``OFPCML_NO_BUFFER``); a switch reporting an output to
+the controller with any other max_len reads back as
+``("output", OFPP_CONTROLLER, max_len)``, which equals nothing nsgre wants.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nsgre_core.ofp import OFPP_IN_PORT, OFPVID_PRESENT
+from nsgre_core.ofp import OFPCML_NO_BUFFER, OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT
 
 Action = tuple
 
 
 def output(port: int) -> Action:
     return ("output", port)
+
+
+def to_controller() -> Action:
+    """Send the frame to the controller as a packet-in, whole."""
+    return ("output", OFPP_CONTROLLER)
 
 
 def group(group_id: int) -> Action:
@@ -132,7 +141,7 @@ _OFCTL_FIELDS = {"eth_src": "dl_src", "eth_dst": "dl_dst", "tunnel_id": "tun_id"
                  "ipv6_nd_target": "nd_target", "ipv6_nd_sll": "nd_sll",
                  "ipv6_nd_tll": "nd_tll"}
 #: Fields ``ovs-ofctl`` text shows in decimal, as its own output does.
-_DECIMAL = {"ip_proto", "icmpv6_type", "nd_options_type"}
+_DECIMAL = {"ip_proto", "icmpv6_type", "nd_options_type", "udp_src", "udp_dst"}
 _NXM = {"eth_src": "NXM_OF_ETH_SRC", "eth_dst": "NXM_OF_ETH_DST", "arp_sha": "NXM_NX_ARP_SHA",
         "arp_tha": "NXM_NX_ARP_THA", "arp_spa": "NXM_OF_ARP_SPA", "arp_tpa": "NXM_OF_ARP_TPA",
         "ipv6_src": "NXM_NX_IPV6_SRC", "ipv6_dst": "NXM_NX_IPV6_DST"}
@@ -165,6 +174,8 @@ def _fmt(v) -> str:
 
 def action_ofctl(action: Action) -> str:
     kind = action[0]
+    if kind == "output" and action[1] == OFPP_CONTROLLER:
+        return f"CONTROLLER:{action[2] if len(action) > 2 else OFPCML_NO_BUFFER}"
     if kind == "output":
         return "IN_PORT" if action[1] == OFPP_IN_PORT else f"output:{action[1]}"
     if kind == "move":

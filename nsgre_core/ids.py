@@ -1,6 +1,6 @@
 """Every id nsgre puts on a switch, encoded and decoded here and nowhere
-else: flow cookies, flood-group ids, storm-control meter ids and the
-pipeline metadata.  The README's pipeline reference is generated from
+else: flow cookies, flood-group ids, meter ids (storm control and DHCP)
+and the pipeline metadata.  The README's pipeline reference is generated from
 these constants (``nsgre_core.reference``).
 """
 
@@ -86,19 +86,39 @@ def owned_group(group_id: int) -> bool:
     return decode_group(group_id) is not None
 
 
-# -- meters: storm control, one per endpoint port, from its OpenFlow number --
-METER_STORM_BASE = 0x10000      # + OpenFlow port number (OVS numbers ports below 0xff00)
+# -- meters: two kinds, one of each per endpoint port, from its OpenFlow number --
+# OVS numbers real ports below 0xff00, so each kind's range is 0xfeff ids wide;
+# the userspace datapath accepts meter ids below 2^18 (0x40000).
+METER_STORM_BASE = 0x10000      # + OpenFlow port: storm control of its floods (forward)
 METER_STORM_MAX = METER_STORM_BASE + 0xFEFF
+METER_DHCP_BASE = 0x20000       # + OpenFlow port: its DHCP to the controller (classify)
+METER_DHCP_MAX = METER_DHCP_BASE + 0xFEFF
+METER_STORM, METER_DHCP = "storm", "dhcp"
+#: Meter kind -> (first id - 1, last id): what ``decode_meter`` reads.
+METER_RANGES = {METER_STORM: (METER_STORM_BASE, METER_STORM_MAX),
+                METER_DHCP: (METER_DHCP_BASE, METER_DHCP_MAX)}
 
 
 def storm_meter(ofport: int) -> int:
     return METER_STORM_BASE + ofport
 
 
-def decode_meter(meter_id: int) -> int | None:
-    """The OpenFlow port a storm-control meter serves; None for anyone else's."""
-    return meter_id - METER_STORM_BASE if METER_STORM_BASE < meter_id <= METER_STORM_MAX \
-        else None
+def dhcp_meter(ofport: int) -> int:
+    return METER_DHCP_BASE + ofport
+
+
+class MeterId(NamedTuple):
+    kind: str           # storm | dhcp
+    ofport: int         # the endpoint port it serves
+
+
+def decode_meter(meter_id: int) -> MeterId | None:
+    """``MeterId(kind, OpenFlow port)`` of a meter nsgre allocates: a
+    port's storm-control or DHCP meter; None for anyone else's."""
+    for kind, (base, last) in METER_RANGES.items():
+        if base < meter_id <= last:
+            return MeterId(kind, meter_id - base)
+    return None
 
 
 def owned_meter(meter_id: int) -> bool:

@@ -10,20 +10,25 @@ VERSION = 4                       # OpenFlow 1.3
 # Ports (OpenFlow 1.3 numbering, 32 bits).
 OFPP_MAX = 0xFFFFFF00             # highest number of a real port; reserved ports above
 OFPP_IN_PORT = 0xFFFFFFF8
+OFPP_CONTROLLER = 0xFFFFFFFD      # send to the controller as a packet-in
 OFPP_ANY = 0xFFFFFFFF
 #: OVSDB's Interface.ofport uses OpenFlow 1.0 numbering: real ports are
 #: below 0xff00 and the bridge's LOCAL port is 65534.
 OVSDB_OFPORT_MAX = 0xFF00
 
 OFPG_ANY = 0xFFFFFFFF
+OFP_NO_BUFFER = 0xFFFFFFFF        # a packet-out carries its frame, not a buffer id
 OFPM_ALL = 0xFFFFFFFF
 OFPTT_ALL = 0xFF
 OFPCML_MAX = 0xFFE5
+#: An output to the controller's max_len: send the whole frame, buffer nothing.
+OFPCML_NO_BUFFER = 0xFFFF
 
 OFPVID_PRESENT = 0x1000           # vlan_vid of a tagged frame: 0x1000 | VLAN id
 
 # Message types.
 OFPT_EXPERIMENTER = 4
+OFPT_PACKET_OUT = 13
 OFPT_FLOW_MOD = 14
 OFPT_GROUP_MOD = 15
 OFPT_MULTIPART_REQUEST = 18

@@ -7,7 +7,12 @@ stale port number; when it appears, computing again yields its flows.
 
 Packet walk (tables, their contracts and priorities in ``nsgre_core.tables``):
 
-  classify       endpoint port + own MAC + (untagged | a trunk's guest VLAN)
+  classify       UDP from port 67 (a DHCP server's), any port -> drop
+                 endpoint port + own MAC + (untagged | a trunk's guest VLAN)
+                 + UDP 68 -> 67, network with DHCP on
+                                     -> the port's DHCP meter, to the controller
+                 any other UDP to port 67 -> drop (never flooded nor tunnelled)
+                 endpoint port + own MAC + (untagged | a trunk's guest VLAN)
                  + ARP for its own IP / IP from its own address (IPv6: or
                  its own link-local address; neighbour discovery only as its
                  own: _neighbour_discovery; any other RA/NS/NA/redirect
@@ -47,9 +52,10 @@ from typing import Iterable, Mapping
 from nsgre_core import ids
 from nsgre_core import tables as T
 from nsgre_core.flows import (Flow, Group, Meter, group, move, output, pop_vlan, push_vlan,
-                              set_tunnel_key, set_vlan)
+                              set_tunnel_key, set_vlan, to_controller)
 from nsgre_core.ofp import OFPP_IN_PORT, OFPVID_PRESENT
 from topology import Topology
+from topology.model import DHCP_BURST, DHCP_RATE
 
 MULTICAST = ("01:00:00:00:00:00", "01:00:00:00:00:00")
 #: IEEE 802.1Q's reserved group addresses 01:80:c2:00:00:00 to ..:0f: link
@@ -64,6 +70,9 @@ ND_RA, ND_NS, ND_NA, ND_REDIRECT = 134, 135, 136, 137
 NA_ROUTER, NA_SOLICITED, NA_OVERRIDE = 0x80000000, 0x40000000, 0x20000000
 #: Option types: source and target link-layer address.
 ND_OPT_SLL, ND_OPT_TLL = 1, 2
+#: DHCP (RFC 2131) over UDP: clients send from port 68 to the server's port 67.
+UDP = 17
+DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 
 
 def solicited_node(address: str) -> str:
@@ -144,6 +153,26 @@ def _admit(ofport: int, arriving: int, mac: str, ip: str, meta: int, cookie: int
     return flows
 
 
+def _dhcp(ofport: int, arriving: int, mac: str, cookie: int) -> Flow:
+    """An endpoint's DHCP requests (from its own MAC, on the VLAN it sends
+    on) go up to the controller whole, through its port's DHCP meter.  Any
+    source address: a DISCOVER comes from 0.0.0.0, a renewal from its own."""
+    return Flow.make(
+        T.CLASSIFY.id, T.PRIO_DHCP,
+        {"in_port": ofport, "vlan_vid": arriving, "eth_src": mac, "eth_type": 0x0800,
+         "ip_proto": UDP, "udp_src": DHCP_CLIENT_PORT, "udp_dst": DHCP_SERVER_PORT},
+        (to_controller(),), cookie=cookie, meter=ids.dhcp_meter(ofport))
+
+
+def dhcp_ports(topo: Topology, host: str, ports: Mapping[str, int]) -> dict[str, int]:
+    """Endpoint name -> OpenFlow port of each endpoint present on ``host``
+    whose DHCP goes to the controller: one with an IPv4 address in a network
+    with ``dhcp`` on."""
+    return {e.name: ports[e.port] for e in topo.endpoints_on(host)
+            if e.port in ports and any(a.ip.version == 4 and topo.network(a.network).dhcp
+                                       for a in e.attachments)}
+
+
 def _own(ip: str, link_local: str) -> list[str]:
     """The IPv6 addresses an endpoint may send from: its address and its
     link-local address (one, if they are the same)."""
@@ -207,11 +236,17 @@ def _nd_answer(vlan: int, mac: str, ip: str, router: bool, cookie: int) -> list[
 
 def base_flows() -> tuple[Flow, ...]:
     """What every bridge holds whatever the topology: the default drops, the
-    drop of IEEE 802.1 reserved frames, and the ARP table's fall-through."""
+    drop of IEEE 802.1 reserved frames, the DHCP guards, and the ARP table's
+    fall-through."""
     base = ids.BASE_COOKIE
+    udp = {"eth_type": 0x0800, "ip_proto": UDP}
     flows = [Flow.make(table.id, T.PRIO_DROP, cookie=base)
              for table in (T.CLASSIFY, T.TAG, T.FORWARD, T.ND_REPLY)]
     flows.append(Flow.make(T.CLASSIFY.id, T.PRIO_RESERVED, {"eth_dst": RESERVED}, cookie=base))
+    flows.append(Flow.make(T.CLASSIFY.id, T.PRIO_DHCP_GUARD,
+                           {**udp, "udp_src": DHCP_SERVER_PORT}, cookie=base))
+    flows.append(Flow.make(T.CLASSIFY.id, T.PRIO_DHCP_DROP,
+                           {**udp, "udp_dst": DHCP_SERVER_PORT}, cookie=base))
     flows.append(Flow.make(T.ARP_RESPONDER.id, T.PRIO_DAD,
                            {"eth_type": 0x86DD, "ip_proto": ICMPV6, "icmpv6_type": ND_NS,
                             "ipv6_src": "::"}, goto=T.TAG.id, cookie=base))
@@ -284,6 +319,8 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
                 deliver = (set_vlan(guest_vlan), output(ofport))
                 trunk_here = True
             flows += _admit(ofport, arriving, mac, ip, meta, ep_cookie, link_local, router)
+            if view.dhcp and ":" not in ip:
+                flows.append(_dhcp(ofport, arriving, mac, ep_cookie))
             flows.append(Flow.make(
                 T.FORWARD.id, T.PRIO_UNICAST,
                 {"vlan_vid": tagged, "eth_dst": mac}, deliver, cookie=ep_cookie))
@@ -334,15 +371,19 @@ def network_piece(topo: Topology, host: str, network: str, ports: Mapping[str, i
 
 
 def meters(topo: Topology, host: str, ports: Mapping[str, int]) -> tuple[Meter, ...]:
-    """Storm control: one meter per endpoint port present on ``host`` (its
-    floods in every network it attaches to go through it), none when the
-    topology sets no ``broadcast_limit``."""
+    """The meters of ``host``'s bridge, by id.  Storm control: one per
+    endpoint port present (its floods in every network it attaches to go
+    through it), none when the topology sets no ``broadcast_limit``.  DHCP:
+    one per endpoint port present whose DHCP goes to the controller
+    (``dhcp_ports``), at ``DHCP_RATE`` frames a second, whatever the
+    broadcast limit."""
+    out = [Meter(ids.dhcp_meter(p), DHCP_RATE, DHCP_BURST)
+           for p in dhcp_ports(topo, host, ports).values()]
     rate = topo.broadcast_limit
-    if not rate:
-        return ()
-    meter_ids = {ids.storm_meter(ports[e.port]) for e in topo.endpoints_on(host)
-                 if e.port in ports}
-    return tuple(Meter(i, rate, storm_burst(rate)) for i in sorted(meter_ids))
+    if rate:
+        out += [Meter(ids.storm_meter(ports[e.port]), rate, storm_burst(rate))
+                for e in topo.endpoints_on(host) if e.port in ports]
+    return tuple(sorted(out))
 
 
 def pieces(topo: Topology, host: str, ports: Mapping[str, int],

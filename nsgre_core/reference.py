@@ -23,6 +23,7 @@ from pathlib import Path
 
 import topology
 from nsgre_core import ids, ofp, pipeline
+from topology import model
 from nsgre_core import tables as T
 from nsgre_core.flows import _OFCTL_FIELDS, Group
 
@@ -104,11 +105,33 @@ never sends a copy back out of the port a frame came in on, so the sender
 does not receive its own flood and one group serves every port of the
 network."""
 
-METERS_WHY = """\
-Every broadcast and multicast frame an endpoint sends goes through its
-port's meter before the flood group (a trunk's networks share its port's
-meter); unicast never does. A storm in one network is cut at the port it
-comes from, before it costs a copy, a tunnel header or a peer's CPU."""
+#: What each meter kind is for (``ids.METER_RANGES``), as ``may do`` names it.
+METER_WHAT = {ids.METER_STORM: "storm control", ids.METER_DHCP: "DHCP rate limit"}
+
+METERS_INTRO = """\
+Two meters per endpoint port at most, each numbered from the port's
+OpenFlow number `P` (OVS numbers real ports below `{ofmax:#x}`; `ovs-ofctl`
+shows meter ids in decimal). Each is a packet-rate meter with one drop band."""
+
+#: Which frames go through each meter kind, at what rate and why.
+METER_WHY = {
+    ids.METER_STORM: (
+        "every endpoint port present, unless `broadcast_limit: 0`",
+        "every broadcast and multicast frame the endpoint sends, before the flood group "
+        "(forward, `PRIO_STORM`; a trunk's networks share its port's meter); unicast never "
+        "does. A storm in one network is cut at the port it comes from, before it costs a "
+        "copy, a tunnel header or a peer's CPU",
+        "the topology's `broadcast_limit` (default {storm:,} frames a second), burst a "
+        "tenth of that ({storm_burst} at the default)"),
+    ids.METER_DHCP: (
+        "every endpoint port present with an IPv4 address in a network with `dhcp` on, "
+        "whatever the `broadcast_limit`",
+        "the endpoint's DHCP requests, on their way to the controller (classify, "
+        "`PRIO_DHCP`; a trunk's guest VLANs share its port's meter). A guest flooding DHCP "
+        "is cut on the switch, before it costs a packet-in",
+        "`DHCP_RATE` {dhcp} frames a second, burst `DHCP_BURST` {dhcp_burst}: a client "
+        "sends a few frames a lease, retransmitting every few seconds"),
+}
 
 METERS_BUNDLE = """\
 OVS cannot put meter-mods in a bundle: new meters are sent just before a
@@ -123,11 +146,12 @@ COOKIE_MAGIC_WHY = "this flow is nsgre's"
 #: (``ids.KIND_NAMES``); ``{bits}`` is the width of the id field.
 KIND_WHY = {
     ids.KIND_BASE: ("the flows every bridge holds whatever the topology: the explicit "
-                    "drops, the ARP table's fall-through", "0"),
+                    "drops (DHCP guards included), the ARP table's fall-through", "0"),
     ids.KIND_NETWORK: ("a network's flows (tunnel admission, tagging, flooding)",
                        "the network's tunnel key"),
-    ids.KIND_ENDPOINT: ("an endpoint's flows (admission, ARP answer, delivery, storm "
-                        "control)", "a {bits}-bit hash of the endpoint's name"),
+    ids.KIND_ENDPOINT: ("an endpoint's flows (admission, DHCP to the controller, ARP "
+                        "answer, delivery, storm control)",
+                        "a {bits}-bit hash of the endpoint's name"),
 }
 
 COOKIES_OWNED = """\
@@ -198,11 +222,14 @@ def may_do(table: T.Table) -> str:
     """What a table's flows may do, from its declaration."""
     parts = []
     if table.meters:
-        parts.append("meter (storm control)")
+        parts.append("meter (" + ", ".join(METER_WHAT.get(k, k) for k in
+                                          _ordered(table.meters, list(METER_WHAT))) + ")")
     kinds = []
     for kind in _ordered(table.actions, ACTION_ORDER):
         if kind == "output":
-            kind += " (`IN_PORT` only)" if table.outputs_in_port_only else " (real ports)"
+            kind += (" (`IN_PORT` only)" if table.outputs_in_port_only else
+                     " (the controller only)" if table.outputs_controller_only else
+                     " (real ports)")
         kinds.append(kind)
     if kinds:
         parts.append(", ".join(kinds))
@@ -280,17 +307,20 @@ def groups_section() -> str:
 
 
 def meters_section() -> str:
-    base, last = ids.METER_STORM_BASE, ids.METER_STORM_MAX
-    rate = topology.DEFAULT_BROADCAST_LIMIT
-    burst = pipeline.storm_burst(rate)
-    assert ids.decode_meter(base + 1) == 1 and ids.decode_meter(last) == last - base
-    head = (f"One meter per endpoint port, numbered `{base:#x}` + its "
-            f"OpenFlow port number (`{base + 1:#x}`..`{last:#x}`: OVS numbers real ports "
-            f"below `{ofp.OVSDB_OFPORT_MAX:#x}`; `ovs-ofctl` shows them in decimal, "
-            f"`meter:{ids.storm_meter(1)}` for port 1). Each is a packet-rate meter with "
-            f"one drop band at the topology's `broadcast_limit` (default {rate:,} frames a "
-            f"second) and a burst of a tenth of that ({burst} at the default).")
-    return "\n\n".join(["### Storm-control meters", *_prose(head, METERS_WHY, METERS_BUNDLE)])
+    storm = topology.DEFAULT_BROADCAST_LIMIT
+    figures = dict(storm=storm, storm_burst=pipeline.storm_burst(storm),
+                   dhcp=model.DHCP_RATE, dhcp_burst=model.DHCP_BURST)
+    rows = []
+    for kind, (base, last) in ids.METER_RANGES.items():
+        assert ids.decode_meter(base + 1) == ids.MeterId(kind, 1)
+        assert ids.decode_meter(last) == ids.MeterId(kind, last - base)
+        on, what, rate = METER_WHY[kind]
+        rows.append((f"`{base:#x}+P`", f"`{base + 1:#x}`..`{last:#x}` ({base + 1}..{last})",
+                     METER_WHAT[kind], on, what, rate.format(**figures)))
+    head = METERS_INTRO.format(ofmax=ofp.OVSDB_OFPORT_MAX)
+    return "\n\n".join(["### Meters", *_prose(head),
+                         _table(("meter id", "ids", "kind", "on", "meters", "rate"), rows),
+                         *_prose(METERS_BUNDLE)])
 
 
 def cookies_section(topo) -> str:

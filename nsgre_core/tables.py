@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nsgre_core import ids
-from nsgre_core.ofp import OFPP_IN_PORT, OFPP_MAX
+from nsgre_core.ofp import OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_MAX
 
 
 class PipelineError(ValueError):
@@ -32,7 +32,8 @@ class Table:
     goto: frozenset = frozenset()
     writes_metadata: bool = False
     outputs_in_port_only: bool = False        # may only answer where it came from
-    meters: bool = False                      # may send frames through a meter
+    outputs_controller_only: bool = False     # may only send frames up to the controller
+    meters: frozenset = frozenset()           # meter kinds (ids.METER_*) it may use
 
 
 CLASSIFY = Table(
@@ -46,12 +47,16 @@ CLASSIFY = Table(
     "advertisements and redirects from the network's router only); a tunnel "
     "port admits untagged frames from a peer with the key of a network both "
     "carry. Records the network's local VLAN and the frame's origin in metadata; "
-    "drops IEEE 802.1 reserved frames (STP, LACP, LLDP, ...) from any port, and the rest",
+    "sends an endpoint's DHCP requests (from its own MAC, in a network with DHCP on) "
+    "to the controller through its port's DHCP meter and drops any other DHCP, from "
+    "any port; drops IEEE 802.1 reserved frames (STP, LACP, LLDP, ...) from any port, "
+    "and the rest",
     matches=frozenset({"in_port", "vlan_vid", "eth_src", "eth_dst", "eth_type", "arp_sha",
                        "arp_spa", "ipv4_src", "ipv6_src", "ipv6_dst", "ip_proto",
-                       "icmpv6_type", "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll",
-                       "tunnel_id"}),
-    goto=frozenset({1, 2}), writes_metadata=True)
+                       "udp_src", "udp_dst", "icmpv6_type", "ipv6_nd_target", "ipv6_nd_sll",
+                       "ipv6_nd_tll", "tunnel_id"}),
+    actions=frozenset({"output"}), outputs_controller_only=True,
+    meters=frozenset({ids.METER_DHCP}), goto=frozenset({1, 2}), writes_metadata=True)
 ARP_RESPONDER = Table(
     1, "arp_responder",
     "answer ARP requests and IPv6 neighbour solicitations for an address of any "
@@ -81,7 +86,7 @@ FORWARD = Table(
     "port's storm-control meter; drop unknown destinations",
     matches=frozenset({"in_port", "vlan_vid", "eth_dst", "metadata"}),
     actions=frozenset({"pop_vlan", "set_field", "output", "group"}),
-    sets=frozenset({"tunnel_id", "vlan_vid"}), meters=True)
+    sets=frozenset({"tunnel_id", "vlan_vid"}), meters=frozenset({ids.METER_STORM}))
 
 ND_REPLY = Table(
     4, "nd_reply",
@@ -99,6 +104,9 @@ BY_ID = {t.id: t for t in TABLES}
 
 # Priorities, highest first within a table (each declared in PRIORITIES below).
 PRIO_RESERVED = 200     # classify: IEEE 802.1 reserved group addresses are never forwarded
+PRIO_DHCP_GUARD = 140   # classify: DHCP server traffic (from udp 67), from any port
+PRIO_DHCP = 130         # classify: an endpoint's DHCP requests, to the controller
+PRIO_DHCP_DROP = 125    # classify: any other DHCP request (to udp 67), from any port
 PRIO_ND = 120           # classify: IPv6 neighbour discovery an endpoint may send
 PRIO_ND_GUARD = 110     # classify: any other RA, NS, NA or redirect from an endpoint port
 PRIO_ADMIT = 100        # classify: a known port/MAC/address or tunnel/key
@@ -130,6 +138,21 @@ PRIORITIES = (
              "STP, LACP, 802.1X, LLDP, ...), from any port",
              "drop where it arrives, as a standard bridge does (the flow's packet counter "
              "counts them)"),
+    Priority(CLASSIFY, PRIO_DHCP_GUARD, "PRIO_DHCP_GUARD",
+             "IPv4 UDP from port 67 (a DHCP server's or relay's), from any port",
+             "drop: only the controller answers DHCP, and its answers are packet-outs "
+             "straight to the guest's port; a guest acting as a DHCP server (as Neutron's "
+             "rogue-DHCP protection has it) or a tunnel carrying one reaches nobody"),
+    Priority(CLASSIFY, PRIO_DHCP, "PRIO_DHCP",
+             "an IPv4 endpoint port + its MAC (a trunk: + a guest VLAN) + IPv4 UDP from port "
+             "68 to port 67, in a network with `dhcp` on: a DHCP client's request, from "
+             "any source address (a DISCOVER comes from 0.0.0.0)",
+             "through the port's DHCP meter, then to the controller (whole frame, as it "
+             "arrived: tagged on a trunk), which answers from the model"),
+    Priority(CLASSIFY, PRIO_DHCP_DROP, "PRIO_DHCP_DROP",
+             "any other IPv4 UDP to port 67, from any port: a foreign source MAC, a network "
+             "with `dhcp: false`, a tunnel (a peer's guests are answered by their own host)",
+             "drop: DHCP is never flooded, forwarded nor tunnelled"),
     Priority(CLASSIFY, PRIO_ND, "PRIO_ND",
              "an IPv6 endpoint port + its MAC + the neighbour discovery it may send: a "
              "solicitation from its address or link-local address with its MAC as source "
@@ -204,6 +227,8 @@ PREREQUISITES = {
     "nd_options_type": {"eth_type": (0x86DD,), "ip_proto": (58,), "icmpv6_type": (135, 136)},
     "ipv6_nd_sll": {"eth_type": (0x86DD,), "ip_proto": (58,), "icmpv6_type": (135,)},
     "ipv6_nd_tll": {"eth_type": (0x86DD,), "ip_proto": (58,), "icmpv6_type": (136,)},
+    "udp_src": {"eth_type": _IP, "ip_proto": (17,)},
+    "udp_dst": {"eth_type": _IP, "ip_proto": (17,)},
 }
 
 
@@ -248,13 +273,25 @@ def check(flow) -> None:
                 if lacking:
                     fail(f"{kind} of {name} needs {lacking} in the match (Open vSwitch "
                          "checks the match, not what earlier actions set)")
-        if kind == "output" and table.outputs_in_port_only and action[1] != OFPP_IN_PORT:
-            fail("may only output to IN_PORT")
-        if kind == "output" and not table.outputs_in_port_only and action[1] > OFPP_MAX:
-            fail(f"may not output to reserved port {action[1]:#x}")
+        if kind == "output":
+            port = action[1]
+            if table.outputs_in_port_only and port != OFPP_IN_PORT:
+                fail("may only output to IN_PORT")
+            if table.outputs_controller_only and port != OFPP_CONTROLLER:
+                fail(f"may not use action output to port {port} (only to the controller)")
+            if not (table.outputs_in_port_only or table.outputs_controller_only) \
+                    and port > OFPP_MAX:
+                fail(f"may not output to reserved port {port:#x}")
+            if len(action) != 2:
+                fail("an output names its port only (to the controller: the whole frame)")
     if flow.goto is not None and flow.goto not in table.goto:
         fail(f"may not go to table {flow.goto}")
     if flow.write_metadata is not None and not table.writes_metadata:
         fail("may not write metadata")
-    if flow.meter is not None and not (table.meters and ids.owned_meter(flow.meter)):
-        fail(f"may not use meter {flow.meter}")
+    if flow.meter is not None:
+        meter = ids.decode_meter(flow.meter)
+        if meter is None or meter.kind not in table.meters:
+            fail(f"may not use meter {flow.meter}" + (f" ({meter.kind})" if meter else ""))
+        if match.get("in_port", meter.ofport) != meter.ofport:
+            fail(f"meter {flow.meter} serves port {meter.ofport}, not in_port "
+                 f"{match['in_port']}")

@@ -74,11 +74,15 @@ def cmd_apply(args) -> int:
         text = Path(args.file).read_text()
     except OSError as exc:
         raise SystemExit(f"nsgre: {args.file}: cannot read: {exc.strerror}")
-    status, body = api.request(args.api, "POST", "/apply", text.encode(),
-                               {"X-Nsgre-Source": args.file})
+    path = "/apply" if args.wait is None else f"/apply?wait={args.wait}"
+    status, body = api.request(args.api, "POST", path, text.encode(),
+                               {"X-Nsgre-Source": args.file},
+                               timeout=30.0 if args.wait is None else args.wait + 30)
     if status == 200:
         changes = ", ".join(f"{h} {n}" for h, n in sorted(body["changes"].items())) or "none"
         print(f"{args.file}: applied: {body['topology']}; changes sent: {changes}")
+        if "wait_seconds" in body:
+            print(f"every host holds it: waited {body['wait_seconds'] * 1000:.0f} ms")
         return 0
     for problem in body.get("problems", [body.get("error", f"HTTP {status}")]):
         print(problem, file=sys.stderr)
@@ -312,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("apply", help="send a new topology to the running controller: "
                        "validated first, then only the difference is programmed")
     s.add_argument("file", help="topology YAML")
+    s.add_argument("--wait", type=float, nargs="?", const=60.0, metavar="SECONDS",
+                   help="return only once every host holds the change, and say how long "
+                        "that took (as ovn-nbctl --wait=hv --print-wait-time); give up "
+                        "after SECONDS (default 60)")
     with_controller(s)
     s.set_defaults(func=cmd_apply)
 

@@ -19,6 +19,9 @@ Semantics implemented (OpenFlow 1.3 as OVS runs it):
 * a group of type ``all`` runs every bucket on its own copy of the packet;
 * output to the packet's own ``in_port`` is silently skipped, as OVS does,
   including inside group buckets;
+* output to ``CONTROLLER`` sends the packet up as a packet-in: it is
+  recorded (``HostRun.controller``, ``FabricRun.controller``), never
+  delivered anywhere;
 * VLAN tags form a stack: ``push_vlan`` adds an outer tag (copying the
   current outer VID, or 0), ``pop_vlan`` removes the outer one, and the
   ``vlan_vid`` field is the outermost tag (``0x1000 | vid``) or 0.
@@ -34,12 +37,13 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, NamedTuple
 
 from nsgre_core.flows import Flow, Group
-from nsgre_core.ofp import OFPP_IN_PORT, OFPP_MAX, OFPVID_PRESENT
+from nsgre_core.ofp import OFPP_CONTROLLER, OFPP_IN_PORT, OFPP_MAX, OFPVID_PRESENT
 
 #: Match fields the simulator understands (the ones the pipeline uses, plus
 #: eth_type so a future ARP/IP rule has somewhere to go).
 FIELDS = ("in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "tunnel_id", "metadata",
-          "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_dst", "udp_dst",
+          "ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_dst", "udp_src",
+          "udp_dst",
           "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "icmpv6_type",
           "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll")
 ZERO_MAC = "00:00:00:00:00:00"
@@ -84,6 +88,7 @@ class Packet:
     ipv6_src: str | None = None
     ipv6_dst: str | None = None
     tcp_dst: int | None = None
+    udp_src: int | None = None
     udp_dst: int | None = None
     arp_op: int | None = None
     arp_spa: str | None = None
@@ -148,6 +153,24 @@ def neighbour_advertisement(target: str, src: str, tll: str | None, *, dst: str 
     return fields
 
 
+def dhcp_request(**kw) -> dict:
+    """Packet fields of a DHCP client's broadcast (a DISCOVER, or a REQUEST
+    before it has an address): from 0.0.0.0 port 68 to 255.255.255.255 port 67."""
+    fields = dict(eth_type=0x0800, ip_proto=17, ipv4_src="0.0.0.0",
+                  ipv4_dst="255.255.255.255", udp_src=68, udp_dst=67)
+    fields.update(kw)
+    return fields
+
+
+def dhcp_reply(src: str, **kw) -> dict:
+    """Packet fields of a DHCP server's answer (OFFER, ACK) from ``src``
+    port 67, broadcast to port 68."""
+    fields = dict(eth_type=0x0800, ip_proto=17, ipv4_src=src,
+                  ipv4_dst="255.255.255.255", udp_src=67, udp_dst=68)
+    fields.update(kw)
+    return fields
+
+
 def _nd(packet: "Packet", name: str, types=(135, 136)) -> None:
     """Open vSwitch sets an ND field only on a packet that is ND of ``types``
     at that point of the actions (and ignores the action otherwise: the
@@ -195,10 +218,12 @@ class HostRun:
     ``outputs``: (ofport, packet as emitted) in emission order.
     ``trace``: one ``Step`` per table visited.
     ``skipped``: outputs suppressed because they targeted the in_port.
+    ``controller``: packets sent to the controller (packet-ins), in order.
     """
     outputs: tuple[tuple[int, Packet], ...]
     trace: tuple[Step, ...]
     skipped: tuple[int, ...] = ()
+    controller: tuple[Packet, ...] = ()
 
     @property
     def ports(self) -> list[int]:
@@ -221,16 +246,23 @@ def lookup(flows: Iterable[Flow], table: int, packet: Packet) -> Flow | None:
 
 
 def _apply(actions, packet: Packet, groups: Mapping[int, Group],
-           outputs: list, skipped: list, in_group: bool = False) -> Packet:
+           outputs: list, skipped: list, in_group: bool = False,
+           controller: list | None = None) -> Packet:
     """Run an action list; returns the packet as modified by it."""
     for action in actions:
         kind = action[0]
-        if kind == "output":
+        if kind == "output" and len(action) != 2:
+            raise SimulationError(f"output {action!r}: nsgre sends whole frames only")
+        if kind == "output" and action[1] == OFPP_CONTROLLER:
+            if in_group or controller is None:
+                raise SimulationError("output to the controller from a group bucket")
+            controller.append(packet)          # a packet-in: the controller has it
+        elif kind == "output":
             port = action[1]
-            # Reserved ports (above OFPP_MAX) but IN_PORT are not the pipeline's.
+            # Reserved ports (above OFPP_MAX) but IN_PORT and CONTROLLER are not the pipeline's.
             if not isinstance(port, int) or not (0 < port <= OFPP_MAX or port == OFPP_IN_PORT):
                 raise SimulationError(f"output to reserved or invalid port {port!r}")
-            if port == OFPP_IN_PORT:           # the only reserved port we use: answer back
+            if port == OFPP_IN_PORT:           # answer back
                 outputs.append((packet.in_port, packet))
             elif port == packet.in_port:
                 skipped.append(port)
@@ -313,6 +345,7 @@ def run_host(flows: Iterable[Flow], groups: Iterable[Group], packet: Packet) -> 
     by_id = {g.group_id: g for g in groups}
     outputs: list = []
     skipped: list = []
+    controller: list = []
     trace = []
     table = 0
     while True:
@@ -320,7 +353,7 @@ def run_host(flows: Iterable[Flow], groups: Iterable[Group], packet: Packet) -> 
         trace.append(Step(table, flow, packet))
         if flow is None:
             break
-        packet = _apply(flow.actions, packet, by_id, outputs, skipped)
+        packet = _apply(flow.actions, packet, by_id, outputs, skipped, controller=controller)
         if flow.write_metadata is not None:
             value, mask = flow.write_metadata
             packet = replace(packet, metadata=(packet.metadata & ~mask) | (value & mask))
@@ -329,7 +362,7 @@ def run_host(flows: Iterable[Flow], groups: Iterable[Group], packet: Packet) -> 
         if flow.goto <= table:
             raise SimulationError(f"table {table}: goto_table:{flow.goto} must go forward")
         table = flow.goto
-    return HostRun(tuple(outputs), tuple(trace), tuple(skipped))
+    return HostRun(tuple(outputs), tuple(trace), tuple(skipped), tuple(controller))
 
 
 # -- the fabric: hosts joined by tunnels -------------------------------------
@@ -350,10 +383,18 @@ class Hop:
 
 
 @dataclass(frozen=True)
+class PacketIn:
+    host: str               # whose bridge sent it to the controller
+    packet: Packet          # as sent up (as it arrived, on a trunk: tagged)
+    meter: int | None       # the meter the flow that sent it went through
+
+
+@dataclass(frozen=True)
 class FabricRun:
     deliveries: tuple[Delivery, ...]
     hops: tuple[Hop, ...]
     runs: tuple[tuple[str, Packet, HostRun], ...]  # (host, packet in, result) per bridge visit
+    controller: tuple[PacketIn, ...] = ()           # packets sent to the controller
 
     @property
     def receivers(self) -> list[str]:
@@ -391,12 +432,16 @@ def inject(topo, ports_by_host: Mapping[str, Mapping[str, int]], host: str, pack
         return cache[h]
 
     ep_by_port = {(e.host, e.port): e.name for e in topo.endpoints.values()}
-    deliveries, hops, runs = [], [], []
+    deliveries, hops, runs, packet_ins = [], [], [], []
     queue = [(host, packet, 0)]
     while queue:
         h, pkt, depth = queue.pop(0)
         res = run_host(bridge(h).flows, bridge(h).groups, pkt)
         runs.append((h, pkt, res))
+        if res.controller:
+            meter = next((st.flow.meter for st in res.trace
+                          if st.flow is not None and to_controller(st.flow)), None)
+            packet_ins += [PacketIn(h, up, meter) for up in res.controller]
         names = {num: name for name, num in ports_by_host.get(h, {}).items()}
         for port, out in res.outputs:
             name = names.get(port)
@@ -416,7 +461,12 @@ def inject(topo, ports_by_host: Mapping[str, Mapping[str, int]], host: str, pack
                                  + " ".join(f"{x.src}->{x.dst}" for x in hops))
             arrived = replace(out, in_port=back, metadata=0)
             queue.append((peer, arrived, depth + 1))
-    return FabricRun(tuple(deliveries), tuple(hops), tuple(runs))
+    return FabricRun(tuple(deliveries), tuple(hops), tuple(runs), tuple(packet_ins))
+
+
+def to_controller(flow: Flow) -> bool:
+    """Does ``flow`` send frames to the controller?"""
+    return any(a[0] == "output" and a[1] == OFPP_CONTROLLER for a in flow.actions)
 
 
 def run_fabric(topo, ports_by_host: Mapping[str, Mapping[str, int]], src: str,

@@ -11,6 +11,8 @@ bridge visit, each table step and each output in the model's own names
     trace(topo, "vm1", "10.1.2.2", "tcp:22")    DST as an IP: resolved in SRC's network
     trace(topo, "vm1", "02:..", "arp")          DST as a MAC: used as eth_dst as given
     trace(topo, "router", "blue", vlan=100)     a trunk sends on a guest VLAN
+    trace(topo, "vm1", "blue", "dhcp")          a DHCP DISCOVER (DST only checked not
+                                                to receive it): to the controller
 
 ``Trace.text()`` is the human form, ``Trace.to_dict()`` the JSON one.
 Bad input raises ``TraceError``; a flow the simulator cannot execute raises
@@ -27,7 +29,7 @@ from nsgre_core import flows as flows_mod
 from nsgre_core import ids
 from nsgre_core import pipeline as pl
 from nsgre_core import tables as T
-from nsgre_core.ofp import OFPP_IN_PORT
+from nsgre_core.ofp import OFPP_CONTROLLER, OFPP_IN_PORT
 from nsgre_tools import simulator as sim
 from topology import did_you_mean
 
@@ -39,7 +41,7 @@ ZERO_MAC = "00:00:00:00:00:00"
 UNKNOWN_MAC = "00:00:5e:00:53:00"
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-_PROTO_RE = re.compile(r"^(icmp|arp|tcp:(\d+)|udp:(\d+))$")
+_PROTO_RE = re.compile(r"^(icmp|arp|dhcp|tcp:(\d+)|udp:(\d+))$")
 
 
 class TraceError(ValueError):
@@ -50,7 +52,7 @@ class TraceError(ValueError):
 
 @dataclass(frozen=True)
 class Proto:
-    name: str               # icmp | arp | tcp | udp
+    name: str               # icmp | arp | dhcp | tcp | udp
     port: int | None = None
 
     def __str__(self):
@@ -60,7 +62,8 @@ class Proto:
 def parse_proto(text: str) -> Proto:
     m = _PROTO_RE.match(text.strip().lower())
     if not m:
-        raise TraceError(f"bad --proto {text!r}: expected icmp, arp, tcp:PORT or udp:PORT")
+        raise TraceError(f"bad --proto {text!r}: expected icmp, arp, dhcp, tcp:PORT or "
+                         "udp:PORT")
     if m.group(2) or m.group(3):
         name, port = m.group(1).split(":")
         port = int(port)
@@ -130,7 +133,7 @@ class StepInfo:
 class OutputInfo:
     port: int
     name: str | None
-    kind: str               # endpoint | tunnel | unknown | skipped
+    kind: str               # endpoint | tunnel | controller | unknown | skipped
     endpoint: str | None = None
     peer: str | None = None
     key: int | None = None
@@ -146,6 +149,8 @@ class OutputInfo:
             return f"  -> tunnel {self.name} to {self.peer}, key {self.key:#x}{lost}"
         if self.kind == "skipped":
             return f"  -> not sent back out of its in_port {self.port} ({self.name})"
+        if self.kind == "controller":
+            return f"  -> to the controller (packet-in){tag}"
         return f"  -> output to port {self.port} ({self.name or 'unknown'})"
 
 
@@ -182,6 +187,7 @@ class Trace:
     expected: bool | None       # should DST receive it (same network)?
     leak: bool
     answered: bool
+    to_controller: list[str] = field(default_factory=list)   # hosts that sent it up
 
     def text(self) -> str:
         out = [f"trace {self.src} -> {self.dst} ({self.proto})"]
@@ -215,7 +221,8 @@ class Trace:
                       "outputs": [output(o) for o in h.outputs]} for h in self.hops],
             "verdict": {"text": self.verdict, "delivered_to": self.delivered_to,
                         "dropped": self.dropped, "expected": self.expected,
-                        "leak": self.leak, "answered": self.answered, "notes": self.notes},
+                        "leak": self.leak, "answered": self.answered,
+                        "to_controller": self.to_controller, "notes": self.notes},
         }
 
 
@@ -227,7 +234,7 @@ def _packet_dict(p: sim.Packet) -> dict:
     if p.metadata:
         d["metadata"] = p.metadata
     for name in ("ip_proto", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "tcp_dst",
-                 "udp_dst", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha",
+                 "udp_src", "udp_dst", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha",
                  "icmpv6_type", "ipv6_nd_target", "ipv6_nd_sll", "ipv6_nd_tll", "nd_reserved",
                  "nd_options_type"):
         v = getattr(p, name)
@@ -338,6 +345,8 @@ def _match_text(names: _Names, host: str, flow) -> str:
             parts.append(raw + (f"({words})" if words else ""))
         elif isinstance(value, tuple):
             parts.append(f"{name}={_fmt_value(value[0])}/{_fmt_value(value[1])}")
+        elif name in flows_mod._DECIMAL:        # protocol numbers and ports
+            parts.append(f"{name}={value}")
         else:
             parts.append(f"{name}={_fmt_value(value)}")
     return ",".join(parts) or "(any)"
@@ -408,6 +417,9 @@ def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> l
             said.append(f"set {a[1]} to {_fmt_value(a[2])}")
         elif kind == "move":
             said.append(f"copied {a[1]} into {a[2]}")
+        elif kind == "output" and a[1] == OFPP_CONTROLLER:
+            said.append("sent to the controller (packet-in, the whole frame"
+                        + (f", tagged VLAN {vlans[0]}" if vlans else "") + ")")
         elif kind == "output":
             port = a[1]
             if port == OFPP_IN_PORT:
@@ -424,6 +436,16 @@ def _explain_actions(names: _Names, host: str, actions, packet: sim.Packet) -> l
             said.append(flows_mod.action_ofctl(a))
         i += 1
     return said
+
+
+def _explain_meter(names: _Names, host: str, meter_id: int) -> str:
+    """``through meter 131073 (DHCP rate limit of p-red (endpoint red))``."""
+    meter = ids.decode_meter(meter_id)
+    if meter is None:
+        return f"through meter {meter_id} (not nsgre's)"
+    what = {ids.METER_STORM: "storm control", ids.METER_DHCP: "DHCP rate limit"}.get(
+        meter.kind, meter.kind)
+    return f"through meter {meter_id} ({what} of {names.port_text(host, meter.ofport)})"
 
 
 def _explain_group(names: _Names, host: str, gid: int, packet: sim.Packet) -> str:
@@ -450,6 +472,9 @@ def _drop_reason(names: _Names, host: str, table: str, p: sim.Packet) -> str | N
     topo = names.topo
     if table == "classify":
         name, ep, peer = names.port(host, p.in_port)
+        dhcp = _dhcp_refused(names, ep, peer, p)
+        if dhcp is not None:
+            return dhcp
         if ep is not None:
             return _endpoint_refused(ep, p)
         if peer is not None:
@@ -496,6 +521,37 @@ def _drop_reason(names: _Names, host: str, table: str, p: sim.Packet) -> str | N
         elif dst.port not in names.ports.get(host, {}):
             return f"{dst.name}'s port {dst.port} is not on the bridge"
         return None
+    return None
+
+
+def _dhcp_refused(names: _Names, ep, peer, p: sim.Packet) -> str | None:
+    """Why classify dropped a DHCP frame (UDP from or to port 67), if it is one."""
+    if p.eth_type != 0x0800 or p.ip_proto != pl.UDP:
+        return None
+    if p.udp_src == pl.DHCP_SERVER_PORT:
+        return ("DHCP server traffic (from UDP port 67): only the controller answers DHCP, "
+                "and its answers go straight to the guest's port")
+    if p.udp_dst != pl.DHCP_SERVER_PORT:
+        return None
+    if peer is not None:
+        return (f"DHCP from the tunnel to {peer}: a guest's DHCP goes to its own host's "
+                "controller, never across a tunnel")
+    if ep is None:
+        return None
+    if p.eth_src != ep.mac:
+        return (f"DHCP from source MAC {p.eth_src}, not {ep.name}'s own ({ep.mac}): "
+                "spoofed requests are not answered")
+    att = ep.attachments[0] if not ep.trunk else next(
+        (a for a in ep.attachments if p.vlans and a.vlan == p.vlans[0]), None)
+    if att is None or bool(p.vlans) != ep.trunk:
+        return None                     # port security's reason says it better
+    if att.ip.version != 4:
+        return f"DHCP from {ep.name}, whose address in {att.network} is IPv6"
+    if not names.topo.network(att.network).dhcp:
+        return f"DHCP is off in {att.network} (dhcp: false): nobody answers it"
+    if p.udp_src != pl.DHCP_CLIENT_PORT:
+        return ("UDP to port 67, DHCP's server port, not from a DHCP client's port 68: "
+                "only the controller takes DHCP, and only a client's requests")
     return None
 
 
@@ -668,7 +724,13 @@ def build_probe(topo, ports, src_name: str, dst: str, proto: Proto, vlan: int | 
     s, d = str(src_ip), (str(dst_ip) if dst_ip is not None else None)
     in_port = ports[src.host][src.port]
     base = dict(in_port=in_port, eth_src=src.mac, vlans=vlans)
-    if proto.name == "arp" and not v6:
+    if proto.name == "dhcp":
+        packet = sim.Packet(**base, eth_dst=BROADCAST, **sim.dhcp_request())
+        summary.append(f"DHCP DISCOVER from 0.0.0.0 port 68 to 255.255.255.255 port 67, "
+                       f"{src.mac} -> broadcast ({_dhcp_dst_role(dst)})")
+        if v6:
+            notes.append(f"{src.name}'s address in {net} is IPv6: DHCP (IPv4) is not for it")
+    elif proto.name == "arp" and not v6:
         eth_dst = dst_mac if dst_kind == "mac" else BROADCAST
         packet = sim.Packet(**base, eth_dst=eth_dst, eth_type=0x0806, arp_op=1,
                             arp_spa=s, arp_sha=src.mac, arp_tpa=d, arp_tha=ZERO_MAC)
@@ -710,6 +772,10 @@ def build_probe(topo, ports, src_name: str, dst: str, proto: Proto, vlan: int | 
     return _Probe(src, net, vlans, packet, dst_ep, dst_ip, summary, notes, dst)
 
 
+def _dhcp_dst_role(dst: str) -> str:
+    return f"{dst} is only checked not to receive it: DHCP is answered by the controller"
+
+
 # -- running it -------------------------------------------------------------------
 
 def trace(topo, src: str, dst: str, proto: str | Proto = "icmp", vlan: int | None = None,
@@ -744,6 +810,8 @@ def trace(topo, src: str, dst: str, proto: str | Proto = "icmp", vlan: int | Non
                                 "no flow matched: dropped", True, reason)
             else:
                 said = _explain_actions(names, host, flow.actions, st.packet)
+                if flow.meter is not None:
+                    said.insert(0, _explain_meter(names, host, flow.meter))
                 if flow.write_metadata is not None:
                     v, m = flow.write_metadata
                     words = _meta_words(names, host, v, m, match=False)
@@ -778,6 +846,9 @@ def trace(topo, src: str, dst: str, proto: str | Proto = "icmp", vlan: int | Non
                                               arrived=back is not None))
             else:
                 hop.outputs.append(OutputInfo(port, oname, "unknown", vlans=out.vlans))
+        for up in res.controller:
+            hop.outputs.append(OutputInfo(OFPP_CONTROLLER, "CONTROLLER", "controller",
+                                          vlans=up.vlans))
         for port in res.skipped:
             hop.outputs.append(OutputInfo(port, names.port(host, port)[0], "skipped"))
         hops.append(hop)
@@ -805,6 +876,11 @@ def _verdict(topo, p: _Probe, run, hops, first_drop, proto: Proto, names) -> Tra
         verdict = "delivered to " + ", ".join(sorted(
             f"{d.endpoint}.{d.packet.vlans[0]}" if d.packet.vlans else d.endpoint
             for d in run.deliveries))
+    elif run.controller:
+        up = run.controller[0]
+        how = "" if up.meter is None else \
+            " " + _explain_meter(names, up.host, up.meter)
+        verdict = f"to the controller: {up.host} sent it up as a packet-in{how}"
     elif first_drop is not None:
         verdict = (f"dropped at {first_drop['host']} table {first_drop['table']} "
                    f"({first_drop['table_name']}): {first_drop['reason']}")
@@ -812,12 +888,25 @@ def _verdict(topo, p: _Probe, run, hops, first_drop, proto: Proto, names) -> Tra
         lost = [h for h in run.hops if not h.arrived]
         verdict = ("not delivered: " + (f"lost on the way to {lost[0].dst}" if lost
                                         else "no output reached an endpoint"))
-    if first_drop is not None and (receivers or answered):
+    if first_drop is not None and (receivers or answered or run.controller):
         notes.append(f"a copy was dropped at {first_drop['host']} table {first_drop['table']} "
                      f"({first_drop['table_name']}): {first_drop['reason']}")
+    if run.controller and (receivers or answered):
+        notes.append("a copy went to the controller: "
+                     + ", ".join(sorted({up.host for up in run.controller})))
 
     expected, leak = None, False
-    if dst_ep is not None and dst_ep.name != src.name:
+    dhcp = proto.name == "dhcp" or (proto.name == "udp" and proto.port == pl.DHCP_SERVER_PORT)
+    if dhcp and dst_ep is not None and dst_ep.name != src.name:
+        expected = False            # DHCP reaches the controller, never an endpoint
+        if dst_ep.name in receivers:
+            leak = True
+            notes.append(f"!!! LEAK: {dst_ep.name} received {src.name}'s DHCP request: DHCP "
+                         "must only reach the controller !!!")
+        else:
+            notes.append(f"{dst_ep.name} did not receive it: DHCP (UDP to port 67) only "
+                         "reaches the controller, as it should")
+    elif dst_ep is not None and dst_ep.name != src.name:
         expected = net is not None and net in dst_ep.networks and not (
             not src.trunk and p.vlans)      # an access endpoint sending tagged: refused
         reached = dst_ep.name in receivers or (
@@ -852,4 +941,4 @@ def _verdict(topo, p: _Probe, run, hops, first_drop, proto: Proto, names) -> Tra
                          "the request goes unanswered")
     return Trace(src.name, p.dst_text, str(proto), p.summary,
                  _packet_dict(p.packet), hops, receivers, verdict, notes, first_drop,
-                 expected, leak, answered)
+                 expected, leak, answered, sorted({up.host for up in run.controller}))

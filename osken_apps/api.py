@@ -14,6 +14,7 @@ socket: only local users who may read the socket can change the fabric.
     GET  /trace      ?src=&dst=&proto=&vlan=  a trace through the installed flows
     GET  /metrics    Prometheus text format
     POST /apply      body: topology YAML; validate, then apply the delta
+                     (?wait=SECONDS: answer once every host holds it)
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def listen(address: str):
 
 
 class Api:
-    """WSGI application over the controller's views; ``apply(text, source)``
-    hands a posted topology to the controller core's queue and returns its
-    answer, (status, body)."""
+    """WSGI application over the controller's views; ``apply(text, source,
+    wait)`` hands a posted topology to the controller core's queue and
+    returns its answer, (status, body)."""
 
     #: GET path -> the ``Views`` method whose dict is the JSON answer.
     DESCRIBE = {"/topology": "describe_topology", "/switches": "describe_switches",
@@ -69,7 +70,9 @@ class Api:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
                 text = environ["wsgi.input"].read(length)      # bytes: the loader names a bad one
                 name = environ.get("HTTP_X_NSGRE_SOURCE", "posted.yaml")
-                status, body = self.apply(text, name)
+                q = parse_qs(environ.get("QUERY_STRING", ""))
+                wait = float(q["wait"][0]) if "wait" in q else None
+                status, body = self.apply(text, name, wait)
             else:
                 status, body = 404, {"error": f"no such resource: {method} {path}"}
         except Exception as exc:                  # the API must answer, not hang up

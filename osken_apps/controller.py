@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import topology
-from nsgre_core import pipeline, reconcile
+from nsgre_core import binding, dhcp, leases, pipeline, reconcile
 from nsgre_core.ofp import MAX_XID
 from nsgre_core.reconcile import Op, Verb
 from osken_apps import events as ev
@@ -38,10 +38,30 @@ LOG = logging.getLogger("nsgre")
 
 #: What the controller reads from a switch, in this order.
 STATE_PARTS = tuple(wire.STATE_REQUESTS)
+#: Where each part read is kept on a ``Switch`` (ports as the switch names
+#: them; ``Switch.ports`` is what they are bound to).
+HELD_AS = {"ports": "ofports", "flows": "flows", "groups": "groups", "meters": "meters"}
 #: The core's xids start here, above the few os-ken itself uses for the
 #: handshake and the API's on-demand reads: a reply or an error below it is
 #: not the core's.
 XID_BASE = 0x10000000
+
+
+class HostDb(Protocol):
+    """Each host's OVSDB, as the core uses it (``osken_apps.hostdb`` talks
+    to the real ones; the unit tests use a plain fake)."""
+
+    def prepare(self, topo, host: str) -> ev.HostPorts:
+        """Put the host's tunnels in step; read its ports (blocking: run by
+        ``Effects.io``)."""
+
+    def watch(self, topo, host: str) -> None:
+        """Stream the host's br-int interfaces as ``Interfaces`` events from
+        now on (once per host; again with a new remote if it moved)."""
+
+    def mark(self, topo, host: str, marks: dict) -> ev.Marked:
+        """Set (True) or remove (False) ``nsgre-installed`` on each interface
+        (blocking: run by ``Effects.io``)."""
 
 
 class Effects(Protocol):
@@ -64,11 +84,18 @@ class Switch(reconcile.Held):
     dpid: int = 0
     host: str = ""
     conn: Any = None
-    ports: dict = field(default_factory=dict)          # name -> OpenFlow port
+    ofports: dict = field(default_factory=dict)        # interface name -> OpenFlow port
+    ports: dict = field(default_factory=dict)          # logical port -> OpenFlow port (binding)
     reading: dict = field(default_factory=dict)        # part -> xid of its request
     counting: int | None = None                        # xid of the flow count asked
     holds: dict = field(default_factory=dict)          # port name -> PortHold
     sent: dict = field(default_factory=dict)           # xid -> what it carried, until a barrier
+    synced: int = 0                                    # topology version of its last sync
+
+    @property
+    def holding(self) -> bool:
+        """A port change is waiting for its sync."""
+        return any(hold.due is not None for hold in self.holds.values())
 
     @property
     def ready(self) -> bool:
@@ -88,20 +115,28 @@ class Controller:
     AUDIT_BUDGET = 20_000
 
     def __init__(self, topo, *, clock: Callable[[], float], effects: Effects,
-                 topology_path: str | None = None, ovsdb_job=None):
-        """``ovsdb_job(topo, host)``: a callable that reads (and puts in step
-        the tunnels of) a host's bridge over OVSDB and returns a
-        ``HostPorts`` event; None without OVSDB."""
+                 topology_path: str | None = None, hostdb: HostDb | None = None):
+        """``hostdb``: the hosts' OVSDB (tunnels, interfaces' identities,
+        readiness marks); None without OVSDB: endpoints are then found by
+        port name and nothing is marked."""
         self.topology = topo
         self.clock = clock
         self.effects = effects
         self.topology_path = topology_path
-        self.ovsdb_job = ovsdb_job
+        self.hostdb = hostdb
         self.switches: dict[int, Switch] = {}
         self.strangers: dict[int, Any] = {}   # connected datapaths of no host (yet)
         self.piece_cache: dict = {}           # host -> pipeline.pieces cache, across reconnects
         self.prepared: dict = {}              # host -> networks computed before its switch came
         self.version = 1
+        # Binding (nsgre_core.binding), per host, across reconnects.
+        self.interfaces: dict = {}            # host -> {interface: external_ids} from OVSDB
+        self.bound: dict = {}                 # host -> {endpoint: interface}
+        self.refused: dict = {}               # host -> {Refusal}
+        self.binding_index: dict = {}         # host -> (topology, binding.Index)
+        self.marked: dict = {}                # host -> {interface: (endpoint, ofport)} marked installed
+        self.marking: set = set()             # hosts with a mark write under way
+        self.waiters: list = []               # (started, answer) of each apply --wait
         self.bundle_ids = itertools.count(1)
         self.xids = itertools.count(XID_BASE)       # one sequence for every connection
         self.audit_turn = 0
@@ -111,6 +146,7 @@ class Controller:
         self.event_errors: Counter = Counter()         # event kind -> exceptions handling it
         self.port_changes: Counter = Counter()         # host -> port events
         self.port_flaps: Counter = Counter()           # (host, port) -> events while flapping
+        self.dhcp: Counter = Counter()                 # (host, outcome) -> DHCP messages
         self.reconciles = 0
         self.reconcile_seconds = 0.0
         self._handlers = {
@@ -120,7 +156,8 @@ class Controller:
             ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
             ev.Reload: self._reload, ev.Apply: self._apply_posted, ev.Validated: self._validated,
             ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
-            ev.AuditTick: self._audit,
+            ev.AuditTick: self._audit, ev.Interfaces: self._interfaces, ev.Marked: self._marked,
+            ev.PacketIn: self._packet_in,
         }
 
     def start(self) -> None:
@@ -160,9 +197,9 @@ class Controller:
     def _apply_posted(self, event: ev.Apply) -> None:
         self._validate(lambda previous: topology.parse(event.text, event.source,
                                                        previous=previous),
-                       "apply", event.done)
+                       "apply", event.done, event.wait)
 
-    def _validate(self, check, what: str, done=None) -> None:
+    def _validate(self, check, what: str, done=None, wait: bool = False) -> None:
         """Validate and allocate off the event loop: a 10,000-endpoint file
         takes a second or more, and switches are served meanwhile."""
         previous = self.topology
@@ -170,15 +207,15 @@ class Controller:
 
         def job():
             try:
-                return ev.Validated(previous, check(previous), check, what, done)
+                return ev.Validated(previous, check(previous), check, what, done, wait)
             except Exception as exc:                    # reported by _validated
-                return ev.Validated(previous, exc, check, what, done)
+                return ev.Validated(previous, exc, check, what, done, wait)
         self.effects.compute(job)
 
     def _validated(self, event: ev.Validated) -> None:
         if event.previous is not self.topology:
             # Another change landed meanwhile: allocate around it instead.
-            self._validate(event.check, event.what, event.done)
+            self._validate(event.check, event.what, event.done, event.wait)
             return
         result = event.result
         if isinstance(result, topology.TopologyError):
@@ -194,13 +231,23 @@ class Controller:
                 event.done(500, {"ok": False, "error": f"{type(result).__name__}: {result}"})
             return
         changes = self.apply(result)
-        if event.done is not None:
-            event.done(200, {"ok": True, "topology": result.summary(), "changes": changes})
+        if event.done is None:
+            self._check_installed()
+            return
+        body = {"ok": True, "topology": result.summary(), "changes": changes}
+        if not event.wait:
+            event.done(200, body)
+        else:
+            def answer(seconds, done=event.done):
+                done(200, {**body, "wait_seconds": round(seconds, 3)})
+            self.waiters.append((self.clock(), answer))
+        self._check_installed()
 
     def apply(self, new) -> dict:
         """Make ``new`` (validated, allocated around the topology in force)
         the topology in force; send each switch only its delta."""
         old, self.topology = self.topology, new
+        old_version = self.version
         gc.freeze()                    # the new model joins the long-lived heap (see nsgre_app)
         if _tunnel_plan(old) != _tunnel_plan(new):
             # Only hosts joining, leaving or moving change tunnel ports (and
@@ -232,7 +279,12 @@ class Controller:
                 self.strangers[dpid] = switch.conn
             elif switch.ready:
                 switch.host = host.name
-                changes[host.name] = self.sync(switch, touched.get(host.name, set()))
+                self._rebind(switch)
+                if host.name in touched or switch.synced != old_version:
+                    changes[host.name] = self.sync(switch, touched.get(host.name, set()))
+                else:                        # holds what the new version wants
+                    switch.synced = self.version
+                    changes[host.name] = 0
         for dpid, conn in list(self.strangers.items()):
             host = new.host_by_dpid(dpid)
             if host is not None:                   # a host that joined
@@ -243,11 +295,13 @@ class Controller:
     # -- preparing hosts before their switches connect -------------------------
     def _prepare_hosts(self, topo) -> None:
         """With OVSDB, read every host's bridge (and put its tunnels in step),
-        each read on its own, so a host whose OVSDB is down delays nobody."""
-        if self.ovsdb_job is None:
+        each read on its own, so a host whose OVSDB is down delays nobody;
+        and watch its interfaces, whose identities bind endpoints."""
+        if self.hostdb is None:
             return
         for host in topo.hosts:
-            self.effects.io(lambda host=host: self.ovsdb_job(topo, host))
+            self.effects.io(lambda host=host: self.hostdb.prepare(topo, host))
+            self.hostdb.watch(topo, host)
 
     def _host_ports(self, event: ev.HostPorts) -> None:
         if event.error is not None:
@@ -316,7 +370,7 @@ class Controller:
         reply is in, the switch is synced in full."""
         data = b""
         for part in parts:
-            setattr(switch, part, {})
+            setattr(switch, HELD_AS[part], {})
             xid = switch.reading[part] = self.xid()
             data += wire.STATE_REQUESTS[part](xid)
         switch.conn.send(data)
@@ -325,11 +379,12 @@ class Controller:
         switch = self._switch(event)
         if switch is None or switch.reading.get(event.part) != event.xid:
             return
-        getattr(switch, event.part).update(event.items)
+        getattr(switch, HELD_AS[event.part]).update(event.items)
         if event.more:
             return
         del switch.reading[event.part]
         if not switch.reading:
+            self._rebind(switch)
             self.sync(switch)
 
     # -- ports ---------------------------------------------------------------
@@ -338,24 +393,137 @@ class Controller:
         if switch is None:
             return
         if event.ofport is None:
-            switch.ports.pop(event.name, None)
+            switch.ofports.pop(event.name, None)
         else:
-            switch.ports[event.name] = event.ofport
-        now = self.clock()
+            switch.ofports[event.name] = event.ofport
         self.port_changes[switch.host] += 1
-        hold = switch.holds.setdefault(event.name, port_hold.PortHold())
-        # Coalesce: ports come in bursts (a host booting its guests, a bridge
-        # restored): one bundle a burst, sent a moment later; a flapping
-        # port ever less often (``port_hold``), and summed up in the log.
-        due = hold.change(now, pipeline.networks_using_port(self.topology, switch.host,
-                                                              event.name))
+        logical = self._rebind(switch) | {event.name}
+        self._hold(switch, event.name, logical, "gone" if event.ofport is None
+                   else f"ofport {event.ofport}")
+
+    def _hold(self, switch: Switch, name: str, logical, what: str) -> None:
+        """Hold the change of port ``name`` (touching the logical ports
+        ``logical``) for its sync.  Coalesced: ports come in bursts (a host
+        booting its guests, a bridge restored): one bundle a burst, sent a
+        moment later; a flapping port ever less often (``port_hold``), and
+        summed up in the log."""
+        now = self.clock()
+        hold = switch.holds.setdefault(name, port_hold.PortHold())
+        networks = set()
+        for port in logical:
+            networks |= pipeline.networks_using_port(self.topology, switch.host, port)
+        due = hold.change(now, networks)
         if hold.flapping:
-            self.port_flaps[switch.host, event.name] += 1
+            self.port_flaps[switch.host, name] += 1
         else:
-            LOG.info("nsgre: %s port %s is %s", switch.host, event.name,
-                     "gone" if event.ofport is None else f"ofport {event.ofport}")
+            LOG.info("nsgre: %s port %s is %s", switch.host, name, what)
         if due is not None:
-            self.effects.later(due - now, ev.FlushPorts(event.dpid, event.conn))
+            self.effects.later(due - now, ev.FlushPorts(switch.dpid, switch.conn))
+
+    # -- binding interfaces to endpoints -------------------------------------------
+    def _interfaces(self, event: ev.Interfaces) -> None:
+        """A host's interfaces and their ``external_ids``, as OVSDB has them
+        now: an identity appearing (or changing) rebinds its endpoint."""
+        if event.host not in self.topology.hosts:
+            return
+        self.interfaces[event.host] = event.interfaces
+        switch = self._host_switch(event.host)
+        if switch is None or not switch.ready:
+            return
+        for port in self._rebind(switch):
+            self._hold(switch, port, {port}, "rebound")
+        self._check_installed()
+
+    def _host_switch(self, host: str) -> Switch | None:
+        return next((s for s in self.switches.values() if s.host == host), None)
+
+    def _rebind(self, switch: Switch) -> set[str]:
+        """Bind the switch's interfaces to endpoints again; the logical
+        ports whose OpenFlow number changed (or that came or went)."""
+        host = switch.host
+        cached = self.binding_index.get(host)
+        if cached is None or cached[0] is not self.topology:
+            cached = self.binding_index[host] = (self.topology,
+                                                 binding.index(self.topology, host))
+        result = binding.bind(self.topology, host, switch.ofports,
+                              self.interfaces.get(host, {}), self.bound.get(host), cached[1])
+        old, switch.ports = switch.ports, result.ports
+        self.bound[host] = result.bound
+        refused = set(result.refused)
+        for refusal in sorted(refused - self.refused.get(host, set())):
+            LOG.warning("nsgre: %s %s: it gets no flows", host, refusal)
+        self.refused[host] = refused
+        return {p for p in old.keys() | result.ports.keys() if old.get(p) != result.ports.get(p)}
+
+    # -- readiness: nsgre-installed and apply --wait ----------------------------------
+    def _in_step(self, switch: Switch | None) -> bool:
+        """The switch holds everything the topology in force wants for its
+        ports right now, confirmed by a barrier."""
+        return switch is not None and switch.ready and not switch.sent and \
+            switch.synced == self.version and not switch.holding
+
+    def behind(self) -> set[str]:
+        """Hosts of the topology whose switch does not hold it all yet."""
+        in_step = {s.host for s in self.switches.values() if self._in_step(s)}
+        return set(self.topology.hosts) - in_step
+
+    def _check_installed(self) -> None:
+        """Mark ``nsgre-installed`` on each bound endpoint's interface once
+        its host and every peer carrying its networks are in step; answer
+        the ``apply --wait`` whose version every host holds."""
+        in_step = {s.host: self._in_step(s) for s in self.switches.values()}
+        if self.waiters and all(in_step.get(h) for h in self.topology.hosts):
+            for started, answer in self.waiters:
+                answer(self.clock() - started)
+            self.waiters = []
+        if self.hostdb is None:
+            return
+        for switch in self.switches.values():
+            host = switch.host
+            if not in_step[host] or host in self.marking:
+                continue
+            marked = self.marked.setdefault(host, {})
+            marks = {}
+            for ep_name, iface in self.bound.get(host, {}).items():
+                ofport = switch.ofports.get(iface)
+                if marked.get(iface) == (ep_name, ofport):
+                    continue
+                ep = self.topology.endpoints[ep_name]
+                if all(in_step.get(peer) for net in ep.networks
+                       for peer, _ in self.topology.views[net].carrying):
+                    marks[iface] = (ep_name, ofport)
+            bound = set(self.bound.get(host, {}).values())
+            clear = {iface for iface, ext in self.interfaces.get(host, {}).items()
+                     if binding.INSTALLED in ext and iface not in bound}
+            clear |= {iface for iface in marked if iface not in bound}
+            if marks or clear:
+                self._mark(host, marks, clear)
+
+    def _mark(self, host: str, marks: dict, clear: set) -> None:
+        self.marking.add(host)
+        topo = self.topology
+        writes = {**{iface: False for iface in clear}, **{iface: True for iface in marks}}
+        for iface in clear:
+            self.marked[host].pop(iface, None)
+        self.marked[host].update(marks)
+
+        def job():
+            return self.hostdb.mark(topo, host, writes)
+        self.effects.io(job)
+
+    def _marked(self, event: ev.Marked) -> None:
+        self.marking.discard(event.host)
+        if event.error is not None:
+            # Written again at the next check (a barrier, a port, the audit).
+            LOG.warning("nsgre: %s: nsgre-installed not written: %s", event.host, event.error)
+            for iface, value in event.marks.items():
+                if value:
+                    self.marked.get(event.host, {}).pop(iface, None)
+            return
+        done = sorted(i for i, v in event.marks.items() if v)
+        if done:
+            LOG.info("nsgre: %s installed: %s", event.host, ", ".join(done))
+        self._check_installed()
 
     def _flush_ports(self, event: ev.FlushPorts) -> None:
         """Sync the networks of every port whose change is due (a switch
@@ -394,7 +562,10 @@ class Controller:
             ops = switch.resync(self.topology, host, switch.ports, cache)
         else:
             ops = switch.update(self.topology, host, switch.ports, networks, cache)
+        switch.synced = self.version
         self.send_plan(switch, ops)
+        if not ops:
+            self._check_installed()
         self.reconciles += 1
         self.reconcile_seconds += self.clock() - started
         verbs = Counter(op.verb for op in ops)
@@ -453,6 +624,8 @@ class Controller:
             del switch.sent[xid]
             if xid == event.xid:
                 break
+        if not switch.sent:
+            self._check_installed()
 
     def _switch_error(self, event: ev.SwitchError) -> None:
         """A refused message: say which, count it, and read the switch again
@@ -471,6 +644,48 @@ class Controller:
                 set(switch.reading) != set(STATE_PARTS):
             LOG.warning("nsgre: %s is read again in full after the error", host)
             self.read_state(switch, STATE_PARTS)
+
+    # -- DHCP, answered from the model ---------------------------------------------
+    def _packet_in(self, event: ev.PacketIn) -> None:
+        """A DHCP message from an endpoint port (the only thing the pipeline
+        sends up, through the port's meter): answered on the port it came
+        from with the endpoint's own lease, or dropped, counted and logged
+        when it is not the endpoint's own."""
+        switch = self._switch(event)
+        if switch is None:
+            return
+        host = switch.host
+        try:
+            request = dhcp.parse(event.data)
+        except dhcp.DhcpError as exc:
+            return self._dhcp_drop(host, "malformed", f"port {event.in_port}: {exc}")
+        port = next((p for p, n in switch.ports.items() if n == event.in_port), None)
+        ep = self.binding_index[host][1].by_port.get(port) if host in self.binding_index \
+            else None
+        if ep is None:
+            return self._dhcp_drop(host, "not an endpoint",
+                                   f"{dhcp.describe(request)} on port {event.in_port}")
+        if request.chaddr != ep.mac or request.eth_src != ep.mac:
+            return self._dhcp_drop(host, "foreign MAC", f"{dhcp.describe(request)} on "
+                                   f"{ep.name}'s port (its MAC is {ep.mac})")
+        guest_vlan = request.vlan
+        attachment = next((a for a in ep.attachments if a.vlan == guest_vlan), None)
+        lease = attachment and leases.lease(self.topology, ep, attachment)
+        if lease is None:
+            return self._dhcp_drop(host, "no lease", f"{dhcp.describe(request)} on "
+                                   f"{ep.name}'s port: no DHCP there")
+        frame = dhcp.reply(request, lease)
+        if frame is None:
+            self.dhcp[host, "ignored"] += 1
+            return
+        switch.conn.send(wire.packet_out(event.in_port, frame, self.xid()))
+        self.dhcp[host, "answered"] += 1
+        LOG.info("nsgre: %s %s: %s answered: %s, mtu %s", host, ep.name,
+                 dhcp.describe(request), lease.address, lease.mtu)
+
+    def _dhcp_drop(self, host: str, why: str, what: str) -> None:
+        self.dhcp[host, why] += 1
+        LOG.warning("nsgre: %s: DHCP dropped (%s): %s", host, why, what)
 
     # -- audit -------------------------------------------------------------------
     def _audit(self, _event: ev.AuditTick) -> None:

@@ -69,6 +69,16 @@ class BarrierReply:
 
 
 @dataclass(frozen=True)
+class PacketIn:
+    """A frame the pipeline sent to the controller (DHCP from an endpoint
+    port, metered on the switch), as it arrived on ``in_port``."""
+    dpid: int
+    conn: Any
+    in_port: int
+    data: bytes
+
+
+@dataclass(frozen=True)
 class SwitchError:
     """An OpenFlow error message: the switch refused the message ``xid``."""
     dpid: int
@@ -85,10 +95,12 @@ class Reload:
 
 @dataclass(frozen=True)
 class Apply:
-    """A topology posted to the API; ``done(status, body)`` answers it."""
+    """A topology posted to the API; ``done(status, body)`` answers it,
+    with ``wait`` only once every host holds it (``nsgre apply --wait``)."""
     text: str | bytes
     source: str
     done: Callable[[int, dict], None] = field(compare=False)
+    wait: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,7 @@ class Validated:
     check: Callable = field(compare=False)
     what: str = "apply"
     done: Callable[[int, dict], None] | None = field(default=None, compare=False)
+    wait: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,23 @@ class HostPorts:
     topology: Any
     ports: dict | None
     tunnels_changed: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Interfaces:
+    """A host's br-int interfaces as OVSDB holds them now: interface name
+    -> its ``external_ids`` (``iface-id``, ``attached-mac``, ...)."""
+    host: str
+    interfaces: dict
+
+
+@dataclass(frozen=True)
+class Marked:
+    """``nsgre-installed`` written (True) or removed (False) on a host's
+    interfaces, or not (``error``)."""
+    host: str
+    marks: dict
     error: str | None = None
 
 

@@ -31,30 +31,16 @@ from os_ken.ofproto import ofproto_v1_3
 
 import topology
 from nsgre_core import ids
-from osken_apps import api, flags, openflow, ovsdb, unix_socket
+from osken_apps import api, flags, openflow, unix_socket
 from osken_apps import events as ev
 from osken_apps.controller import XID_BASE, Controller
+from osken_apps.hostdb import OvsdbHosts
 from osken_apps.views import Views
 
 LOG = logging.getLogger("nsgre")
 
 flags.register(cfg.CONF)
 unix_socket.install()
-
-
-def ovsdb_job(template: str):
-    """``Controller``'s OVSDB reader for remotes made from ``template``:
-    put a host's tunnels in step and read its ports, in a worker."""
-    def job(topo, host: str) -> ev.HostPorts:
-        h = topo.host(host)
-        remote = template.format(host=host, underlay_ip=h.underlay_ip)
-        try:
-            ports, changed = ovsdb.tunnels_to_step(remote, ovsdb.tunnel_ports(topo, host))
-        except ovsdb.OvsdbError as exc:
-            return ev.HostPorts(host, topo, None, error=f"{remote}: {exc}")
-        return ev.HostPorts(host, topo, None if ports is None else ovsdb.ofports(ports),
-                            changed)
-    return job
 
 
 class NsgreApp(app_manager.OSKenApp):
@@ -69,7 +55,8 @@ class NsgreApp(app_manager.OSKenApp):
         self.queue = hub.Queue()
         self.core = Controller(
             topology.load(path), clock=time.monotonic, effects=self, topology_path=path,
-            ovsdb_job=ovsdb_job(cfg.CONF.nsgre_ovsdb) if cfg.CONF.nsgre_ovsdb else None)
+            hostdb=OvsdbHosts(cfg.CONF.nsgre_ovsdb, self.queue.put)
+            if cfg.CONF.nsgre_ovsdb else None)
         # The controller holds a large, long-lived heap (the model, every
         # switch's flow records, the caches).  With the default thresholds
         # Python's cyclic collector walks all of it again and again while a
@@ -113,15 +100,22 @@ class NsgreApp(app_manager.OSKenApp):
         # running while a large file is validated.
         hub.spawn(lambda: self.queue.put(tpool.execute(job)))
 
-    def apply(self, text: bytes, source: str) -> tuple[int, dict]:
-        """POST /apply: through the queue; wait for the core's answer."""
+    def apply(self, text: bytes, source: str, wait: float | None = None) -> tuple[int, dict]:
+        """POST /apply: through the queue; wait for the core's answer (with
+        ``wait``, given once every host holds the change, for at most
+        ``wait`` seconds)."""
         answer, done = [], hub.Event()
 
         def reply(status, body):
-            answer.append((status, body))
-            done.set()
-        self.queue.put(ev.Apply(text, source, reply))
-        done.wait()
+            if not answer:
+                answer.append((status, body))
+                done.set()
+        self.queue.put(ev.Apply(text, source, reply, wait is not None))
+        if not done.wait(timeout=wait):
+            behind = sorted(self.core.behind())
+            reply(504, {"ok": False, "behind": behind,
+                        "error": f"not every host holds the change after {wait} s: "
+                                 f"{', '.join(behind)} not in step"})
         return answer[0]
 
     # -- decoding: OpenFlow messages as events -------------------------------------
@@ -189,6 +183,12 @@ class NsgreApp(app_manager.OSKenApp):
         gone = msg.reason == ofp.OFPPR_DELETE
         self.queue.put(ev.PortChanged(dp.id, dp, _name(msg.desc),
                                       None if gone else msg.desc.port_no))
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def packet_in(self, msg_ev):
+        msg = msg_ev.msg
+        dp = msg.datapath
+        self.queue.put(ev.PacketIn(dp.id, dp, msg.match.get("in_port"), bytes(msg.data)))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def switch_error(self, msg_ev):

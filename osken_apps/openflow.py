@@ -10,7 +10,7 @@ import base64
 
 from nsgre_core import ids
 from nsgre_core.flows import Flow, Group, Meter
-from osken_apps.wire import OXM, OXM_BASIC, OXM_CLASS
+from osken_apps.wire import OXM, OXM_BASIC, OXM_CLASS, output_record
 
 #: Fields os-ken does not know (Open vSwitch's Ericsson ND fields): it
 #: reports a set_field of them as ``field_N`` (N = class << 7 | field
@@ -25,7 +25,7 @@ def actions_from(acts) -> tuple:
     for a in acts:
         name = type(a).__name__
         if name == "OFPActionOutput":
-            out.append(("output", a.port))
+            out.append(output_record(a.port, a.max_len))
         elif name == "OFPActionGroup":
             out.append(("group", a.group_id))
         elif name == "OFPActionPushVlan":

@@ -271,20 +271,9 @@ def transact(remote: str, ops: list[dict], timeout: float = 5.0) -> list:
     headers, which pip does not have): ~1 s for a host of 2,500 ports,
     against ~0.05 s with the standard library's decoder.  Unix and TCP
     remotes (``unix:PATH``, ``tcp:IP:PORT``)."""
-    kind, _, where = remote.partition(":")
-    if kind == "unix":
-        family, address = socket.AF_UNIX, where
-    elif kind == "tcp":
-        ip, _, port = where.rpartition(":")
-        ip = ip.strip("[]")
-        family, address = (socket.AF_INET6 if ":" in ip else socket.AF_INET), (ip, int(port))
-    else:
-        raise OvsdbError(f"{remote}: only unix: and tcp: remotes can be used directly")
     request = {"method": "transact", "params": ["Open_vSwitch", *ops], "id": "nsgre"}
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(address)
+        with _connect(remote, timeout) as sock:
             sock.sendall(json.dumps(request).encode())
             reply = _read_reply(sock, request["id"])
     except socket.timeout as exc:
@@ -305,28 +294,11 @@ def transact(remote: str, ops: list[dict], timeout: float = 5.0) -> list:
 def _read_reply(sock: socket.socket, ident: str) -> dict:
     """The JSON-RPC reply ``ident`` (anything else the server sends first,
     such as an echo request, is skipped)."""
-    decoder, chunks = json.JSONDecoder(), []
+    messages = _Messages(sock)
     while True:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            raise OvsdbError("connection closed before the reply")
-        chunks.append(chunk)
-        if not chunk.rstrip().endswith(b"}"):
-            continue                      # a message ends with a brace; wait for more
-        text = b"".join(chunks).decode()
-        position, messages = 0, []
-        try:
-            while position < len(text):
-                message, position = decoder.raw_decode(text, position)
-                messages.append(message)
-                while position < len(text) and text[position].isspace():
-                    position += 1
-        except ValueError:
-            continue                      # the brace ended a part; more is coming
-        for message in messages:
-            if message.get("id") == ident:
-                return message
-        chunks = []
+        message = messages.next()
+        if message.get("id") == ident:
+            return message
 
 
 def _set(datum) -> list:
@@ -397,3 +369,149 @@ def prepare_host(topo: Topology, host: str, db: str, controller: str | None,
         ovsdb.ensure_bridge(bridge, dpid=h.dpid, datapath_type=datapath_type,
                             controller=controller, host=host)
     tunnels_to_step(db, tunnel_ports(topo, host), bridge)
+
+
+# -- watching interfaces: what binds endpoints by identity -----------------------
+#: The columns the interface watch monitors.
+WATCHED = {"Bridge": ["name", "ports"], "Port": ["name", "interfaces"],
+           "Interface": ["name", "external_ids"]}
+
+
+def _connect(remote: str, timeout: float) -> socket.socket:
+    kind, _, where = remote.partition(":")
+    if kind == "unix":
+        family, address = socket.AF_UNIX, where
+    elif kind == "tcp":
+        ip, _, port = where.rpartition(":")
+        ip = ip.strip("[]")
+        family, address = (socket.AF_INET6 if ":" in ip else socket.AF_INET), (ip, int(port))
+    else:
+        raise OvsdbError(f"{remote}: only unix: and tcp: remotes can be used directly")
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)
+    except socket.timeout as exc:
+        sock.close()
+        raise OvsdbTimeout(f"{remote}: no answer within {timeout} s") from exc
+    except OSError as exc:
+        sock.close()
+        raise OvsdbError(f"{remote}: {exc}") from exc
+    return sock
+
+
+class _Messages:
+    """JSON-RPC messages from a stream socket, one at a time."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.decoder = json.JSONDecoder()
+        self.text = ""
+        self.pending: list = []
+
+    def next(self) -> dict:
+        while not self.pending:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise OvsdbError("connection closed")
+            self.text += chunk.decode()
+            if not self.text.rstrip().endswith("}"):
+                continue                  # a message ends with a brace; wait for more
+            position, found = 0, []
+            try:
+                while True:
+                    while position < len(self.text) and self.text[position].isspace():
+                        position += 1
+                    if position == len(self.text):
+                        break
+                    message, position = self.decoder.raw_decode(self.text, position)
+                    found.append(message)
+            except ValueError:
+                continue                  # the brace ended a part; more is coming
+            self.text, self.pending = "", found
+        return self.pending.pop(0)
+
+
+def watch_interfaces(remote: str, on_change, bridge: str = BRIDGE,
+                     timeout: float = 10.0, alive=lambda: True) -> None:
+    """Monitor ``bridge``'s interfaces over OVSDB and call
+    ``on_change({interface: external_ids})`` with the whole set at once and
+    after every change to it, until the connection fails (``OvsdbError``)
+    or ``alive()`` turns false.  As ovn-controller watches br-int: one
+    ``monitor`` of the three tables, updates applied to a local copy."""
+    sock = _connect(remote, timeout)
+    try:
+        request = {"method": "monitor", "id": "watch",
+                   "params": ["Open_vSwitch", "nsgre-watch",
+                              {t: {"columns": c} for t, c in WATCHED.items()}]}
+        sock.sendall(json.dumps(request).encode())
+        sock.settimeout(None)
+        messages, tables, last = _Messages(sock), {t: {} for t in WATCHED}, None
+        while alive():
+            try:
+                message = messages.next()
+            except (OSError, ValueError) as exc:
+                raise OvsdbError(f"{remote}: {exc}") from exc
+            if message.get("method") == "echo":
+                sock.sendall(json.dumps({"id": message["id"], "result": message["params"],
+                                         "error": None}).encode())
+                continue
+            if message.get("id") == "watch":
+                if message.get("error"):
+                    raise OvsdbError(f"{remote}: monitor refused: {message['error']}")
+                updates = message.get("result") or {}
+            elif message.get("method") == "update":
+                updates = message["params"][1]
+            else:
+                continue
+            _apply_updates(tables, updates)
+            now = _bridge_interfaces(tables, bridge)
+            if now != last:
+                last = now
+                on_change(now)
+    finally:
+        sock.close()
+
+
+def _apply_updates(tables: dict, updates: dict) -> None:
+    for table, rows in updates.items():
+        held = tables.setdefault(table, {})
+        for uuid, change in rows.items():
+            if "new" in change:
+                held[uuid] = change["new"]
+            else:
+                held.pop(uuid, None)
+
+
+def _bridge_interfaces(tables: dict, bridge: str) -> dict:
+    """Interface name -> external_ids of every interface on ``bridge``."""
+    br = next((row for row in tables["Bridge"].values() if row.get("name") == bridge), None)
+    if br is None:
+        return {}
+    result = {}
+    for port_ref in _set(br.get("ports", ["set", []])):
+        port = tables["Port"].get(port_ref[1])
+        if port is None:
+            continue
+        for iface_ref in _set(port.get("interfaces", ["set", []])):
+            iface = tables["Interface"].get(iface_ref[1])
+            if iface is not None:
+                result[iface["name"]] = _map(iface.get("external_ids", ["map", []]))
+    return result
+
+
+def mark_ops(marks: dict[str, bool], stamp_ms: int) -> list[dict]:
+    """Set (True) or remove (False) ``nsgre-installed`` and its time stamp
+    on each interface, keeping every other ``external_ids`` key."""
+    ops = []
+    keys = ["set", ["nsgre-installed", "nsgre-installed-ts"]]
+    for iface, installed in sorted(marks.items()):
+        where = [["name", "==", iface]]
+        ops.append({"op": "mutate", "table": "Interface", "where": where,
+                    "mutations": [["external_ids", "delete", keys]]})
+        if installed:
+            ops.append({"op": "mutate", "table": "Interface", "where": where,
+                        "mutations": [["external_ids", "insert",
+                                       ["map", [["nsgre-installed", "true"],
+                                                ["nsgre-installed-ts", str(stamp_ms)]]]]]})
+    return ops

@@ -45,6 +45,7 @@ class Views:
 
     def describe_switches(self) -> dict:
         return {s.host: {"datapath": f"{dpid:016x}", "ready": s.ready, "ports": s.ports,
+                         "interfaces": s.ofports, "bound": self.core.bound.get(s.host, {}),
                          "flows": len(s.flows), "groups": len(s.groups),
                          "meters": len(s.meters)}
                 for dpid, s in sorted(self.core.switches.items())}
@@ -205,6 +206,18 @@ class Views:
         metric("nsgre_ports_flapping", "gauge", "ports held back as flapping right now",
                [({"host": s.host}, sum(h.flapping for h in s.holds.values()))
                 for s in sorted(self.core.switches.values(), key=lambda s: s.host)])
+        refused = Counter((host, r.reason) for host, rs in self.core.refused.items() for r in rs)
+        metric("nsgre_interfaces_refused", "gauge",
+               "interfaces claiming an endpoint that do not get it (attached-mac, duplicate)",
+               [({"host": h, "reason": r}, n) for (h, r), n in sorted(refused.items())])
+        metric("nsgre_endpoints_bound", "gauge", "endpoints bound to an interface per host",
+               [({"host": h}, len(b)) for h, b in sorted(self.core.bound.items())])
+        metric("nsgre_endpoints_installed", "gauge",
+               "endpoints marked nsgre-installed per host",
+               [({"host": h}, len(m)) for h, m in sorted(self.core.marked.items())])
+        metric("nsgre_dhcp_messages_total", "counter",
+               "DHCP messages from endpoints by outcome (answered, or why dropped)",
+               [({"host": h, "outcome": o}, n) for (h, o), n in sorted(self.core.dhcp.items())])
         metric("nsgre_reconcile_runs_total", "counter", "reconciliations run",
                [({}, self.core.reconciles)])
         metric("nsgre_reconcile_seconds_total", "counter", "time spent reconciling",

@@ -29,11 +29,13 @@ from typing import NamedTuple
 from nsgre_core import ids
 from nsgre_core.flows import FIELD_BITS, Flow, Group, Meter
 from nsgre_core.ofp import (ONF_BF_ATOMIC, ONF_BF_ORDERED, NX_EXPERIMENTER_ID, NXAST_REG_MOVE, OFPCML_MAX,
+                            OFPCML_NO_BUFFER,
                             OFPFC_ADD, OFPFC_DELETE_STRICT, OFPG_ANY, OFPGC_ADD, OFPGC_DELETE,
                             OFPGC_MODIFY, OFPGT_ALL, OFPM_ALL, OFPMBT_DROP, OFPMC_ADD,
                             OFPMC_DELETE, OFPMC_MODIFY, OFPMF_BURST, OFPMF_PKTPS, OFPMF_STATS,
                             OFPMP_AGGREGATE, OFPMP_FLOW, OFPMP_GROUP_DESC, OFPMP_METER_CONFIG,
-                            OFPMP_PORT_DESC, OFPP_ANY, OFPT_BARRIER_REQUEST, OFPT_EXPERIMENTER,
+                            OFPMP_PORT_DESC, OFPP_ANY, OFPP_CONTROLLER, OFP_NO_BUFFER,
+                            OFPT_BARRIER_REQUEST, OFPT_EXPERIMENTER, OFPT_PACKET_OUT,
                             OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_METER_MOD,
                             OFPT_MULTIPART_REQUEST, OFPTT_ALL, ONF_BCT_COMMIT_REQUEST,
                             ONF_BCT_OPEN_REQUEST, ONF_ET_BUNDLE_ADD_MESSAGE,
@@ -65,7 +67,8 @@ OXM = {
     "in_port": (0, 4, _int("!I")), "metadata": (2, 8, _int("!Q")),
     "eth_dst": (3, 6, _mac), "eth_src": (4, 6, _mac), "eth_type": (5, 2, _int("!H")),
     "vlan_vid": (6, 2, _int("!H")), "ip_proto": (10, 1, _int("!B")),
-    "ipv4_src": (11, 4, _ip), "arp_op": (21, 2, _int("!H")),
+    "ipv4_src": (11, 4, _ip), "udp_src": (15, 2, _int("!H")), "udp_dst": (16, 2, _int("!H")),
+    "arp_op": (21, 2, _int("!H")),
     "arp_spa": (22, 4, _ip), "arp_tpa": (23, 4, _ip), "arp_sha": (24, 6, _mac),
     "arp_tha": (25, 6, _mac), "ipv6_src": (26, 16, _ip), "ipv6_dst": (27, 16, _ip),
     "icmpv6_type": (29, 1, _int("!B")), "ipv6_nd_target": (31, 16, _ip),
@@ -113,7 +116,10 @@ def match(fields) -> bytes:
 def action(a) -> bytes:
     kind = a[0]
     if kind == "output":
-        return struct.pack("!HHIH6x", 0, 16, a[1], OFPCML_MAX)
+        # To the controller: the whole frame (a 3-tuple is a max_len a switch reported).
+        max_len = a[2] if len(a) > 2 else OFPCML_NO_BUFFER if a[1] == OFPP_CONTROLLER \
+            else OFPCML_MAX
+        return struct.pack("!HHIH6x", 0, 16, a[1], max_len)
     if kind == "group":
         return struct.pack("!HHI", 22, 8, a[1])
     if kind == "push_vlan":
@@ -222,6 +228,13 @@ def bundle(bundle_id: int, ops, xids: list[int]) -> bytes:
     return data + bundle_control(bundle_id, ONF_BCT_COMMIT_REQUEST, flags, xids[-1])
 
 
+def packet_out(port: int, frame: bytes, xid: int = 0) -> bytes:
+    """Send ``frame`` out of ``port`` (the controller's answers: DHCP)."""
+    acts = action(("output", port))
+    body = struct.pack("!IIH6x", OFP_NO_BUFFER, OFPP_CONTROLLER, len(acts)) + acts + frame
+    return _HEADER.pack(VERSION, OFPT_PACKET_OUT, 8 + len(body), xid) + body
+
+
 def barrier(xid: int) -> bytes:
     return _HEADER.pack(VERSION, OFPT_BARRIER_REQUEST, 8, xid)
 
@@ -268,12 +281,14 @@ STATE_REQUESTS = {"ports": ports_request, "flows": flows_request, "groups": grou
 class Decoded(NamedTuple):
     """One message as ``decode`` reads it.  ``kind``: op (a flow-, group- or
     meter-mod: ``op``), bundle_open, bundle_commit (``bundle``), barrier,
-    request (``request``: ports, flows, groups, meters or count)."""
+    request (``request``: ports, flows, groups, meters or count), packet_out
+    (``packet``: (port, frame))."""
     xid: int
     kind: str
     op: Op | None = None
     bundle: int | None = None
     request: str | None = None
+    packet: tuple | None = None
 
 
 _OXM_BY_NUMBER = {(OXM_CLASS.get(name, OXM_BASIC), number): (name, length)
@@ -310,12 +325,22 @@ def _oxm_name(header: int) -> str:
     return _OXM_BY_NUMBER[header >> 16, (header >> 9) & 0x7F][0]
 
 
+def output_record(port: int, max_len: int) -> tuple:
+    """An output action as the record that would send it: an output to the
+    controller that does not send the whole frame keeps its max_len (and so
+    equals no record nsgre wants); elsewhere max_len means nothing."""
+    if port == OFPP_CONTROLLER and max_len != OFPCML_NO_BUFFER:
+        return ("output", port, max_len)
+    return ("output", port)
+
+
 def _actions(data: bytes) -> tuple:
     out, at = [], 0
     while at < len(data):
         kind, length = struct.unpack_from("!HH", data, at)
         if kind == 0:
-            out.append(("output", struct.unpack_from("!I", data, at + 4)[0]))
+            port, max_len = struct.unpack_from("!IH", data, at + 4)
+            out.append(output_record(port, max_len))
         elif kind == 22:
             out.append(("group", struct.unpack_from("!I", data, at + 4)[0]))
         elif kind == 17:
@@ -386,6 +411,10 @@ def _one(kind: int, xid: int, body: bytes) -> Decoded:
         return Decoded(xid, "op", Op(_VERBS[meter_mod, command], item))
     if kind == OFPT_BARRIER_REQUEST:
         return Decoded(xid, "barrier")
+    if kind == OFPT_PACKET_OUT:
+        _, _, actions_len = struct.unpack_from("!IIH", body)
+        (_, port), = _actions(body[16:16 + actions_len])
+        return Decoded(xid, "packet_out", packet=(port, body[16 + actions_len:]))
     if kind == OFPT_MULTIPART_REQUEST:
         return Decoded(xid, "request", request=_MULTIPART[struct.unpack_from("!H", body)[0]])
     if kind == OFPT_EXPERIMENTER:

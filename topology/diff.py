@@ -2,9 +2,12 @@
 
 A network's flows on a host depend on its *view*: its key, its members
 (name, host, MAC, port, address, guest VLAN), the hosts carrying it with
-their local VLANs, the tunnel type and whether storm control is on.  Two versions whose views of a
-network are equal need nothing sent for that network anywhere, so a change
-costs in proportion to the networks it touches, not to the fabric.
+their local VLANs, the tunnel type, whether storm control is on, its router
+and whether its DHCP goes to the controller (``dhcp``).  Two versions whose
+views of a network are equal need nothing sent for that network anywhere,
+so a change costs in proportion to the networks it touches, not to the
+fabric.  (``dns``, ``lease_time`` and ``mtu`` are no part of it: no flow
+depends on them; the controller's DHCP answers read them from the model.)
 """
 
 from __future__ import annotations

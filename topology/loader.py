@@ -17,23 +17,28 @@ from pathlib import Path
 import yaml
 
 from topology import allocate
-from topology.model import (ENDPOINT_KINDS, MAX_KEY, TUNNEL_TYPES, VLAN_MAX, VLAN_MIN,
-                            Attachment, DEFAULT_BROADCAST_LIMIT, Endpoint, Host, Network,
-                            Topology, tunnel_port_name)
+from topology.model import (DEFAULT_BROADCAST_LIMIT, DEFAULT_LEASE_TIME, DEFAULT_UNDERLAY_MTU,
+                            DNS_MAX, ENDPOINT_KINDS, LEASE_TIME_MAX, LEASE_TIME_MIN, MAX_KEY,
+                            NETWORK_MTU_MIN, TUNNEL_TYPES, UNDERLAY_MTU_MAX, UNDERLAY_MTU_MIN,
+                            VLAN_MAX, VLAN_MIN, Attachment, Endpoint, Host, Network, Topology,
+                            tunnel_overhead, tunnel_port_name)
 
 SEED_NAME = "seed.yaml"
 
-TOP_KEYS = ("tunnel", "broadcast_limit", "hosts", "networks", "endpoints")
+TOP_KEYS = ("tunnel", "broadcast_limit", "underlay_mtu", "hosts", "networks", "endpoints")
 #: Highest ``broadcast_limit`` accepted (frames per second per endpoint port).
 MAX_BROADCAST_LIMIT = 1_000_000
 HOST_KEYS = ("underlay_ip", "dpid")
-NETWORK_KEYS = ("key", "router")
-ENDPOINT_KEYS = ("host", "kind", "network", "ip", "vlans", "mac", "port", "link_local")
+NETWORK_KEYS = ("key", "router", "dhcp", "dns", "lease_time", "mtu")
+ENDPOINT_KEYS = ("host", "kind", "network", "ip", "vlans", "mac", "port", "link_local",
+                 "iface_id")
 ATTACHMENT_KEYS = ("network", "ip")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+#: An OVS ``external_ids:iface-id``: printable ASCII without whitespace.
+IFACE_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 class TopologyError(ValueError):
@@ -416,11 +421,22 @@ def _parse(data: str | bytes, source: str, previous: Topology | None) -> Topolog
               f"must be a whole number of frames per second from 0 (no limit) to "
               f"{MAX_BROADCAST_LIMIT}, not {broadcast_limit!r}")
         broadcast_limit = DEFAULT_BROADCAST_LIMIT
+    underlay_mtu = doc.get("underlay_mtu", DEFAULT_UNDERLAY_MTU)
+    if type(underlay_mtu) is not int or not UNDERLAY_MTU_MIN <= underlay_mtu <= UNDERLAY_MTU_MAX:
+        p.add(_line(doc, "underlay_mtu"), "underlay_mtu",
+              f"must be a whole number of bytes from {UNDERLAY_MTU_MIN} to {UNDERLAY_MTU_MAX}, "
+              f"not {underlay_mtu!r}")
+        underlay_mtu = DEFAULT_UNDERLAY_MTU
 
     raw_hosts = _section(p, doc, "hosts")
     raw_networks = _section(p, doc, "networks")
     hosts = _hosts(p, raw_hosts, tunnel)
     explicit_keys = _networks(p, raw_networks, tunnel, max_key)
+    ipv6_underlay = any(h.underlay_ip.version == 6 for h in hosts.values())
+    overhead = tunnel_overhead(tunnel, ipv6_underlay)
+    why = (f"underlay_mtu {underlay_mtu} - {overhead} for {tunnel}"
+           + (" over IPv6" if ipv6_underlay else ""))
+    settings = _network_settings(p, raw_networks, underlay_mtu - overhead, why)
     # Names that are declared but broken are still known: an endpoint that
     # names them gets no second, misleading "unknown" error.
     endpoints = _endpoints(p, _section(p, doc, "endpoints"), set(raw_hosts),
@@ -429,7 +445,7 @@ def _parse(data: str | bytes, source: str, previous: Topology | None) -> Topolog
     p.raise_if_any()
 
     keys = allocate.allocate_keys(explicit_keys, max_key, prev.get("keys"))
-    networks = [Network(n, keys[n], routers.get(n)) for n in sorted(keys)]
+    networks = [Network(n, keys[n], routers.get(n), **settings[n]) for n in sorted(keys)]
 
     per_host: dict[str, dict[str, int]] = {h: {} for h in hosts}
     for e in endpoints:
@@ -448,7 +464,7 @@ def _parse(data: str | bytes, source: str, previous: Topology | None) -> Topolog
             local_vlans[(host, net)] = vlan
     p.raise_if_any()
     return Topology(tunnel, hosts.values(), networks, endpoints, local_vlans, source,
-                    broadcast_limit)
+                    broadcast_limit, underlay_mtu)
 
 
 def _hosts(p: _Problems, raw: dict, tunnel: str) -> dict[str, Host]:
@@ -519,9 +535,76 @@ def _networks(p: _Problems, raw: dict, tunnel: str, max_key: int) -> dict[str, i
     return keys
 
 
+def _whole(value) -> bool:
+    return type(value) is int
+
+
+def _network_settings(p: _Problems, raw: dict, max_mtu: int, why: str) -> dict[str, dict]:
+    """Network -> its DHCP and MTU settings (``dhcp``, ``dns``,
+    ``lease_time``, ``mtu``) as ``Network`` keyword arguments; a network
+    with a bad one is left out (its problem is reported)."""
+    out = {}
+    for name, body in raw.items():
+        path, ok = f"networks.{name}", True
+        dhcp = body.get("dhcp", True)
+        if type(dhcp) is not bool:
+            p.add(_line(body, "dhcp"), f"{path}.dhcp",
+                  f"must be true or false, not {dhcp!r}")
+            ok = False
+        dns = _dns(p, body, path) if "dns" in body else ()
+        ok = ok and dns is not None
+        lease = body.get("lease_time", DEFAULT_LEASE_TIME)
+        if not _whole(lease) or not LEASE_TIME_MIN <= lease <= LEASE_TIME_MAX:
+            p.add(_line(body, "lease_time"), f"{path}.lease_time",
+                  f"must be a whole number of seconds from {LEASE_TIME_MIN} to "
+                  f"{LEASE_TIME_MAX} (a year), not {lease!r}")
+            ok = False
+        mtu = body.get("mtu")
+        if mtu is not None and (not _whole(mtu) or not NETWORK_MTU_MIN <= mtu <= max_mtu):
+            p.add(_line(body, "mtu"), f"{path}.mtu",
+                  f"must be a whole number of bytes from {NETWORK_MTU_MIN} to {max_mtu} "
+                  f"(the tunnel-safe MTU: {why}), not {mtu!r}")
+            ok = False
+        if "mtu" in body and mtu is None:
+            p.add(_line(body, "mtu"), f"{path}.mtu",
+                  "must be a whole number of bytes (leave it out for the tunnel-safe MTU)")
+            ok = False
+        if ok:
+            out[name] = {"dhcp": dhcp, "dns": dns, "lease_time": lease, "mtu": mtu}
+    return out
+
+
+def _dns(p: _Problems, body, path: str) -> tuple[ipaddress.IPv4Address, ...] | None:
+    """``dns: [192.0.2.53, ...]``: at most ``DNS_MAX`` IPv4 addresses, each once."""
+    value, line = body["dns"], _line(body, "dns")
+    if not isinstance(value, list):
+        p.add(line, f"{path}.dns", f"must be a list of IPv4 addresses like [192.0.2.53], "
+              f"not {value!r}")
+        return None
+    if len(value) > DNS_MAX:
+        p.add(line, f"{path}.dns", f"at most {DNS_MAX} DNS servers, got {len(value)}")
+        return None
+    out: list[ipaddress.IPv4Address] = []
+    for i, item in enumerate(value):
+        try:
+            if not isinstance(item, str):
+                raise ValueError
+            addr = ipaddress.IPv4Address(item)
+        except ValueError:
+            p.add(line, f"{path}.dns[{i}]",
+                  f"must be an IPv4 address like 192.0.2.53 (no prefix length), got {item!r}")
+            return None
+        if addr in out:
+            p.add(line, f"{path}.dns[{i}]", f"{addr} is already listed")
+            return None
+        out.append(addr)
+    return tuple(out)
+
+
 def _routers(p: _Problems, raw: dict, endpoints: list[Endpoint]) -> dict[str, str]:
-    """Network -> the endpoint named as its IPv6 router (``router:``): it
-    must be a member of that network with an IPv6 address there."""
+    """Network -> the endpoint named as its router (``router:``): it must
+    be a member of that network.  With an IPv6 address there it may send
+    router advertisements; with an IPv4 one it is the network's gateway."""
     by_name = {e.name: e for e in endpoints}
     routers = {}
     for name, body in raw.items():
@@ -538,10 +621,6 @@ def _routers(p: _Problems, raw: dict, endpoints: list[Endpoint]) -> dict[str, st
         att = next((a for a in ep.attachments if a.network == name), None)
         if att is None:
             p.add(line, path, f"endpoint '{value}' is not a member of network '{name}'")
-            continue
-        if att.ip.version != 6:
-            p.add(line, path, f"endpoint '{value}' has no IPv6 address in '{name}' "
-                  "(router: allows IPv6 router advertisements)")
             continue
         routers[name] = value
     return routers
@@ -691,15 +770,24 @@ def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
         if "link_local" in body:
             link_local = _link_local(p, body, path, attachments)
             ok = ok and link_local is not None
+        iface_id = None
+        if "iface_id" in body:
+            iface_id = body["iface_id"]
+            if not isinstance(iface_id, str) or not IFACE_ID_RE.match(iface_id):
+                p.add(_line(body, "iface_id"), f"{path}.iface_id",
+                      "must be 1 to 255 printable ASCII characters without spaces (the "
+                      "interface's OVS external_ids:iface-id, e.g. libvirt's interface UUID), "
+                      f"got {iface_id!r}")
+                ok = False
         if ok and attachments:
-            valid[name] = (host, kind, attachments, mac, port, link_local)
+            valid[name] = (host, kind, attachments, mac, port, link_local, iface_id)
 
     # Explicit values first, each checked for duplicates; then defaults
     # allocated around them, so a default never collides with anything.
     seen_mac: dict[str, str] = {}
     seen_port: dict[tuple, str] = {}
     seen_ip: dict[tuple, str] = {}
-    for name, (host, _, attachments, mac, port, _) in valid.items():
+    for name, (host, _, attachments, mac, port, _, _) in valid.items():
         body, path = raw[name], f"endpoints.{name}"
         if mac is not None:
             if mac in seen_mac:
@@ -724,7 +812,7 @@ def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
                                    allocate.default_mac, set(seen_mac), previous.get("macs"))
     pending: dict[str, list[str]] = {}
     used: dict[str, set[str]] = {}
-    for name, (host, _, _, _, port, _) in valid.items():
+    for name, (host, _, _, _, port, _, _) in valid.items():
         pending.setdefault(host, [])
         if port is None:
             pending[host].append(name)
@@ -735,9 +823,11 @@ def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
         ports.update(allocate.allocate_names(pending[host], allocate.default_port,
                                              used.get(host, set()), previous.get("ports")))
     result = [Endpoint(name, host, kind, tuple(attachments), mac or macs[name],
-                       port or ports[name], link_local)
-              for name, (host, kind, attachments, mac, port, link_local) in valid.items()]
+                       port or ports[name], link_local, iface_id)
+              for name, (host, kind, attachments, mac, port, link_local, iface_id)
+              in valid.items()]
     _check_link_locals(p, raw, result)
+    _check_iface_ids(p, raw, result)
     return result
 
 
@@ -766,6 +856,22 @@ def _check_link_locals(p: _Problems, raw: dict, endpoints: list[Endpoint]):
                       f"{e.link_local} is already the {what} of endpoint "
                       f"'{owner[0]}' in network '{a.network}'")
             owners.setdefault(key, (e.name, "link"))
+
+
+def _check_iface_ids(p: _Problems, raw: dict, endpoints: list[Endpoint]):
+    """Effective iface ids (declared, or the endpoint's name) are unique:
+    the controller finds an endpoint's port on its host by it.  A clash is
+    reported at the declared one (a name can only clash with a declared id)."""
+    owners = {e.name: (e.name, "name (its default iface_id)") for e in endpoints
+              if e.declared_iface_id is None}
+    declared = [e for e in endpoints if e.declared_iface_id is not None]
+    for e in sorted(declared, key=lambda e: (_line(raw[e.name], "iface_id") or 0, e.name)):
+        owner = owners.get(e.iface_id)
+        if owner is not None:
+            p.add(_line(raw[e.name], "iface_id"), f"endpoints.{e.name}.iface_id",
+                  f"{e.iface_id!r} is already the {owner[1]} of endpoint '{owner[0]}'")
+            continue
+        owners[e.iface_id] = (e.name, "iface_id")
 
 
 def load(path: str | Path | None = None, previous: Topology | None = None) -> Topology:

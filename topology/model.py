@@ -33,9 +33,41 @@ ENDPOINT_KINDS = ("vm", "namespace")
 #: Largest tunnel key per tunnel type (GRE key is 32 bits, VNIs 24 bits).
 MAX_KEY = {"gre": 2**32 - 1, "vxlan": 2**24 - 1, "geneve": 2**24 - 1}
 
-#: Bytes the encapsulation adds on the underlay (outer Ethernet + IPv4 +
-#: tunnel header); the endpoint MTU must leave this much room.
+#: Bytes the encapsulation adds to a frame on an IPv4 underlay, counted
+#: against the underlay MTU: GRE 42 = the inner Ethernet header 14 (an MTU
+#: counts from the IP header, the tunnel carries the whole frame) + outer
+#: IPv4 20 + GRE with key 8; VXLAN 50 = 14 + outer IPv4 20 + UDP 8 + VXLAN 8;
+#: Geneve 50 likewise (8-byte header, no options).  The endpoint MTU must
+#: leave this much room: 1500 - 42 = 1458 (GRE), 1500 - 50 = 1450.
 ENCAP_OVERHEAD = {"gre": 42, "vxlan": 50, "geneve": 50}
+#: An IPv6 outer header is 40 bytes, not IPv4's 20.
+IPV6_EXTRA_OVERHEAD = 20
+
+#: The underlay's MTU (``underlay_mtu:``): the default, and the range accepted
+#: (1280, IPv6's minimum link MTU, up to the usual 9216-byte jumbo frame).
+DEFAULT_UNDERLAY_MTU = 1500
+UNDERLAY_MTU_MIN, UNDERLAY_MTU_MAX = 1280, 9216
+#: The lowest ``mtu:`` a network may declare: every IPv4 host must accept
+#: 576-byte datagrams (RFC 791), and DHCP's option 26 may not say less (RFC 2132).
+NETWORK_MTU_MIN = 576
+
+#: DHCP (``networks.N.dhcp``, on by default): the lease time handed out unless
+#: a network sets ``lease_time:`` (12 hours, OVN's default), its bounds in
+#: seconds, and the most DNS servers a network may list (``dns:``).
+DEFAULT_LEASE_TIME = 43200
+LEASE_TIME_MIN, LEASE_TIME_MAX = 60, 86400 * 365
+DNS_MAX = 8
+
+#: DHCP to the controller: frames a second each endpoint port may send up
+#: (an OpenFlow meter per port drops the rest, on the switch, before a
+#: packet-in is made).  A client sends a DISCOVER and a REQUEST to get a
+#: lease, retransmits every 4, 8, 16... seconds while unanswered (RFC 2131
+#: 4.1) and renews at half the lease time: well under one frame a second.
+#: 20 a second, with a burst of 20, lets a trunk guest bring up a score of
+#: VLAN interfaces at once and a guest retry at will, while a guest flooding
+#: DHCP costs the controller at most 20 packet-ins a second per port.
+DHCP_RATE = 20
+DHCP_BURST = 20
 
 #: Storm control: broadcast and multicast frames per second each endpoint
 #: port may flood (an OpenFlow meter per port drops the rest).  Hundreds of
@@ -57,9 +89,19 @@ class Host:
 class Network:
     name: str
     key: int
-    #: The member endpoint allowed to send IPv6 router advertisements and
-    #: redirects in this network (``router:`` in the file); None: nobody.
+    #: The member endpoint that routes this network (``router:`` in the
+    #: file); None: none.  IPv6: the one allowed to send router
+    #: advertisements and redirects; IPv4: the gateway DHCP hands out.
     router: str | None = None
+    #: DHCP answered by the controller from the model (``dhcp:``).
+    dhcp: bool = True
+    #: DNS servers DHCP hands out (``dns:``), in the file's order.
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    #: Seconds of a DHCP lease (``lease_time:``).
+    lease_time: int = DEFAULT_LEASE_TIME
+    #: The MTU declared (``mtu:``); None: the tunnel-safe MTU
+    #: (``Topology.network_mtu`` gives the one in force).
+    mtu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +124,16 @@ class Endpoint:
     #: IPv6 link-local address declared in the file (``link_local:``);
     #: None: the EUI-64 address of ``mac`` (see ``ipv6_link_local``).
     link_local: ipaddress.IPv6Address | None = None
+    #: ``iface_id:`` as declared in the file; None: the endpoint's name
+    #: (see ``iface_id``).
+    declared_iface_id: str | None = None
+
+    @property
+    def iface_id(self) -> str:
+        """The OVS ``external_ids:iface-id`` that names the endpoint's
+        interface on its host (libvirt writes its interface UUID there):
+        the declared one, else the endpoint's name."""
+        return self.declared_iface_id if self.declared_iface_id is not None else self.name
 
     @property
     def ipv6_link_local(self) -> ipaddress.IPv6Address:
@@ -135,6 +187,7 @@ class NetworkView(NamedTuple):
     members: tuple[Member, ...]
     carrying: tuple[tuple[str, int], ...]   # (host, local VLAN), by host name
     router: str | None = None    # the member that may send IPv6 RAs and redirects
+    dhcp: bool = True            # the members' DHCP goes to the controller
 
 
 def _node(kind: str, name: str) -> tuple[str, str]:
@@ -147,10 +200,12 @@ class Topology:
     def __init__(self, tunnel: str, hosts: Iterable[Host],
                  networks: Iterable[Network], endpoints: list[Endpoint],
                  local_vlans: dict[tuple[str, str], int], source: str = "<memory>",
-                 broadcast_limit: int = DEFAULT_BROADCAST_LIMIT):
+                 broadcast_limit: int = DEFAULT_BROADCAST_LIMIT,
+                 underlay_mtu: int = DEFAULT_UNDERLAY_MTU):
         self.tunnel = tunnel
         self.source = source
         self.broadcast_limit = broadcast_limit
+        self.underlay_mtu = underlay_mtu
         g = nx.DiGraph()
         for h in hosts:
             g.add_node(_node("host", h.name), kind="host", obj=h)
@@ -263,12 +318,44 @@ class Topology:
         """Name of the tunnel port on ``host`` that leads to ``peer``."""
         return tunnel_port_name(self.tunnel, peer)
 
-    def endpoint_mtu(self, underlay_mtu: int = 1500) -> int:
-        return underlay_mtu - ENCAP_OVERHEAD[self.tunnel]
+    @property
+    def ipv6_underlay(self) -> bool:
+        """Some host's tunnel endpoint is an IPv6 address."""
+        return any(h.underlay_ip.version == 6 for h in self._objs(self.graph, "host"))
+
+    def endpoint_mtu(self, underlay_mtu: int | None = None) -> int:
+        """The largest MTU an endpoint's frames cross the tunnels with
+        unfragmented over an underlay of ``underlay_mtu`` (default: the
+        topology's ``underlay_mtu``): that less the encapsulation
+        (``ENCAP_OVERHEAD``), and 20 more when any underlay address is IPv6."""
+        if underlay_mtu is None:
+            underlay_mtu = self.underlay_mtu
+        return underlay_mtu - tunnel_overhead(self.tunnel, self.ipv6_underlay)
+
+    def network_mtu(self, network: str) -> int:
+        """The MTU of ``network``'s endpoints (DHCP hands it out): its
+        declared ``mtu:``, else the tunnel-safe ``endpoint_mtu()``."""
+        declared = self.network(network).mtu
+        return declared if declared is not None else self.endpoint_mtu()
+
+    def gateway(self, network: str) -> str | None:
+        """The IPv4 address (no prefix length) in ``network`` of its
+        ``router:`` endpoint, the default gateway DHCP hands out; None when
+        the network has no router or the router's address there is IPv6."""
+        router = self.network(network).router
+        if router is None:
+            return None
+        ip = self.endpoint(router).attachment(network).ip
+        return str(ip.ip) if ip.version == 4 else None
 
     def summary(self) -> str:
         return (f"{len(self.hosts)} hosts, {len(self.networks)} networks, "
                 f"{len(self.endpoints)} endpoints, tunnel {self.tunnel}")
+
+
+def tunnel_overhead(tunnel: str, ipv6_underlay: bool = False) -> int:
+    """Bytes the ``tunnel`` encapsulation costs on the underlay's MTU."""
+    return ENCAP_OVERHEAD[tunnel] + (IPV6_EXTRA_OVERHEAD if ipv6_underlay else 0)
 
 
 def _network_views(tunnel, metered, graph, endpoints, local_vlans) -> dict[str, NetworkView]:
@@ -284,7 +371,8 @@ def _network_views(tunnel, metered, graph, endpoints, local_vlans) -> dict[str, 
         carrying.setdefault(net, []).append((host, vlan))
     return {name: NetworkView(tunnel, metered, data["obj"].key,
                               tuple(sorted(members.get(name, ()))),
-                              tuple(sorted(carrying.get(name, ()))), data["obj"].router)
+                              tuple(sorted(carrying.get(name, ()))), data["obj"].router,
+                              data["obj"].dhcp)
             for (kind, name), data in graph.nodes(data=True) if kind == "network"}
 
 

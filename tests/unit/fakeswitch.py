@@ -41,6 +41,7 @@ class FakeSwitch:
         self.refuse = None             # op -> True to refuse it (once per call site)
         self.bundle: list | None = None
         self.bundle_refused: list = []
+        self.packets_out: list = []    # (port, frame) the controller sent out
 
     # -- the connection the core writes to ------------------------------------
     def send(self, data: bytes) -> None:
@@ -69,6 +70,8 @@ class FakeSwitch:
             self._apply(m.op)
         elif m.kind == "barrier":
             self.harness.queue_event(ev.BarrierReply(self.dpid, self, m.xid))
+        elif m.kind == "packet_out":
+            self.packets_out.append(m.packet)
         elif m.kind == "request":
             self._answer(m.request, m.xid)
 
@@ -126,6 +129,58 @@ class FakeSwitch:
         else:
             self.ports[name] = ofport
         self.harness.queue_event(ev.PortChanged(self.dpid, self, name, ofport))
+
+    def packet_in(self, port: str, frame: bytes) -> None:
+        """The pipeline sent ``frame``, arrived on ``port``, to the controller."""
+        self.harness.queue_event(ev.PacketIn(self.dpid, self, self.ports[port], frame))
+
+
+class FakeHostDb:
+    """Each host's OVSDB as the core sees it: interfaces with their
+    external_ids (changed by the tests, announced as ``Interfaces``), the
+    tunnels' ports for ``prepare``, and the marks the core writes."""
+
+    def __init__(self, ports=None):
+        self.ports = ports or {}                   # host -> {name: ofport} for prepare
+        self.interfaces: dict = {}                 # host -> {name: external_ids}
+        self.watched: set = set()
+        self.writes: list = []                     # (host, {iface: bool}) in order
+        self.fail = False
+
+    def prepare(self, topo, host):
+        return ev.HostPorts(host, topo, dict(self.ports.get(host, {})))
+
+    def watch(self, topo, host):
+        self.watched.add(host)
+
+    def mark(self, topo, host, marks):
+        if self.fail:
+            return ev.Marked(host, marks, "connection refused")
+        self.writes.append((host, dict(marks)))
+        for iface, installed in marks.items():
+            ext = self.interfaces.setdefault(host, {}).get(iface)
+            if ext is None:
+                continue
+            ext = {k: v for k, v in ext.items() if not k.startswith("nsgre-installed")}
+            if installed:
+                ext.update({"nsgre-installed": "true", "nsgre-installed-ts": "1"})
+            self.interfaces[host][iface] = ext
+        return ev.Marked(host, marks)
+
+    def installed(self, host) -> set:
+        """The interfaces of ``host`` that carry nsgre-installed=true now."""
+        return {name for name, ext in self.interfaces.get(host, {}).items()
+                if ext.get("nsgre-installed") == "true"}
+
+    def set_interface(self, harness, host, name, external_ids) -> None:
+        """An interface's external_ids change (None: it is gone) and the
+        watch reports the host's interfaces."""
+        if external_ids is None:
+            self.interfaces.setdefault(host, {}).pop(name, None)
+        else:
+            self.interfaces.setdefault(host, {})[name] = dict(external_ids)
+        harness.queue_event(ev.Interfaces(host, {n: dict(e) for n, e in
+                                                 self.interfaces[host].items()}))
 
 
 def desired(topo, host: str, ports):

@@ -5,6 +5,7 @@ The controller never builds os-ken messages (about 110 us a flow-mod);
 the tests do, to check the bytes it packs itself.
 """
 
+from os_ken.ofproto import ofproto_v1_3
 from os_ken.ofproto.ofproto_v1_3_parser import OFPAction
 
 from nsgre_core import ids
@@ -39,7 +40,10 @@ def actions(parser, acts) -> list:
     out = []
     for a in acts:
         kind = a[0]
-        if kind == "output":
+        if kind == "output" and a[1] == ofproto_v1_3.OFPP_CONTROLLER:     # the whole frame
+            out.append(parser.OFPActionOutput(
+                a[1], a[2] if len(a) > 2 else ofproto_v1_3.OFPCML_NO_BUFFER))
+        elif kind == "output":
             out.append(parser.OFPActionOutput(a[1]))
         elif kind == "group":
             out.append(parser.OFPActionGroup(a[1]))

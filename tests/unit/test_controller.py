@@ -13,7 +13,7 @@ from osken_apps import events as ev
 from osken_apps import wire
 from osken_apps.controller import STATE_PARTS, Controller
 
-from fakeswitch import FakeSwitch, Harness, desired
+from fakeswitch import FakeHostDb, FakeSwitch, Harness, desired
 
 SEED = topology.load()
 NET30 = topology.seed_text().replace("  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n") \
@@ -222,7 +222,7 @@ def test_replies_from_a_replaced_connection_or_to_another_request_are_ignored():
     h.queue_event(ev.StateReply(kvm1.dpid, kvm1, 12345, "flows", {}))
     h.queue_event(ev.PortChanged(kvm1.dpid, ghost, "p-vm1", None))
     h.advance(1)
-    assert kvm1.table() == held and h.core.switches[kvm1.dpid].ports == kvm1.ports
+    assert kvm1.table() == held and h.core.switches[kvm1.dpid].ofports == kvm1.ports
 
 
 def test_reconcile_time_is_read_from_the_clock_it_is_given():
@@ -254,9 +254,7 @@ def test_every_message_sent_is_remembered_by_xid_until_its_barrier_returns():
 
 
 def test_ovsdb_reads_prepare_a_host_in_chunks_between_other_events():
-    def read(topo, host):
-        return ev.HostPorts(host, topo, dict(WIRED[host]))
-    h = Harness(SEED, ovsdb_job=read)
+    h = Harness(SEED, hostdb=FakeHostDb(WIRED))
     h.core.PREPARE_CHUNK = 1
     h.run()
     assert h.core.prepared == {}                   # a chunk each, the rest queued as timers

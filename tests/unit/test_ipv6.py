@@ -409,10 +409,11 @@ endpoints:
 @pytest.mark.parametrize("router,message", [
     ("nobody", "unknown endpoint 'nobody'"),
     ("y", "endpoint 'y' is not a member of network 'm'"),
-    ("v4", "endpoint 'v4' has no IPv6 address in 'm'"),
     ("[x]", "must be an endpoint name"),
 ])
-def test_a_router_that_is_not_an_ipv6_member_is_refused_with_its_line(router, message):
+def test_a_router_that_is_not_a_member_is_refused_with_its_line(router, message):
+    # (an IPv4 member may be the router: it is then the gateway DHCP hands out,
+    # test_dhcp_topology.py)
     got = problems(f"""\
 hosts: {{h1: {{underlay_ip: 198.18.0.1}}}}
 networks:

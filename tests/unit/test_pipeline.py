@@ -13,7 +13,7 @@ import topology
 from nsgre_core import pipeline, reconcile
 from nsgre_core import ids
 from nsgre_core import tables as T
-from nsgre_core.ofp import OFPP_IN_PORT, OFPVID_PRESENT
+from nsgre_core.ofp import OFPP_CONTROLLER, OFPP_IN_PORT, OFPVID_PRESENT
 from nsgre_tools.simulator import BROADCAST, Packet, inject, run_fabric, run_host
 from nsgre_core.pipeline import offline_ports
 
@@ -323,9 +323,13 @@ def test_every_output_is_an_explicit_port_of_the_bridge_and_every_group_exists(t
         for a in actions:
             assert a[0] in allowed, a
             if a[0] == "output":                    # never NORMAL, FLOOD, ALL; IN_PORT
-                assert a[1] in numbers or a[1] == OFPP_IN_PORT, a   # only to answer ARP
+                # IN_PORT only to answer ARP, CONTROLLER only for DHCP
+                assert a[1] in numbers or a[1] in (OFPP_IN_PORT, OFPP_CONTROLLER), a
                 if a[1] == OFPP_IN_PORT:
                     assert all(f.table == T.ARP_RESPONDER.id for f in br.flows if a in f.actions)
+                if a[1] == OFPP_CONTROLLER:
+                    assert all((f.table, f.priority) == (T.CLASSIFY.id, T.PRIO_DHCP)
+                               for f in br.flows if a in f.actions)
             if a[0] == "group":
                 assert a[1] in group_ids, a
         assert all(g.type == "all" for g in br.groups)
@@ -479,7 +483,12 @@ def test_local_vlans_above_the_vid_range_never_reach_a_flow():
 
 # -- storm control -------------------------------------------------------------------
 def storm_flows(br):
-    return [f for f in br.flows if f.meter is not None]
+    return [f for f in br.flows if f.meter is not None
+            and ids.decode_meter(f.meter).kind == ids.METER_STORM]
+
+
+def storm_meters(br):
+    return tuple(m for m in br.meters if ids.decode_meter(m.meter_id).kind == ids.METER_STORM)
 
 
 def test_every_endpoint_port_floods_through_its_own_meter_at_the_broadcast_limit(topo):
@@ -487,7 +496,7 @@ def test_every_endpoint_port_floods_through_its_own_meter_at_the_broadcast_limit
     for host in topo.hosts:
         br = bridge(topo, host, ports)
         local = {ports[host][e.port] for e in topo.endpoints_on(host)}
-        assert {(m.meter_id, m.rate, m.burst) for m in br.meters} == \
+        assert {(m.meter_id, m.rate, m.burst) for m in storm_meters(br)} == \
             {(ids.storm_meter(p), topo.broadcast_limit, topo.broadcast_limit // 10) for p in local}
         metered = storm_flows(br)
         assert {f.match_dict["in_port"] for f in metered} == local
@@ -515,7 +524,8 @@ def test_without_a_broadcast_limit_there_is_no_meter_and_floods_go_as_before():
     ports = offline_ports(on)
     for host in on.hosts:
         br_off, br_on = bridge(off, host, ports), bridge(on, host, ports)
-        assert br_off.meters == () and storm_flows(br_off) == []
+        assert storm_meters(br_off) == () and storm_flows(br_off) == []
+        assert set(br_off.meters) == set(br_on.meters) - set(storm_meters(br_on))
         assert set(br_off.flows) == set(br_on.flows) - set(storm_flows(br_on))
         assert br_off.groups == br_on.groups
 
@@ -549,4 +559,5 @@ def test_a_changed_broadcast_limit_modifies_the_meters_and_no_flow():
     held.resync(old, "kvm1", ports["kvm1"])
     ops = held.update(new, "kvm1", ports["kvm1"], set())
     assert ops and {op.verb for op in ops} == {"mod_meter"}
-    assert {m.rate for m in held.meters.values()} == {250}
+    assert {m.rate for m in held.meters.values()
+            if ids.decode_meter(m.meter_id).kind == ids.METER_STORM} == {250}

@@ -56,7 +56,7 @@ def test_a_priority_value_changed_in_the_declarations_changes_the_reference(monk
 
 
 def test_a_table_contract_changed_in_the_declarations_changes_may_do(monkeypatch):
-    tag = dataclasses.replace(T.TAG, meters=True, goto=frozenset({3, 1}))
+    tag = dataclasses.replace(T.TAG, meters=frozenset({ids.METER_STORM}), goto=frozenset({3, 1}))
     monkeypatch.setattr(T, "TABLES", tuple(tag if t is T.TAG else t for t in T.TABLES))
     monkeypatch.setitem(T.BY_ID, tag.id, tag)
     row = next(line for line in reference.markdown().splitlines()
@@ -83,7 +83,8 @@ def test_layouts_are_computed_from_the_ids():
     for kind, name in ids.KIND_NAMES.items():
         assert f"| {kind} | `{name}` |" in text
     assert f"{ids.GROUP_FLOOD_LOCAL_BASE + 1}..{ids.GROUP_FLOOD_LOCAL_BASE + ids.VLAN_MAX}" in text
-    assert f"`{ids.METER_STORM_BASE:#x}`" in text and f"`{ids.METER_STORM_MAX:#x}`" in text
+    for base, last in ids.METER_RANGES.values():
+        assert f"`{base:#x}+P` | `{base + 1:#x}`..`{last:#x}`" in text
     for flag, name in ids.FLAG_NAMES.items():
         assert f"| {flag.bit_length() - 1} | `{flag:#x}` | `{name.upper()}` |" in text
 

@@ -238,8 +238,9 @@ def test_unknown_fields_are_named_with_a_did_you_mean():
     text = SEED.replace("net20: {key: 20}", "net20: {kye: 20}").replace("tunnel: gre", "tunel: gre")
     assert problems(text) == [
         "t.yaml:4: tunel: unknown field (did you mean 'tunnel'?); expected one of: "
-        "tunnel, broadcast_limit, hosts, networks, endpoints",
-        "t.yaml:10: networks.net20.kye: unknown field (did you mean 'key'?); expected one of: key, router",
+        "tunnel, broadcast_limit, underlay_mtu, hosts, networks, endpoints",
+        "t.yaml:10: networks.net20.kye: unknown field (did you mean 'key'?); expected one of: "
+        "key, router, dhcp, dns, lease_time, mtu",
     ]
 
 

@@ -1,0 +1,111 @@
+"""Which interface on a host is which endpoint: bound by identity.
+
+A hypervisor names a guest's tap anew on every boot (libvirt: ``vnet0``,
+then ``vnet1``), with a new OpenFlow port number each time.  What stays is
+what it writes on the OVS Interface, ``external_ids:iface-id`` (and
+``attached-mac``), which OVN, Neutron and os-vif all key on.  So an
+interface carrying an ``iface-id`` is the endpoint whose ``iface_id`` that
+is (wherever it is plugged in on that host, under whatever name); an
+interface without one is the endpoint whose ``port`` is its name, as a
+namespace's veth is.  An interface whose ``attached-mac`` is not the
+endpoint's MAC is refused (someone attached another guest's NIC under this
+identity), and when two interfaces claim one endpoint the one bound first
+keeps it (at start, the lower OpenFlow port number: the older port).
+
+The result is the logical port map the pipeline takes (``ports``: the
+endpoint's ``port`` name or a tunnel's name -> OpenFlow port number), so the
+pipeline never learns what a hypervisor called the tap.  Pure.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple
+
+IFACE_ID = "iface-id"
+ATTACHED_MAC = "attached-mac"
+#: What the controller writes once every flow an endpoint needs is installed
+#: (as ovn-controller writes ``ovn-installed`` and ``ovn-installed-ts``).
+INSTALLED = "nsgre-installed"
+INSTALLED_TS = "nsgre-installed-ts"
+
+
+class Refusal(NamedTuple):
+    """An interface claiming an endpoint that does not get it, and why."""
+    interface: str
+    endpoint: str
+    reason: str          # "attached-mac" | "duplicate"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"interface {self.interface} claims endpoint {self.endpoint}: {self.detail}"
+
+
+class Binding(NamedTuple):
+    ports: dict          # logical port name -> OpenFlow port number, for the pipeline
+    bound: dict          # endpoint name -> interface name
+    refused: tuple       # Refusal, sorted
+
+
+class Index(NamedTuple):
+    """A host's endpoints by identity and by port name, and its tunnels:
+    built once per topology and host, used on every port event."""
+    by_iface_id: dict
+    by_port: dict
+    tunnels: frozenset
+
+
+def index(topo, host: str) -> Index:
+    endpoints = list(topo.endpoints_on(host))
+    return Index({e.iface_id: e for e in endpoints}, {e.port: e for e in endpoints},
+                 frozenset(topo.tunnel_port(host, p.name) for p in topo.peers(host)))
+
+
+def _claim(ext: Mapping[str, str] | None, name: str, by_iface_id: dict, by_port: dict):
+    """The endpoint an interface claims, and whether by identity."""
+    iface_id = (ext or {}).get(IFACE_ID)
+    if iface_id:
+        return by_iface_id.get(iface_id), True
+    return by_port.get(name), False
+
+
+def bind(topo, host: str, ofports: Mapping[str, int],
+         interfaces: Mapping[str, Mapping[str, str]],
+         previous: Mapping[str, str] | None = None, idx: Index | None = None) -> Binding:
+    """Bind ``host``'s interfaces to its endpoints.
+
+    ``ofports``: interface name -> OpenFlow port number, as the switch
+    reports them; ``interfaces``: interface name -> its ``external_ids``
+    as OVSDB holds them (empty without OVSDB: every endpoint is then found
+    by port name, as before); ``previous``: endpoint -> interface bound
+    until now, which keeps its endpoint against a newcomer; ``idx``:
+    ``index(topo, host)``, when the caller keeps it."""
+    previous = previous or {}
+    by_iface_id, by_port, tunnels = idx or index(topo, host)
+    claims: dict[str, list] = {}
+    refused = []
+    ports = {}
+    for name, ofport in ofports.items():
+        ext = interfaces.get(name)
+        if name in tunnels and not (ext or {}).get(IFACE_ID):
+            ports[name] = ofport
+            continue
+        ep, by_identity = _claim(ext, name, by_iface_id, by_port)
+        if ep is None:
+            continue
+        mac = (ext or {}).get(ATTACHED_MAC)
+        if mac and mac.lower() != ep.mac.lower():
+            refused.append(Refusal(name, ep.name, "attached-mac",
+                                   f"its attached-mac {mac} is not the endpoint's MAC {ep.mac}"))
+            continue
+        claims.setdefault(ep.name, []).append((name != previous.get(ep.name), not by_identity,
+                                               ofport, name))
+    bound = {}
+    for ep_name, candidates in claims.items():
+        candidates.sort()
+        winner = candidates[0][3]
+        bound[ep_name] = winner
+        ports[topo.endpoints[ep_name].port] = ofports[winner]
+        for *_, loser in candidates[1:]:
+            refused.append(Refusal(loser, ep_name, "duplicate",
+                                   f"interface {winner} has it already"))
+    return Binding(ports, bound, tuple(sorted(refused)))

@@ -1,0 +1,79 @@
+"""The hosts' OVSDB as the controller core uses it (``controller.HostDb``).
+
+Each host's remote comes from a template (``--nsgre-ovsdb``, e.g.
+``tcp:{underlay_ip}:6640``).  Reads and writes are short transactions run
+by the core's ``Effects.io``; the interface watch is one long-lived
+``monitor`` per host in its own green thread, reconnecting with backoff,
+whose snapshots join the core's queue as ``Interfaces`` events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from os_ken.lib import hub
+
+from osken_apps import events as ev
+from osken_apps import ovsdb
+
+LOG = logging.getLogger("nsgre")
+
+#: Seconds between attempts to reach a host's OVSDB: doubling up to the last.
+BACKOFF = (0.5, 1, 2, 4, 8)
+
+
+class OvsdbHosts:
+    def __init__(self, template: str, put):
+        self.template = template
+        self.put = put
+        self.watching: dict = {}          # host -> remote being watched
+
+    def remote(self, topo, host: str) -> str:
+        h = topo.host(host)
+        return self.template.format(host=host, underlay_ip=h.underlay_ip)
+
+    def prepare(self, topo, host: str) -> ev.HostPorts:
+        remote = self.remote(topo, host)
+        try:
+            ports, changed = ovsdb.tunnels_to_step(remote, ovsdb.tunnel_ports(topo, host))
+        except ovsdb.OvsdbError as exc:
+            return ev.HostPorts(host, topo, None, error=f"{remote}: {exc}")
+        return ev.HostPorts(host, topo, None if ports is None else ovsdb.ofports(ports),
+                            changed)
+
+    def mark(self, topo, host: str, marks: dict) -> ev.Marked:
+        remote = self.remote(topo, host)
+        try:
+            ovsdb.transact(remote, ovsdb.mark_ops(marks, int(time.time() * 1000)))
+        except ovsdb.OvsdbError as exc:
+            return ev.Marked(host, marks, f"{remote}: {exc}")
+        return ev.Marked(host, marks)
+
+    def watch(self, topo, host: str) -> None:
+        remote = self.remote(topo, host)
+        if self.watching.get(host) == remote:
+            return
+        self.watching[host] = remote
+        hub.spawn(self._watch, host, remote)
+
+    def _watch(self, host: str, remote: str) -> None:
+        """Until the host is watched elsewhere: monitor, and after a failure
+        wait a little longer each time, as OVSDB clients do."""
+        failures = 0
+
+        def alive():
+            return self.watching.get(host) == remote
+
+        def changed(interfaces):
+            nonlocal failures
+            failures = 0
+            self.put(ev.Interfaces(host, interfaces))
+        while alive():
+            try:
+                ovsdb.watch_interfaces(remote, changed, alive=alive)
+            except ovsdb.OvsdbError as exc:
+                if failures == 0:
+                    LOG.warning("nsgre: %s: interfaces not watched: %s (retrying)", host, exc)
+                hub.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+                failures += 1

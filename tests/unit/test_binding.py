@@ -1,0 +1,53 @@
+"""Binding interfaces to endpoints (nsgre_core.binding), the pure rules."""
+
+from hypothesis import given, settings
+
+import topology
+from nsgre_core import binding, pipeline
+
+from fabrics import build, fabrics
+
+SEED = topology.load()
+VM1 = SEED.endpoints["vm1"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(fabrics())
+def test_without_ovsdb_every_port_is_bound_by_its_name_as_before(spec):
+    topo = topology.parse(build(spec), "random.yaml")
+    for host, ports in pipeline.offline_ports(topo).items():
+        result = binding.bind(topo, host, {**ports, "stranger": 99}, {})
+        assert result.ports == ports and result.refused == ()
+
+
+def test_an_iface_id_binds_whatever_the_name_and_a_name_without_one_binds_by_name():
+    ports = {"vnet4": 9, "p-red": 1, "gre-kvm2": 3}
+    result = binding.bind(SEED, "kvm1", ports, {"vnet4": {"iface-id": VM1.iface_id}})
+    assert result.ports == {VM1.port: 9, "p-red": 1, "gre-kvm2": 3}
+    assert result.bound == {"vm1": "vnet4", "red": "p-red"}
+
+
+def test_an_iface_id_of_no_endpoint_here_binds_nothing_even_under_an_endpoints_port_name():
+    result = binding.bind(SEED, "kvm1", {VM1.port: 2}, {VM1.port: {"iface-id": "someone-else"}})
+    assert result.ports == {} and result.bound == {}
+
+
+def test_the_attached_mac_must_be_the_endpoints_in_any_case():
+    upper = binding.bind(SEED, "kvm1", {"vnet0": 5},
+                         {"vnet0": {"iface-id": VM1.iface_id, "attached-mac": VM1.mac.upper()}})
+    assert upper.bound == {"vm1": "vnet0"}
+    wrong = binding.bind(SEED, "kvm1", {"vnet0": 5},
+                         {"vnet0": {"iface-id": VM1.iface_id, "attached-mac": "02:00:00:00:00:09"}})
+    assert wrong.bound == {} and [r.reason for r in wrong.refused] == ["attached-mac"]
+
+
+def test_of_two_claims_the_bound_one_stays_else_identity_then_the_lower_number_wins():
+    ids = {"vnet0": {"iface-id": VM1.iface_id}, "vnet1": {"iface-id": VM1.iface_id}}
+    fresh = binding.bind(SEED, "kvm1", {"vnet0": 8, "vnet1": 4}, ids)
+    assert fresh.bound == {"vm1": "vnet1"}
+    kept = binding.bind(SEED, "kvm1", {"vnet0": 8, "vnet1": 4}, ids, previous={"vm1": "vnet0"})
+    assert kept.bound == {"vm1": "vnet0"} and kept.ports[VM1.port] == 8
+    assert [(r.interface, r.reason) for r in kept.refused] == [("vnet1", "duplicate")]
+    by_name = binding.bind(SEED, "kvm1", {VM1.port: 1, "vnet1": 4},
+                           {"vnet1": {"iface-id": VM1.iface_id}})
+    assert by_name.bound == {"vm1": "vnet1"}
