@@ -9,7 +9,7 @@
                                        run osken-manager with the nsgre app
     nsgre draw [FILE] -o OUT.svg|OUT.png
                                        picture of hosts, endpoints, networks, tunnels
-    nsgre trace [-t FILE] SRC DST [--proto icmp|arp|tcp:PORT|udp:PORT] [--vlan V] [--json]
+    nsgre trace [-t FILE] SRC DST [--proto icmp|arp|dhcp|tcp:PORT|udp:PORT] [--vlan V] [--json]
                                        where a packet goes, table by table, offline
 
 Exit status: 0 success, 1 a problem with the input or the target, 2 usage.
@@ -111,7 +111,10 @@ def cmd_show(args) -> int:
         where = "; ".join(f"{a['network']} {a['ip']}" + (f" (guest vlan {a['vlan']})"
                                                           if a["vlan"] else "")
                           for a in e["attachments"])
-        print(f"  {name}: {e['kind']} on {e['host']}, port {e['port']} (ofport {ofport}), "
+        port = e["port"] if e["interface"] in (None, e["port"]) else \
+            f"{e['port']} = {e['interface']}"
+        state = f"ofport {ofport}" + (", installed" if e["installed"] else "")
+        print(f"  {name}: {e['kind']} on {e['host']}, port {port} ({state}), "
               f"{e['mac']}, {where}")
     return 0
 
@@ -347,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optional topology file, the sending endpoint, and an endpoint, "
                         "IP address or MAC address")
     with_topology(s)
-    s.add_argument("--proto", default="icmp", metavar="icmp|arp|tcp:PORT|udp:PORT",
-                   help="what to send (default: %(default)s; arp: a broadcast ARP request)")
+    s.add_argument("--proto", default="icmp", metavar="icmp|arp|dhcp|tcp:PORT|udp:PORT",
+                   help="what to send (default: %(default)s; arp: a broadcast ARP request; "
+                        "dhcp: a DHCPDISCOVER)")
     s.add_argument("--vlan", type=int, metavar="V",
                    help="trunk SRC: the guest VLAN to send on; access SRC: send a tagged frame")
     s.add_argument("--live", action="store_true",

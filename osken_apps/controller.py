@@ -462,6 +462,11 @@ class Controller:
         return switch is not None and switch.ready and not switch.sent and \
             switch.synced == self.version and not switch.holding
 
+    def is_installed(self, host: str, endpoint: str) -> bool:
+        """``nsgre-installed`` is written for the endpoint's interface."""
+        iface = self.bound.get(host, {}).get(endpoint)
+        return iface is not None and self.marked.get(host, {}).get(iface, (None,))[0] == endpoint
+
     def behind(self) -> set[str]:
         """Hosts of the topology whose switch does not hold it all yet."""
         in_step = {s.host for s in self.switches.values() if self._in_step(s)}

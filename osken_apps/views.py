@@ -74,6 +74,8 @@ class Views:
             endpoints[e.name] = {
                 "host": e.host, "kind": e.kind, "port": e.port, "mac": e.mac,
                 "ofport": state.ports.get(e.port) if state else None,
+                "interface": self.core.bound.get(e.host, {}).get(e.name),
+                "installed": self.core.is_installed(e.host, e.name),
                 "attachments": [{"network": a.network, "ip": str(a.ip), "vlan": a.vlan}
                                 for a in e.attachments]}
         return {"source": t.source, "version": self.core.version, "tunnel": t.tunnel,

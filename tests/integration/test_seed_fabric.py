@@ -244,7 +244,7 @@ def test_nsgre_show_reports_hosts_networks_and_endpoints_of_the_running_fabric()
         assert "tunnel gre-kvm2 -> kvm2 (ofport 1)" in out
         assert "net10: key 10; kvm1 vlan 10, kvm2 vlan 10" in out
         vm1 = topology.load().endpoint("vm1")
-        assert f"vm1: vm on kvm1, port p-vm1 (ofport 3), {vm1.mac}, net10 10.1.1.2/24" in out
+        assert f"vm1: vm on kvm1, port p-vm1 (ofport 3, installed), {vm1.mac}, net10 10.1.1.2/24" in out
     finally:
         assert run_scenario("--down").returncode == 0
     gone = nsgre("show")
