@@ -4,19 +4,23 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-APT_PACKAGES := openvswitch-switch mininet iproute2 ethtool iputils-ping tcpdump graphviz iperf3
+APT_PACKAGES := openvswitch-switch mininet iproute2 ethtool iputils-ping tcpdump graphviz iperf3 \
+                fonts-liberation2 \
+                qemu-system-x86 busybox-static libvirt-daemon libvirt-clients \
+                libvirt-daemon-driver-qemu gcc libc6-dev
 
-.PHONY: setup apt root demo test unit integration down clean bench
+.PHONY: setup apt guest-image root demo test unit integration down clean bench
 
-setup: apt $(STAMP)
+setup: apt $(STAMP) guest-image
 
-# Install only the Debian packages that are not installed yet.
+# Install only the Debian packages that are not installed yet, without
+# recommends (never libvirt-daemon-system: it pulls systemd in as init).
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:" $$missing; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 $(STAMP): setup.cfg pyproject.toml
@@ -24,6 +28,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
+
+# The QEMU guests' kernel and initramfs (--guests qemu|libvirt), built from
+# Debian packages into /var/cache/nsgre/guest; returns at once when current.
+guest-image: apt $(STAMP)
+	@if [ "$$(id -u)" = 0 ]; then $(PY) -m mininet_scenarios.guest_image; \
+	else echo "guest image: not built (needs root)"; fi
 
 root:
 	@[ "$$(id -u)" = 0 ] || { echo "this target needs root: it creates namespaces and runs Open vSwitch"; exit 1; }
@@ -52,6 +62,7 @@ bench: root setup $(VENV)/.bench
 	$(PY) bench/bench_dataplane.py
 	$(PY) bench/bench_topology.py
 	$(PY) bench/bench_live_change.py
+	$(PY) bench/bench_port_up.py
 	$(PY) bench/bench_programming.py --curve
 
 down: setup

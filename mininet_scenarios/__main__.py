@@ -1,5 +1,6 @@
 """python -m mininet_scenarios [TOPO] [--check] [--static] [--cli] [--keep]
-                          [--controller TARGET] | --down | --apply FILE
+                          [--controller TARGET] [--guests namespace|qemu|libvirt]
+                          | --down | --apply FILE | --cycle ENDPOINT
 
 Bring up an emulated fabric for a topology (default: the embedded seed
 topology, the source post's two hosts), optionally test every pair of
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 
 import topology
 from mininet_scenarios import emulation
@@ -32,6 +34,13 @@ def parse_args(argv):
     p.add_argument("--cli", action="store_true", help="open the mininet CLI")
     p.add_argument("--keep", action="store_true", help="leave everything running")
     p.add_argument("--down", action="store_true", help="remove a kept emulation and exit")
+    p.add_argument("--guests", choices=("namespace", "qemu", "libvirt"), default="namespace",
+                   help="run each kind: vm endpoint as a namespace (default), or as a real "
+                        "QEMU guest on its host: on a tap the emulation plugs into br-int "
+                        "(qemu), or as a domain of a private libvirtd per host (libvirt)")
+    p.add_argument("--cycle", metavar="ENDPOINT",
+                   help="power-cycle a guest of a kept emulation (--guests qemu|libvirt "
+                        "--keep) and time its first ping reply across the tunnel")
     p.add_argument("--apply", metavar="FILE",
                    help="change a kept emulation to FILE: add and remove namespaces, ports "
                         "and hosts, refresh tunnels; also apply FILE to the controller the "
@@ -75,23 +84,39 @@ def main(argv=None) -> int:
         return 0
     if args.apply:
         return apply(args.apply)
+    if args.cycle:
+        try:
+            print(emulation.Emulation.kept().cycle(args.cycle), flush=True)
+        except emulation.EmulationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         topo = topology.load(args.topology)
     except topology.TopologyError as exc:
         print(exc, file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    emu = emulation.Emulation(topo, static=args.static)
+    emu = emulation.Emulation(topo, static=args.static, guests=args.guests)
     status, completed = 0, False
     try:
         mode = "static baseline (tags, GRE trunk, NORMAL)" if args.static else "nsgre controller"
+        if args.guests != "namespace":
+            mode += f"; vm endpoints as {args.guests} guests"
         print(f"{topo.source}: {topo.summary()}; {mode}", flush=True)
+        started = time.monotonic()
         emu.up(args.controller)
         if emu.controller_target:
             print(f"controller: {emu.controller_target}", flush=True)
         emu.wait_programmed()
+        for name, guest in emu.guest_handles().items():
+            lease = guest.lease()
+            print(f"{name}: {args.guests} guest on {guest.ep.host}, interface {guest.tap}; "
+                  f"DHCP gave {lease['address']} mtu {lease['mtu']}", flush=True)
+        if emu.guest_handles():
+            print(f"guests ready {time.monotonic() - started:.1f} s after start", flush=True)
         if args.check:
-            result = check(topo)
+            result = check(topo, emu.guest_handles())
             print(result.table([i.label for i in interfaces(topo)]))
             print(result.line(), flush=True)
             status = 0 if result.passed else 1

@@ -5,6 +5,12 @@ named after the endpoint, attached by a veth to its host's ``br-int``; the
 hosts' underlay ports meet on a Linux bridge in the ``nsgre-underlay``
 namespace, so tunnels are real GRE/VXLAN/Geneve encapsulation.
 
+With ``guests="qemu"`` or ``"libvirt"`` every ``kind: vm`` endpoint is a
+real QEMU guest on its host instead (``mininet_scenarios.guests``).  Every
+endpoint's interface carries the ``external_ids`` a hypervisor writes
+(``iface-id``, ``attached-mac``, ``iface-status``), which the controller
+binds endpoints by.
+
 Everything created is written to a state file as it is created (names and
 PIDs), so teardown removes exactly that, also from another process
 (``--down``) or after a crash.
@@ -38,6 +44,8 @@ def underlay_namespace(run_dir: Path) -> str:
 UNDERLAY_NS = underlay_namespace(RUN_DIR)
 UNDERLAY_PREFIX = 16            # hosts' underlay addresses share one segment
 UNDERLAY_MTU = 1500
+#: Guests boot in parallel, CPU-bound: 4 take ~10 s on 2 cores, 8 ~17 s.
+GUEST_READY_SECONDS = 180.0
 
 
 class EmulationError(RuntimeError):
@@ -107,6 +115,11 @@ class State:
         self.data["processes"].append({"pid": pid, "what": what, "signal": stop_signal})
         self.save()
 
+    def forget_process(self, pid: int):
+        """A recorded process that was stopped on purpose (a guest powered off)."""
+        self.data["processes"] = [p for p in self.data["processes"] if p["pid"] != pid]
+        self.save()
+
 
 def _cmdline(pid: int) -> str:
     try:
@@ -134,6 +147,9 @@ def teardown(run_dir: Path = RUN_DIR) -> bool:
     state = State.read(run_dir)
     if state is None:
         return False
+    if state.data.get("guests"):
+        from mininet_scenarios import guests
+        guests.teardown_hook(state.data, run_dir)
     for proc in reversed(state.data["processes"]):
         _stop_process(proc["pid"], proc["what"], proc.get("signal", "SIGTERM"))
     present = existing_netns()
@@ -231,19 +247,39 @@ class HostOvs:
 
 # -- the emulation ------------------------------------------------------------
 class Emulation:
-    def __init__(self, topo: Topology, run_dir: Path = RUN_DIR, static: bool = False):
+    def __init__(self, topo: Topology, run_dir: Path = RUN_DIR, static: bool = False,
+                 guests: str = "namespace"):
         self.topo = topo
         self.run_dir = run_dir
         self.static = static
+        self.guests = guests          # how kind: vm endpoints run: namespace | qemu | libvirt
         self.state = State(run_dir)
         self.underlay = underlay_namespace(run_dir)
         self.ovs = {h: HostOvs(run_dir, h) for h in topo.hosts}
         self.net = None      # mininet.net.Mininet, for --cli
         self.controller_target: str | None = None
+        self._vms = None
+
+    @property
+    def vms(self):
+        """The real guests (``mininet_scenarios.guests.Guests``)."""
+        if self._vms is None:
+            from mininet_scenarios.guests import Guests
+            self._vms = Guests(self)
+        return self._vms
+
+    def is_guest(self, ep) -> bool:
+        """Whether endpoint ``ep`` runs as a real guest (not a namespace)."""
+        return ep.kind == "vm" and self.guests != "namespace"
+
+    def guest_handles(self) -> dict:
+        """Endpoint name -> ``guests.Guest`` for every real guest."""
+        return self.vms.all() if self.guests != "namespace" else {}
 
     # namespaces ---------------------------------------------------------
     def _names(self) -> list[str]:
-        return [self.underlay, *self.topo.hosts, *self.topo.endpoints]
+        return [self.underlay, *self.topo.hosts,
+                *(e.name for e in self.topo.endpoints.values() if not self.is_guest(e))]
 
     def _check_names_free(self):
         names = self._names()
@@ -273,12 +309,16 @@ class Emulation:
         if self.static and len(self.topo.hosts) != 2:
             raise EmulationError("--static reproduces the source post's two-host GRE trunk; "
                                  f"this topology has {len(self.topo.hosts)} hosts")
+        if self.guests not in ("namespace", "qemu", "libvirt"):
+            raise EmulationError(f"--guests {self.guests}: one of namespace, qemu, libvirt")
         teardown(self.run_dir)          # whatever a crashed run left
         self._check_names_free()
         self.state.data.update(mode="static" if self.static else "nsgre",
                                topology=self.topo.source)
         self.state.save()
         try:
+            if self.guests != "namespace":
+                self.vms.prepare()      # refuses what cannot be a guest; builds the image
             self.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")
             if not self.static:
                 self.controller_target = controller or self._start_controller()
@@ -288,10 +328,15 @@ class Emulation:
             for host in self.topo.hosts:
                 self._host(host)
             for ep in self.topo.endpoints.values():
-                self._endpoint(ep)
+                if self.is_guest(ep):
+                    self.vms.plug(ep)
+                else:
+                    self._endpoint(ep)
             if self.static:
                 self._static_config()
             self._resolve_underlay()
+            if self.guests != "namespace":
+                self.vms.boot_all()     # all at once: they boot in parallel
         except BaseException:
             self.down()
             raise
@@ -401,7 +446,8 @@ class Emulation:
             raise EmulationError(f"no kept emulation in {run_dir} (start one with --keep)")
         source = state.data["topology"]
         topo = topology_mod.load(None if source == topology_mod.loader.SEED_NAME else source)
-        emu = cls(topo, run_dir, static=state.data["mode"] == "static")
+        emu = cls(topo, run_dir, static=state.data["mode"] == "static",
+                  guests=state.data.get("guests", {}).get("mode", "namespace"))
         emu.state = state
         emu.controller_target = state.data.get("controller")
         emu.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")
@@ -414,6 +460,14 @@ class Emulation:
         if self.static:
             raise EmulationError("--apply changes an nsgre emulation, not the static baseline")
         old = self.topo
+        if self.guests != "namespace":
+            changed = sorted(n for n in set(old.endpoints) | set(new.endpoints)
+                             if (n in old.endpoints and old.endpoint(n).kind == "vm"
+                                 or n in new.endpoints and new.endpoint(n).kind == "vm")
+                             and (old.endpoints.get(n) != new.endpoints.get(n)))
+            if changed:
+                raise EmulationError("--apply does not add, change or remove real guests "
+                                     f"(--guests {self.guests}): {', '.join(changed)}")
         gone_eps = [e for n, e in old.endpoints.items()
                     if n not in new.endpoints or new.endpoint(n) != e]
         new_eps = [e for n, e in new.endpoints.items()
@@ -511,8 +565,28 @@ class Emulation:
         self._attach(ep)
 
     def _attach(self, ep):
-        with ovsdb_mod.Ovsdb(self.ovs[ep.host].db) as db:
-            db.add_port("br-int", ep.port, {"nsgre-endpoint": ep.name})
+        """Add the endpoint's veth to br-int as a hypervisor adds a guest's
+        tap: the Interface's ``external_ids`` say which endpoint it is."""
+        self.ovs[ep.host].vsctl(
+            "--timeout=10", "--", "--may-exist", "add-port", "br-int", ep.port,
+            "--", "set", "Port", ep.port, f"external_ids:nsgre-endpoint={ep.name}",
+            "--", "set", "Interface", ep.port, f"external_ids:iface-id={ep.iface_id}",
+            f"external_ids:attached-mac={ep.mac}", "external_ids:iface-status=active")
+
+    def interfaces(self, host: str) -> dict:
+        """Interface name -> (external_ids, ofport) on one host's OVS."""
+        from mininet_scenarios.guests import interfaces_json
+        return interfaces_json(self.ovs[host].vsctl(
+            "--format=json", "--columns=name,external_ids,ofport", "list", "Interface"))
+
+    def cycle(self, name: str) -> str:
+        """Power-cycle guest ``name``; what changed and how long it took."""
+        if self.guests == "namespace":
+            raise EmulationError("--cycle power-cycles a real guest; this emulation runs its "
+                                 "vm endpoints as namespaces (start it with --guests qemu|libvirt)")
+        if name not in self.topo.endpoints:
+            raise EmulationError(f"no endpoint {name} in {self.topo.source}")
+        return self.vms.cycle(name)
 
     def _static_config(self):
         """The source post, by hand: access tags, a GRE trunk, NORMAL."""
@@ -536,9 +610,13 @@ class Emulation:
     # readiness -----------------------------------------------------------
     def wait_programmed(self, timeout: float = 30.0):
         """Wait until every bridge holds the flows and groups the pipeline
-        wants (counted in nsgre's cookie space)."""
+        wants (counted in nsgre's cookie space); with real guests, until the
+        controller has marked every endpoint's interface ``nsgre-installed``
+        and every guest has its address by DHCP (``wait_ready``)."""
         if self.static:
             return
+        if self.guests != "namespace":
+            return self.wait_ready(max(timeout, GUEST_READY_SECONDS))
         deadline = time.monotonic() + timeout
         pending = set(self.topo.hosts)
         while pending:
@@ -555,6 +633,36 @@ class Emulation:
             if pending and time.monotonic() > deadline:
                 raise EmulationError("not programmed after %ds: %s (controller log: %s/osken.log)"
                                      % (timeout, ", ".join(sorted(pending)), self.run_dir))
+            time.sleep(0.2)
+
+    def wait_ready(self, timeout: float = 120.0):
+        """Wait until the controller has written ``nsgre-installed=true`` on
+        every endpoint's interface (found by its ``iface-id``: a guest's
+        tap has a hypervisor's name) and every guest's console has said
+        ``nsgre-guest: dhcp`` with the topology's address."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = []
+            for host in self.topo.hosts:
+                by_id = {ext.get("iface-id"): (name, ext)
+                         for name, (ext, _) in self.interfaces(host).items()}
+                for ep in self.topo.endpoints_on(host):
+                    name, ext = by_id.get(ep.iface_id, (None, {}))
+                    if name is None:
+                        missing.append(f"{ep.name}: no interface with iface-id {ep.iface_id} "
+                                       f"on {host}")
+                    elif ext.get("nsgre-installed") != "true":
+                        missing.append(f"{ep.name}: {host} interface {name} not nsgre-installed")
+            dhcp = self.vms.pending_dhcp() if self.guests != "namespace" else {}
+            missing += [f"{n}: {why}" for n, why in sorted(dhcp.items())]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                consoles = "".join(f"\n--- {n} console:\n{self.vms.guest(n).console_tail()}"
+                                   for n in sorted(dhcp))
+                raise EmulationError(f"not ready after {timeout:.0f} s (controller log: "
+                                     f"{self.run_dir}/osken.log):\n  " + "\n  ".join(missing)
+                                     + consoles)
             time.sleep(0.2)
 
     def _port_names(self, host):

@@ -6,6 +6,11 @@ frames carrying ``nsgre-probe:SRC>DST`` (unicast to each endpoint's MAC and
 IP, and one broadcast), and every endpoint records which markers reached
 it.  A marker can only arrive if the frame crossed the fabric to that port.
 
+A real guest (``--guests qemu|libvirt``) has no Python: it sends the same
+frames (``frames()`` below, as hex) and listens with ``nsgre-raw``, the
+static helper of the guest image, driven over its command channel
+(``mininet_scenarios.check``).
+
     python -m mininet_scenarios.probe listen IFACE SECONDS   (or until a line on stdin)
     python -m mininet_scenarios.probe send IFACE VLAN|- SRC_NAME SRC_MAC SRC_IP \\
         DST_NAME,DST_MAC,DST_IP ...
@@ -100,23 +105,33 @@ def listen(iface: str, seconds: float) -> list[str]:
     return sorted(seen)
 
 
+def frames(src: str, src_mac: str, src_ip: str, targets: list[str],
+           vlan: int | None = None) -> list[bytes]:
+    """The marked frames a sender emits: one unicast to each ``NAME,MAC,IP``
+    target and one broadcast, tagged with ``vlan`` when the sender is a
+    trunk's guest VLAN.  A guest sends these same bytes (``nsgre-raw send``
+    in the guest image), so its probes are a namespace's probes."""
+    ip = str(ipaddress.ip_interface(src_ip).ip)
+    out = []
+    for target in targets:
+        name, mac, dst_ip = target.split(",")
+        out.append(frame(src_mac, ip, mac, str(ipaddress.ip_interface(dst_ip).ip),
+                         f"{src}>{name}", vlan))
+    bcast_ip = "255.255.255.255" if ipaddress.ip_address(ip).version == 4 else "ff02::1"
+    out.append(frame(src_mac, ip, "ff:ff:ff:ff:ff:ff" if bcast_ip[0] == "2" else
+                     "33:33:00:00:00:01", bcast_ip, f"{src}>{BROADCAST}", vlan))
+    return out
+
+
 def send(iface: str, vlan: int | None, src: str, src_mac: str, src_ip: str,
          targets: list[str], copies: int = 3):
     """Unicast a marker to each ``NAME,MAC,IP`` target and broadcast one,
     tagged with ``vlan`` when the sender is a trunk's guest VLAN."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     sock.bind((iface, 0))
-    ip = str(ipaddress.ip_interface(src_ip).ip)
-    frames = []
-    for target in targets:
-        name, mac, dst_ip = target.split(",")
-        frames.append(frame(src_mac, ip, mac, str(ipaddress.ip_interface(dst_ip).ip),
-                            f"{src}>{name}", vlan))
-    bcast_ip = "255.255.255.255" if ipaddress.ip_address(ip).version == 4 else "ff02::1"
-    frames.append(frame(src_mac, ip, "ff:ff:ff:ff:ff:ff" if bcast_ip[0] == "2" else
-                        "33:33:00:00:00:01", bcast_ip, f"{src}>{BROADCAST}", vlan))
+    out = frames(src, src_mac, src_ip, targets, vlan)
     for _ in range(copies):
-        for f in frames:
+        for f in out:
             sock.send(f)
         time.sleep(0.05)
 
