@@ -27,12 +27,18 @@ COOKIE = "cookie=0x4e53000000000000/0xffff000000000000"
 
 
 class BenchFabric(emulation.Emulation):
-    def __init__(self, topo, live=()):
+    def __init__(self, topo, live=(), absent=()):
+        """``live``: endpoints that are real namespaces; ``absent``: endpoints
+        declared in the topology whose ports are not created (a benchmark
+        plugs them in later, as a hypervisor would)."""
         super().__init__(topo, emulation.RUN_DIR)
         self.live = set(live)
+        self.absent = set(absent)
         self._patches: dict[str, list[str]] = {}
 
     def _endpoint(self, ep):
+        if ep.name in self.absent:
+            return
         if ep.name in self.live:
             return super()._endpoint(ep)
         self._patches.setdefault(ep.host, []).append(ep.port)

@@ -76,8 +76,8 @@ def write_section(path: str | Path, name: str, text: str, figures=()) -> None:
 
 
 #: Order of the summary: the issue's list.
-ORDER = ("programming", "scale", "live-change", "change", "restart", "dataplane", "flows",
-         "topology")
+ORDER = ("programming", "scale", "live-change", "port-up", "change", "restart", "dataplane",
+         "flows", "topology")
 
 
 def summary(results: dict) -> str:

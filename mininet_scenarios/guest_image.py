@@ -37,6 +37,13 @@ What the guest does (its interface to the emulation and the tests):
   (``COUNT_PORT``) reads until the peer closes its side, then answers with
   the number of bytes it read;
 - the kernel answers ping; IPv6 is off (``ipv6.disable=1``).
+
+One exception, for ``bench/bench_guest_boot.py`` only (it measures what
+DHCP costs a boot): ``static_cmdline()`` adds ``nsgre.static=ADDRESS/PREFIX,MTU``
+to the kernel command line, and then ``/init`` sets that address and MTU
+itself, says ``nsgre-guest: static 10.1.1.2/24 mtu 1458`` and runs no DHCP
+client.  The emulation never passes it (``Image.cmdline`` is ``CMDLINE``):
+its guests, ``--guests qemu|libvirt``, learn their address only by DHCP.
 """
 
 from __future__ import annotations
@@ -75,6 +82,19 @@ STREAM_BYTES = 4 * 1024 * 1024
 #: The kernel command line: the console, no IPv6, and nothing about the
 #: network (that comes by DHCP).
 CMDLINE = "console=ttyS0 panic=-1 quiet ipv6.disable=1"
+#: The parameter ``/init`` takes a static address from (``static_cmdline``).
+STATIC_PARAM = "nsgre.static"
+
+
+def static_cmdline(address, mtu: int | None = None, cmdline: str = CMDLINE) -> str:
+    """``cmdline`` with a static address (``ADDRESS/PREFIX``) and MTU for
+    ``/init`` to set instead of asking DHCP: for ``bench/bench_guest_boot.py``,
+    which compares a boot with DHCP against the same boot without it.  Never
+    used by the emulation."""
+    value = str(address) + ("" if mtu is None else f",{int(mtu)}")
+    if "/" not in value or " " in value:
+        raise ValueError(f"{STATIC_PARAM}: want ADDRESS/PREFIX[,MTU], not {value!r}")
+    return f"{cmdline} {STATIC_PARAM}={value}"
 
 
 def stream_data(n: int = STREAM_BYTES) -> bytes:
@@ -86,7 +106,7 @@ def stream_data(n: int = STREAM_BYTES) -> bytes:
 INITTAB = """\
 ::sysinit:/etc/nsgre/rc
 ttyS1::respawn:/bin/nsgre-control
-::respawn:udhcpc -f -i eth0 -s /etc/nsgre/dhcp -O mtu -t 3 -T 1 -A 1
+::respawn:/sbin/udhcpc -f -i eth0 -s /etc/nsgre/dhcp -O mtu -t 3 -T 1 -A 1
 ::respawn:nc -ll -p {stream} -e /bin/nsgre-stream
 ::respawn:nc -ll -p {count} -e /bin/nsgre-count
 """.format(stream=STREAM_PORT, count=COUNT_PORT)
@@ -105,7 +125,26 @@ while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 200 ]; do usleep 20000; i=$((i + 
 ip link set lo up
 ip link set eth0 up
 echo "nsgre-guest: up $(cat /sys/class/net/eth0/address)" > /dev/console
-""".format(modules=" ".join(m.rsplit("/", 1)[1] for m in MODULES))
+# nsgre.static=ADDRESS/PREFIX,MTU: bench/bench_guest_boot.py only (the
+# emulation never passes it).  The address and MTU are set here and no DHCP
+# client runs: inittab's /sbin/udhcpc (by path: busybox runs an applet named
+# without one as itself, whatever PATH holds) is then a stub that sleeps.
+read -r cmdline < /proc/cmdline
+for arg in $cmdline; do
+    case "$arg" in
+    {param}=*)
+        static=${{arg#{param}=}}
+        addr=${{static%%,*}}
+        [ "$addr" = "$static" ] || ip link set eth0 mtu "${{static#*,}}"
+        ip addr add "$addr" dev eth0
+        rm -f /sbin/udhcpc
+        printf '#!/bin/sh\\nexec sleep 2147483647\\n' > /sbin/udhcpc
+        chmod 755 /sbin/udhcpc
+        echo "nsgre-guest: static $addr mtu $(cat /sys/class/net/eth0/mtu)" > /dev/console
+        ;;
+    esac
+done
+""".format(modules=" ".join(m.rsplit("/", 1)[1] for m in MODULES), param=STATIC_PARAM)
 
 # udhcpc's script: the only source of the guest's address, prefix, router and MTU.
 DHCP = """\
@@ -440,6 +479,8 @@ def _initramfs(kdir: Path, out: Path, log):
             if not link.exists() and not link.is_symlink():
                 link.symlink_to(os.path.relpath(root / "bin" / "busybox", link.parent))
         (root / "init").symlink_to("bin/busybox")       # busybox init, by its name
+        if not (root / "sbin" / "udhcpc").is_symlink():
+            raise ImageError(f"{BUSYBOX} has no sbin/udhcpc applet (inittab runs it by path)")
         for path, (mode, text) in FILES.items():
             (root / path).write_text(text)
             (root / path).chmod(mode)

@@ -104,7 +104,7 @@ def bind(topo, host: str, ofports: Mapping[str, int],
         candidates.sort()
         winner = candidates[0][3]
         bound[ep_name] = winner
-        ports[topo.endpoints[ep_name].port] = ofports[winner]
+        ports[topo.endpoint(ep_name).port] = ofports[winner]
         for *_, loser in candidates[1:]:
             refused.append(Refusal(loser, ep_name, "duplicate",
                                    f"interface {winner} has it already"))

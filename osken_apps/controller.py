@@ -91,6 +91,8 @@ class Switch(reconcile.Held):
     holds: dict = field(default_factory=dict)          # port name -> PortHold
     sent: dict = field(default_factory=dict)           # xid -> what it carried, until a barrier
     synced: int = 0                                    # topology version of its last sync
+    plans: int = 0                                     # plans sent on this connection
+    counted_at: int = 0                                # ``plans`` when the flow count was asked
 
     @property
     def holding(self) -> bool:
@@ -493,7 +495,7 @@ class Controller:
                 ofport = switch.ofports.get(iface)
                 if marked.get(iface) == (ep_name, ofport):
                     continue
-                ep = self.topology.endpoints[ep_name]
+                ep = self.topology.endpoint(ep_name)
                 if all(in_step.get(peer) for net in ep.networks
                        for peer, _ in self.topology.views[net].carrying):
                     marks[iface] = (ep_name, ofport)
@@ -550,6 +552,8 @@ class Controller:
                             f"ofport {switch.ports[name]}" if name in switch.ports else "gone")
         if switch.ready and networks:
             self.sync(switch, networks)
+        elif not switch.holding:
+            self._check_installed()       # a change that touched no flow
 
     # -- programming -----------------------------------------------------------
     def sync(self, switch: Switch, networks=None) -> int:
@@ -590,6 +594,7 @@ class Controller:
         its reply says the switch has processed everything before it."""
         if not ops:
             return
+        switch.plans += 1
         self.flow_mods_sent[switch.host] += len(ops)
         before = [op for op in ops if op.verb in (Verb.ADD_METER, Verb.MOD_METER)]
         after = [op for op in ops if op.verb == Verb.DEL_METER]
@@ -715,7 +720,7 @@ class Controller:
             if switch.host in full:
                 self.read_state(switch, STATE_PARTS)           # ports too: a lost event
             else:
-                switch.counting = self.xid()
+                switch.counting, switch.counted_at = self.xid(), switch.plans
                 switch.conn.send(wire.count_request(switch.counting))
 
     def _flow_count(self, event: ev.FlowCount) -> None:
@@ -723,7 +728,10 @@ class Controller:
         if switch is None or switch.counting != event.xid:
             return
         switch.counting = None
-        if switch.ready and event.count != len(switch.flows):
+        # A count taken while a plan was on its way, or answered after
+        # another was sent, is no measure of drift.
+        settled = not switch.sent and switch.plans == switch.counted_at
+        if switch.ready and settled and event.count != len(switch.flows):
             LOG.info("nsgre: %s holds %d nsgre flows, %d sent: reading it again",
                      switch.host, event.count, len(switch.flows))
             self.read_state(switch, ("flows", "groups"))
