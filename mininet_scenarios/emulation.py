@@ -233,8 +233,21 @@ class HostOvs:
         tunnel: a packet from the underlay is handed to br-phy's kernel port
         undecapsulated (the kernel answers "ICMP protocol 47 unreachable"),
         a packet to a peer finds no route.  A route added here is never
-        flushed.  It lives in the process: again after a restart."""
-        self.appctl("ovs/route/add", str(network), "br-phy")
+        flushed.  It lives in the process: again after a restart.
+
+        OVS takes the route's source from its own cache of br-phy's
+        addresses, refreshed from netlink notifications: right after the
+        address is set it may not be there yet ("Error while inserting
+        route"), so the route is given until OVS has the address."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                self.appctl("ovs/route/add", str(network), "br-phy")
+                return
+            except EmulationError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def kill_switch(self):
         """SIGKILL this host's ovs-vswitchd (by its pidfile): every flow is gone."""
