@@ -26,6 +26,8 @@ import struct
 import sys
 import time
 
+from nsgre_core.dhcp import internet_checksum
+
 ETH_P_ALL = 0x0003
 MAGIC = b"nsgre-probe:"
 PORT = 7  # UDP echo port: nothing listens, nothing answers
@@ -36,15 +38,6 @@ def _mac(text: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def frame(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, marker: str,
           vlan: int | None = None) -> bytes:
     payload = MAGIC + marker.encode()
@@ -53,11 +46,11 @@ def frame(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, marker: str,
     if src.version == 4:
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                          src.packed, dst.packed)
-        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
         ethertype = 0x0800
     else:
         pseudo = src.packed + dst.packed + struct.pack("!IxxxB", len(udp), 17)
-        udp = udp[:6] + struct.pack("!H", _checksum(pseudo + udp) or 0xFFFF) + udp[8:]
+        udp = udp[:6] + struct.pack("!H", internet_checksum(pseudo + udp) or 0xFFFF) + udp[8:]
         ip = struct.pack("!IHBB16s16s", 0x60000000, len(udp), 17, 64, src.packed, dst.packed)
         ethertype = 0x86DD
     tag = struct.pack("!HH", 0x8100, vlan) if vlan else b""

@@ -459,15 +459,20 @@ def offline_listing(topo: Topology, host: str, cookies: bool = True) -> list[str
     return lines
 
 
-def networks_using_port(topo: Topology, host: str, port: str) -> set[str]:
-    """The networks whose pieces on ``host`` change when ``port`` comes or
-    goes: an endpoint port's networks, or for a tunnel port the networks
-    both ends carry.  Any other port concerns no network."""
+def port_networks(topo: Topology, host: str) -> dict[str, frozenset[str]]:
+    """Every port ``host``'s pipeline knows -> the networks whose pieces on
+    ``host`` change when it comes or goes: an endpoint port's networks, a
+    tunnel port's the networks both ends carry.  Built once per topology
+    by a caller that meets many port events (the controller)."""
     carried = {n.name for n in topo.networks_on(host)}
-    for ep in topo.endpoints_on(host):
-        if ep.port == port:
-            return carried.intersection(ep.networks)
+    result = {ep.port: frozenset(carried.intersection(ep.networks))
+              for ep in topo.endpoints_on(host)}
     for peer in topo.peers(host):
-        if topo.tunnel_port(host, peer.name) == port:
-            return carried.intersection(n.name for n in topo.networks_on(peer.name))
-    return set()
+        result[topo.tunnel_port(host, peer.name)] = frozenset(
+            carried.intersection(n.name for n in topo.networks_on(peer.name)))
+    return result
+
+
+def networks_using_port(topo: Topology, host: str, port: str) -> set[str]:
+    """``port_networks`` for one port; any other port concerns no network."""
+    return set(port_networks(topo, host).get(port, ()))

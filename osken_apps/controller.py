@@ -24,7 +24,7 @@ import itertools
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import topology
 from nsgre_core import binding, dhcp, leases, pipeline, reconcile
@@ -105,6 +105,14 @@ class Switch(reconcile.Held):
         return not self.reading
 
 
+class HostIndex(NamedTuple):
+    """A host's endpoints by identity and port, and the networks each port
+    touches, for one topology (``Controller._index``)."""
+    topology: Any
+    binding: binding.Index
+    networks: dict
+
+
 class Controller:
     """The topology in force, every switch's records, and the rules that
     keep the two in step."""
@@ -135,7 +143,7 @@ class Controller:
         self.interfaces: dict = {}            # host -> {interface: external_ids} from OVSDB
         self.bound: dict = {}                 # host -> {endpoint: interface}
         self.refused: dict = {}               # host -> {Refusal}
-        self.binding_index: dict = {}         # host -> (topology, binding.Index)
+        self.host_index: dict = {}            # host -> HostIndex of the topology in force
         self.marked: dict = {}                # host -> {interface: (endpoint, ofport)} marked installed
         self.marking: set = set()             # hosts with a mark write under way
         self.waiters: list = []               # (started, answer) of each apply --wait
@@ -411,9 +419,8 @@ class Controller:
         summed up in the log."""
         now = self.clock()
         hold = switch.holds.setdefault(name, port_hold.PortHold())
-        networks = set()
-        for port in logical:
-            networks |= pipeline.networks_using_port(self.topology, switch.host, port)
+        by_port = self._index(switch.host).networks
+        networks = set().union(*(by_port.get(port, ()) for port in logical))
         due = hold.change(now, networks)
         if hold.flapping:
             self.port_flaps[switch.host, name] += 1
@@ -439,16 +446,21 @@ class Controller:
     def _host_switch(self, host: str) -> Switch | None:
         return next((s for s in self.switches.values() if s.host == host), None)
 
+    def _index(self, host: str) -> HostIndex:
+        """What every port event on ``host`` looks up, built once per topology."""
+        index = self.host_index.get(host)
+        if index is None or index.topology is not self.topology:
+            index = self.host_index[host] = HostIndex(
+                self.topology, binding.index(self.topology, host),
+                pipeline.port_networks(self.topology, host))
+        return index
+
     def _rebind(self, switch: Switch) -> set[str]:
         """Bind the switch's interfaces to endpoints again; the logical
         ports whose OpenFlow number changed (or that came or went)."""
         host = switch.host
-        cached = self.binding_index.get(host)
-        if cached is None or cached[0] is not self.topology:
-            cached = self.binding_index[host] = (self.topology,
-                                                 binding.index(self.topology, host))
-        result = binding.bind(self.topology, host, switch.ofports,
-                              self.interfaces.get(host, {}), self.bound.get(host), cached[1])
+        result = binding.bind(self.topology, host, switch.ofports, self.interfaces.get(host, {}),
+                              self.bound.get(host), self._index(host).binding)
         old, switch.ports = switch.ports, result.ports
         self.bound[host] = result.bound
         refused = set(result.refused)
@@ -549,7 +561,7 @@ class Controller:
                 LOG.warning("nsgre: %s port %s is flapping: %d changes since its last sync; "
                             "synced every %.2f s until it settles (now %s)", switch.host, name,
                             changes, hold.delay,
-                            f"ofport {switch.ports[name]}" if name in switch.ports else "gone")
+                            f"ofport {switch.ofports[name]}" if name in switch.ofports else "gone")
         if switch.ready and networks:
             self.sync(switch, networks)
         elif not switch.holding:
@@ -670,8 +682,7 @@ class Controller:
         except dhcp.DhcpError as exc:
             return self._dhcp_drop(host, "malformed", f"port {event.in_port}: {exc}")
         port = next((p for p, n in switch.ports.items() if n == event.in_port), None)
-        ep = self.binding_index[host][1].by_port.get(port) if host in self.binding_index \
-            else None
+        ep = self._index(host).binding.by_port.get(port)
         if ep is None:
             return self._dhcp_drop(host, "not an endpoint",
                                    f"{dhcp.describe(request)} on port {event.in_port}")
