@@ -371,8 +371,9 @@ def log_events(path: Path, offset: int) -> dict:
         elif " networks updated: " in rest:
             syncs.setdefault(host, []).append(when)
         elif rest.startswith("programmed: "):
-            full.setdefault(host, []).append(when)
             syncs.setdefault(host, []).append(when)
+        elif rest.startswith("audited: "):
+            full.setdefault(host, []).append(when)
         elif rest.startswith("holds ") and "reading it again" in rest:
             recounted += 1
         elif " is flapping: " in rest:
@@ -583,18 +584,18 @@ def report(topo, results: dict, args) -> tuple[str, list]:
               "ovs-vswitchd alone); from the controller's log (ms resolution), *port event* is "
               "the transaction to the controller logging the port-status message (the above, "
               "the message, the controller's queue); *sync* from there to the host's next sync "
-              "logged (the 50 ms port-event gathering delay, `port_hold.BASE`, and the "
+              "logged (the 5 ms port-event gathering delay, `port_hold.GATHER`, and the "
               "computation); *mark* from the sync to the mark's stamp (bundle and barrier, and "
               "waiting until the host and every peer carrying the network are in step with no "
-              "mark write under way); *write* from the stamp to the monitor seeing it. *Full "
-              "reads*: switches read in full by the controller during the phase (the audit "
-              "reads one each 5 s; *after a count* are those its flow count check started); a "
-              "switch being read is not in step, so no endpoint on it or on a host sharing a "
-              "network with it is marked until the read is in. *Slow ports*: over the target "
-              "(100 ms one by one, 1 s in bursts), and how many of them had a full read of "
-              "their host or such a peer end while they waited.", "",
-              "| phase | numbered | port event | sync | mark | write | full reads (after a "
-              "count) | slow ports (with a full read) | controller errors |",
+              "mark write under way); *write* from the stamp to the monitor seeing it. *Audit "
+              "reads*: switches read in full by the audit during the phase (as many each 5 s "
+              "as fit in 20,000 flows; *after a count* are those a flow count mismatch "
+              "started); a read goes beside the switch's records, which stay in use, so ports "
+              "are synced and marked during it. *Slow ports*: over the target "
+              "(100 ms one by one, 1 s in bursts), and how many of them had an audit read of "
+              "their host or of a peer carrying their network end while they waited.", "",
+              "| phase | numbered | port event | sync | mark | write | audit reads (after a "
+              "count) | slow ports (with an audit read) | controller errors |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, res in results.items():
         b = res["breakdown"]

@@ -81,7 +81,7 @@ def bind(topo, host: str, ofports: Mapping[str, int],
     ``index(topo, host)``, when the caller keeps it."""
     previous = previous or {}
     by_iface_id, by_port, tunnels = idx or index(topo, host)
-    claims: dict[str, list] = {}
+    claims: dict[str, tuple] = {}          # endpoint -> (Endpoint, its claims)
     refused = []
     ports = {}
     for name, ofport in ofports.items():
@@ -97,14 +97,18 @@ def bind(topo, host: str, ofports: Mapping[str, int],
             refused.append(Refusal(name, ep.name, "attached-mac",
                                    f"its attached-mac {mac} is not the endpoint's MAC {ep.mac}"))
             continue
-        claims.setdefault(ep.name, []).append((name != previous.get(ep.name), not by_identity,
-                                               ofport, name))
+        claim = (name != previous.get(ep.name), not by_identity, ofport, name)
+        if ep.name in claims:
+            claims[ep.name][1].append(claim)
+        else:
+            claims[ep.name] = (ep, [claim])
     bound = {}
-    for ep_name, candidates in claims.items():
-        candidates.sort()
+    for ep_name, (ep, candidates) in claims.items():
+        if len(candidates) > 1:
+            candidates.sort()
         winner = candidates[0][3]
         bound[ep_name] = winner
-        ports[topo.endpoint(ep_name).port] = ofports[winner]
+        ports[ep.port] = ofports[winner]
         for *_, loser in candidates[1:]:
             refused.append(Refusal(loser, ep_name, "duplicate",
                                    f"interface {winner} has it already"))

@@ -46,6 +46,7 @@ Packet walk (tables, their contracts and priorities in ``nsgre_core.tables``):
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -168,9 +169,25 @@ def dhcp_ports(topo: Topology, host: str, ports: Mapping[str, int]) -> dict[str,
     """Endpoint name -> OpenFlow port of each endpoint present on ``host``
     whose DHCP goes to the controller: one with an IPv4 address in a network
     with ``dhcp`` on."""
-    return {e.name: ports[e.port] for e in topo.endpoints_on(host)
-            if e.port in ports and any(a.ip.version == 4 and topo.network(a.network).dhcp
-                                       for a in e.attachments)}
+    return {name: ports[port] for name, port, dhcp in endpoint_ports(topo, host)
+            if dhcp and port in ports}
+
+
+_ENDPOINT_PORTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def endpoint_ports(topo: Topology, host: str) -> tuple[tuple[str, str, bool], ...]:
+    """(endpoint, port name, DHCP to the controller) of each endpoint of
+    ``host``, by name; kept per topology (a port event on a host of 1,300
+    endpoints asks for it, and walking the graph again cost 25 ms)."""
+    per_host = _ENDPOINT_PORTS.setdefault(topo, {})
+    found = per_host.get(host)
+    if found is None:
+        found = per_host[host] = tuple(
+            (e.name, e.port, any(a.ip.version == 4 and topo.network(a.network).dhcp
+                                 for a in e.attachments))
+            for e in topo.endpoints_on(host))
+    return found
 
 
 def _own(ip: str, link_local: str) -> list[str]:
@@ -377,13 +394,17 @@ def meters(topo: Topology, host: str, ports: Mapping[str, int]) -> tuple[Meter, 
     one per endpoint port present whose DHCP goes to the controller
     (``dhcp_ports``), at ``DHCP_RATE`` frames a second, whatever the
     broadcast limit."""
-    out = [Meter(ids.dhcp_meter(p), DHCP_RATE, DHCP_BURST)
-           for p in dhcp_ports(topo, host, ports).values()]
     rate = topo.broadcast_limit
-    if rate:
-        out += [Meter(ids.storm_meter(ports[e.port]), rate, storm_burst(rate))
-                for e in topo.endpoints_on(host) if e.port in ports]
-    return tuple(sorted(out))
+    out = []
+    for _, port, dhcp in endpoint_ports(topo, host):
+        ofport = ports.get(port)
+        if ofport is None:
+            continue
+        if dhcp:
+            out.append(Meter(ids.dhcp_meter(ofport), DHCP_RATE, DHCP_BURST))
+        if rate:
+            out.append(Meter(ids.storm_meter(ofport), rate, storm_burst(rate)))
+    return tuple(sorted(out, key=lambda m: m.meter_id))
 
 
 def pieces(topo: Topology, host: str, ports: Mapping[str, int],

@@ -87,6 +87,10 @@ class Switch(reconcile.Held):
     ofports: dict = field(default_factory=dict)        # interface name -> OpenFlow port
     ports: dict = field(default_factory=dict)          # logical port -> OpenFlow port (binding)
     reading: dict = field(default_factory=dict)        # part -> xid of its request
+    auditing: dict = field(default_factory=dict)       # part -> xid of its audit read
+    shadow: dict = field(default_factory=dict)         # part -> what the audit read so far
+    since_audit: list = field(default_factory=list)    # ops sent since the audit asked
+    audit_started: float = 0.0
     counting: int | None = None                        # xid of the flow count asked
     holds: dict = field(default_factory=dict)          # port name -> PortHold
     sent: dict = field(default_factory=dict)           # xid -> what it carried, until a barrier
@@ -117,8 +121,8 @@ class Controller:
     """The topology in force, every switch's records, and the rules that
     keep the two in step."""
 
-    #: How long port events gather before their networks are synced at once.
-    COALESCE_SECONDS = port_hold.BASE
+    #: How long a quiet port's events gather before its networks are synced.
+    COALESCE_SECONDS = port_hold.GATHER
     #: Networks computed per ``PrepareChunk`` while preparing a host.
     PREPARE_CHUNK = 100
     #: Flows read in full per audit interval: beyond it, switches take turns.
@@ -146,6 +150,10 @@ class Controller:
         self.host_index: dict = {}            # host -> HostIndex of the topology in force
         self.marked: dict = {}                # host -> {interface: (endpoint, ofport)} marked installed
         self.marking: set = set()             # hosts with a mark write under way
+        # What the next check looks at, so a port event costs the ports it
+        # touches, not every endpoint of the fabric (10,000: 13 ms a check).
+        self.to_mark: dict = {}               # host -> endpoints whose mark may be due
+        self.to_clear: dict = {}              # host -> interfaces that may carry a stale mark
         self.waiters: list = []               # (started, answer) of each apply --wait
         self.bundle_ids = itertools.count(1)
         self.xids = itertools.count(XID_BASE)       # one sequence for every connection
@@ -153,6 +161,7 @@ class Controller:
         # Counters for the metrics.
         self.flow_mods_sent: Counter = Counter()       # host -> messages
         self.switch_errors: Counter = Counter()        # host -> errors reported
+        self.drift: Counter = Counter()                # host -> audits that found it changed
         self.event_errors: Counter = Counter()         # event kind -> exceptions handling it
         self.port_changes: Counter = Counter()         # host -> port events
         self.port_flaps: Counter = Counter()           # (host, port) -> events while flapping
@@ -377,7 +386,9 @@ class Controller:
 
     def read_state(self, switch: Switch, parts) -> None:
         """Ask for ``parts`` of the switch's state afresh; when the last
-        reply is in, the switch is synced in full."""
+        reply is in, the switch is synced in full.  Its records are not
+        trusted meanwhile (no sync, no mark): a read supersedes an audit."""
+        switch.auditing, switch.shadow, switch.since_audit = {}, {}, []
         data = b""
         for part in parts:
             setattr(switch, HELD_AS[part], {})
@@ -385,8 +396,21 @@ class Controller:
             data += wire.STATE_REQUESTS[part](xid)
         switch.conn.send(data)
 
+    def audit_read(self, switch: Switch, parts) -> None:
+        """Read ``parts`` of the switch's state beside its records, which
+        stay in use: port events and changes go on being synced during the
+        read (a host of 40,000 flows takes a second to read), and the two
+        are compared when the read is in (``_audited``)."""
+        switch.shadow = {part: {} for part in parts}
+        switch.auditing = {part: self.xid() for part in parts}
+        switch.since_audit, switch.audit_started = [], self.clock()
+        switch.conn.send(b"".join(wire.STATE_REQUESTS[part](xid)
+                                  for part, xid in switch.auditing.items()))
+
     def _state_reply(self, event: ev.StateReply) -> None:
         switch = self._switch(event)
+        if switch is not None and switch.auditing.get(event.part) == event.xid:
+            return self._audit_reply(switch, event)
         if switch is None or switch.reading.get(event.part) != event.xid:
             return
         getattr(switch, HELD_AS[event.part]).update(event.items)
@@ -402,11 +426,17 @@ class Controller:
         switch = self._switch(event)
         if switch is None:
             return
+        self.port_changes[switch.host] += 1
+        if event.ofport is not None and switch.ofports.get(event.name) == event.ofport:
+            # Its link went up or down: no flow depends on that (a guest's
+            # tap comes up a moment after it is added; held as a change, that
+            # second event made the port look like flapping and kept its
+            # mark waiting 100 ms).
+            return
         if event.ofport is None:
             switch.ofports.pop(event.name, None)
         else:
             switch.ofports[event.name] = event.ofport
-        self.port_changes[switch.host] += 1
         logical = self._rebind(switch) | {event.name}
         self._hold(switch, event.name, logical, "gone" if event.ofport is None
                    else f"ofport {event.ofport}")
@@ -432,17 +462,33 @@ class Controller:
     # -- binding interfaces to endpoints -------------------------------------------
     def _interfaces(self, event: ev.Interfaces) -> None:
         """A host's interfaces and their ``external_ids``, as OVSDB has them
-        now: an identity appearing (or changing) rebinds its endpoint."""
-        if event.host not in self.topology.hosts:
+        now: an identity appearing (or changing) rebinds its endpoint; a mark
+        found on an interface is cleared at the next check unless it is bound
+        (left by an earlier run, or by an endpoint since unbound); a mark gone
+        from a bound interface (its row made again) is written again."""
+        host = event.host
+        if host not in self.topology.hosts:
             return
-        self.interfaces[event.host] = event.interfaces
-        switch = self._host_switch(event.host)
+        old, new = self.interfaces.get(host, {}), event.interfaces
+        self.interfaces[host] = new
+        changed = [name for name, ext in new.items() if old.get(name) != ext]
+        rebind = bool(old.keys() - new.keys()) or any(
+            _identity(old.get(name)) != _identity(new[name]) for name in changed)
+        to_clear = self.to_clear.setdefault(host, set())
+        for name in changed:
+            if binding.INSTALLED in new[name]:
+                to_clear.add(name)
+            elif binding.INSTALLED in old.get(name, {}) and host not in self.marking:
+                mark = self.marked.get(host, {}).pop(name, None)
+                if mark is not None:
+                    self.to_mark.setdefault(host, set()).add(mark[0])
+        switch = self._host_switch(host)
         if switch is None or not switch.ready:
             return
-        for port in self._rebind(switch):
-            self._hold(switch, port, {port}, "rebound")
+        if rebind:
+            for port in self._rebind(switch):
+                self._hold(switch, port, {port}, "rebound")
         self._check_installed()
-
     def _host_switch(self, host: str) -> Switch | None:
         return next((s for s in self.switches.values() if s.host == host), None)
 
@@ -462,12 +508,26 @@ class Controller:
         result = binding.bind(self.topology, host, switch.ofports, self.interfaces.get(host, {}),
                               self.bound.get(host), self._index(host).binding)
         old, switch.ports = switch.ports, result.ports
-        self.bound[host] = result.bound
+        old_bound, self.bound[host] = self.bound.get(host, {}), result.bound
         refused = set(result.refused)
         for refusal in sorted(refused - self.refused.get(host, set())):
             LOG.warning("nsgre: %s %s: it gets no flows", host, refusal)
         self.refused[host] = refused
-        return {p for p in old.keys() | result.ports.keys() if old.get(p) != result.ports.get(p)}
+        changed = {p for p in old.keys() | result.ports.keys() if old.get(p) != result.ports.get(p)}
+        # Marks that may be due: an endpoint bound anew, to another
+        # interface, or whose port has a new number; marks that may be
+        # stale: an interface no longer bound.
+        to_mark = self.to_mark.setdefault(host, set())
+        by_port = self._index(host).binding.by_port
+        to_mark.update(ep.name for ep in map(by_port.get, changed)
+                       if ep is not None and ep.name in result.bound)
+        for ep_name in old_bound.keys() | result.bound.keys():
+            if old_bound.get(ep_name) != result.bound.get(ep_name):
+                if ep_name in result.bound:
+                    to_mark.add(ep_name)
+                if ep_name in old_bound:
+                    self.to_clear.setdefault(host, set()).add(old_bound[ep_name])
+        return changed
 
     # -- readiness: nsgre-installed and apply --wait ----------------------------------
     def _in_step(self, switch: Switch | None) -> bool:
@@ -499,11 +559,16 @@ class Controller:
             return
         for switch in self.switches.values():
             host = switch.host
-            if not in_step[host] or host in self.marking:
+            if not in_step[host] or host in self.marking or \
+                    not (self.to_mark.get(host) or self.to_clear.get(host)):
                 continue
+            bound = self.bound.get(host, {})
             marked = self.marked.setdefault(host, {})
-            marks = {}
-            for ep_name, iface in self.bound.get(host, {}).items():
+            marks, waiting = {}, set()
+            for ep_name in self.to_mark.get(host, ()):
+                iface = bound.get(ep_name)
+                if iface is None:
+                    continue
                 ofport = switch.ofports.get(iface)
                 if marked.get(iface) == (ep_name, ofport):
                     continue
@@ -511,10 +576,16 @@ class Controller:
                 if all(in_step.get(peer) for net in ep.networks
                        for peer, _ in self.topology.views[net].carrying):
                     marks[iface] = (ep_name, ofport)
-            bound = set(self.bound.get(host, {}).values())
-            clear = {iface for iface, ext in self.interfaces.get(host, {}).items()
-                     if binding.INSTALLED in ext and iface not in bound}
-            clear |= {iface for iface in marked if iface not in bound}
+                else:
+                    waiting.add(ep_name)
+            self.to_mark[host] = waiting
+            clear = set()
+            if self.to_clear.get(host):
+                bound_ifaces = set(bound.values())
+                interfaces = self.interfaces.get(host, {})
+                clear = {iface for iface in self.to_clear[host] if iface not in bound_ifaces and
+                         (iface in marked or binding.INSTALLED in interfaces.get(iface, {}))}
+                self.to_clear[host] = set()
             if marks or clear:
                 self._mark(host, marks, clear)
 
@@ -537,7 +608,11 @@ class Controller:
             LOG.warning("nsgre: %s: nsgre-installed not written: %s", event.host, event.error)
             for iface, value in event.marks.items():
                 if value:
-                    self.marked.get(event.host, {}).pop(iface, None)
+                    mark = self.marked.get(event.host, {}).pop(iface, None)
+                    if mark is not None:
+                        self.to_mark.setdefault(event.host, set()).add(mark[0])
+                else:
+                    self.to_clear.setdefault(event.host, set()).add(iface)
             return
         done = sorted(i for i, v in event.marks.items() if v)
         if done:
@@ -607,6 +682,8 @@ class Controller:
         if not ops:
             return
         switch.plans += 1
+        if switch.auditing:
+            switch.since_audit += ops
         self.flow_mods_sent[switch.host] += len(ops)
         before = [op for op in ops if op.verb in (Verb.ADD_METER, Verb.MOD_METER)]
         after = [op for op in ops if op.verb == Verb.DEL_METER]
@@ -718,7 +795,8 @@ class Controller:
         (at least one), with their ports: a flow modified in place, or a port
         event lost, is repaired within one interval on a fabric of up to that
         many flows, within ceil(flows / budget) intervals on a larger one."""
-        states = sorted((s for s in self.switches.values() if s.ready), key=lambda s: s.host)
+        states = sorted((s for s in self.switches.values() if s.ready and not s.auditing),
+                        key=lambda s: s.host)
         full, budget = set(), self.AUDIT_BUDGET
         for k in range(len(states)):
             switch = states[(self.audit_turn + k) % len(states)]
@@ -729,10 +807,63 @@ class Controller:
         self.audit_turn += len(full)
         for switch in states:
             if switch.host in full:
-                self.read_state(switch, STATE_PARTS)           # ports too: a lost event
+                self.audit_read(switch, STATE_PARTS)           # ports too: a lost event
             else:
                 switch.counting, switch.counted_at = self.xid(), switch.plans
                 switch.conn.send(wire.count_request(switch.counting))
+
+    def _audit_reply(self, switch: Switch, event: ev.StateReply) -> None:
+        """A part of an audit read.  OVS answers a request from its state
+        when the request comes, in order with everything else on the
+        connection: the ports read are what the switch had when their reply
+        came (port events before it are in it, those after it are newer);
+        the flows, groups and meters read are what it had before the plans
+        sent since the request, which are applied to them before comparing."""
+        switch.shadow[event.part].update(event.items)
+        if event.more:
+            return
+        del switch.auditing[event.part]
+        if event.part == "ports":
+            self._audit_ports(switch, switch.shadow.pop("ports"))
+        if switch.auditing:
+            return
+        read, switch.shadow = switch.shadow, {}
+        ops, switch.since_audit = switch.since_audit, []
+        drift = []
+        if read:
+            flows, groups, meters = (read.get(part) or dict(getattr(switch, HELD_AS[part]))
+                                     for part in ("flows", "groups", "meters"))
+            reconcile.apply(flows, groups, meters, ops)
+            drift = reconcile.plan(flows.values(), groups.values(), switch.flows.values(),
+                                   switch.groups.values(), meters.values(),
+                                   switch.meters.values())
+        LOG.info("nsgre: %s audited: %s (read in %.0f ms, %d changes sent meanwhile)",
+                 switch.host, f"{len(drift)} differences" if drift else
+                 f"{len(switch.flows)} flows as sent", 1000 * (self.clock() - switch.audit_started),
+                 len(ops))
+        if not drift:
+            self._check_installed()        # a mark whose write failed is written now
+            return
+        LOG.warning("nsgre: %s does not hold what was sent (%d differences, e.g. %s %s): "
+                    "repairing", switch.host, len(drift), drift[0].verb,
+                    drift[0].item.to_ofctl())
+        self.drift[switch.host] += 1
+        switch.flows, switch.groups, switch.meters = flows, groups, meters
+        self.sync(switch)
+
+    def _audit_ports(self, switch: Switch, ports: dict) -> None:
+        """A port event the controller never got (lost with a connection,
+        or a bridge changed behind its back) is handled as if it had come."""
+        lost = {name for name in ports.keys() | switch.ofports.keys()
+                if ports.get(name) != switch.ofports.get(name)}
+        if not lost:
+            return
+        switch.ofports = dict(ports)
+        logical = self._rebind(switch)
+        for name in sorted(lost):
+            self._hold(switch, name, logical | {name},
+                       f"ofport {ports[name]}, found by the audit" if name in ports
+                       else "gone, found by the audit")
 
     def _flow_count(self, event: ev.FlowCount) -> None:
         switch = self._switch(event)
@@ -742,10 +873,17 @@ class Controller:
         # A count taken while a plan was on its way, or answered after
         # another was sent, is no measure of drift.
         settled = not switch.sent and switch.plans == switch.counted_at
-        if switch.ready and settled and event.count != len(switch.flows):
+        if switch.ready and not switch.auditing and settled and \
+                event.count != len(switch.flows):
             LOG.info("nsgre: %s holds %d nsgre flows, %d sent: reading it again",
                      switch.host, event.count, len(switch.flows))
-            self.read_state(switch, ("flows", "groups"))
+            self.audit_read(switch, ("flows", "groups"))
+
+
+def _identity(ext) -> tuple:
+    """What binding reads of an interface's ``external_ids``."""
+    ext = ext or {}
+    return ext.get(binding.IFACE_ID), ext.get(binding.ATTACHED_MAC)
 
 
 def _tunnel_plan(topo) -> tuple:

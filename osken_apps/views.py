@@ -226,6 +226,9 @@ class Views:
                [({}, round(self.core.reconcile_seconds, 6))])
         metric("nsgre_switch_errors_total", "counter", "error messages from switches",
                [({"host": h}, n) for h, n in sorted(self.core.switch_errors.items())])
+        metric("nsgre_audit_repairs_total", "counter",
+               "audits that found a switch holding other than what was sent (then repaired)",
+               [({"host": h}, n) for h, n in sorted(self.core.drift.items())])
         metric("nsgre_event_errors_total", "counter",
                "events whose handling raised (logged; the controller goes on)",
                [({"event": e}, n) for e, n in sorted(self.core.event_errors.items())])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, NamedTuple
 
 import networkx as nx
@@ -234,15 +235,17 @@ class Topology:
     def _objs(g, kind):
         return [d["obj"] for _, d in g.nodes(data=True) if d["kind"] == kind]
 
-    @property
+    # A topology never changes once built: these are computed once (a port
+    # event asked for ``hosts`` and walked 16,000 nodes to answer).
+    @cached_property
     def hosts(self) -> dict[str, Host]:
         return {h.name: h for h in sorted(self._objs(self.graph, "host"), key=lambda h: h.name)}
 
-    @property
+    @cached_property
     def networks(self) -> dict[str, Network]:
         return {n.name: n for n in sorted(self._objs(self.graph, "network"), key=lambda n: n.name)}
 
-    @property
+    @cached_property
     def endpoints(self) -> dict[str, Endpoint]:
         return {e.name: e for e in sorted(self._objs(self.graph, "endpoint"), key=lambda e: e.name)}
 

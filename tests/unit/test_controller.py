@@ -101,6 +101,18 @@ def test_port_events_within_the_coalescing_window_go_out_as_one_bundle():
     assert_as_modelled(h, switches)
 
 
+def test_a_port_whose_link_goes_down_and_up_under_its_number_costs_nothing():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    received = len(kvm1.received)
+    for _ in range(100):
+        kvm1.set_port("p-vm1", kvm1.ports["p-vm1"])     # port-status MODIFY: link state
+    h.run()
+    assert not h.core.switches[kvm1.dpid].holding and h.core.port_flaps == {}
+    h.advance(1)
+    assert len(kvm1.received) == received and h.core.port_changes["kvm1"] >= 100
+
+
 def test_a_changed_topology_is_applied_as_its_delta_only():
     h, switches = fabric()
     before = {n: len(s.mods()) for n, s in switches.items()}
@@ -199,6 +211,62 @@ def test_the_audit_repairs_a_flow_modified_in_place_by_its_full_read():
     assert_as_modelled(h, switches)
 
 
+def audit_read_held_back(h, switch):
+    """Start an audit that reads ``switch`` in full; its replies (the
+    switch's state as the request found it) are held back and returned."""
+    h.core.AUDIT_BUDGET = 0
+    h.core.audit_turn = sorted(h.core.switches.values(), key=lambda s: s.host).index(
+        h.core.switches[switch.dpid])
+    h.core.handle(ev.AuditTick())
+    replies = [e for e in h.events if isinstance(e, ev.StateReply) and e.conn is switch]
+    for e in replies:
+        h.events.remove(e)
+    assert h.core.switches[switch.dpid].auditing
+    return replies
+
+
+def test_a_port_change_during_an_audit_read_is_synced_without_waiting_for_the_read():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    kvm1.set_port("p-vm1", 42)                     # comes before the audit's request
+    replies = audit_read_held_back(h, kvm1)
+    h.advance(Controller.COALESCE_SECONDS)
+    assert_as_modelled(h, switches)                # the read is still out
+    sent = len(kvm1.mods())
+    h.events.extend(replies)
+    h.run()
+    # what it read (before the change's bundle) plus the bundle is what was sent
+    assert not h.core.switches[kvm1.dpid].auditing and len(kvm1.mods()) == sent
+    assert h.core.drift == {}
+    assert_as_modelled(h, switches)
+
+
+def test_an_audit_read_overlapping_a_change_still_repairs_a_flow_deleted_behind_its_back():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    kvm1.set_port("p-vm1", 42)
+    after = desired(SEED, "kvm1", kvm1.ports)[0]
+    victim = next(k for k, f in kvm1.flows.items() if (f, f.cookie) in after)
+    del kvm1.flows[victim]
+    replies = audit_read_held_back(h, kvm1)
+    h.advance(Controller.COALESCE_SECONDS)
+    assert victim not in kvm1.flows
+    h.events.extend(replies)
+    h.run()
+    assert h.core.drift == {"kvm1": 1}
+    assert_as_modelled(h, switches)
+
+
+def test_a_lost_port_event_is_found_by_the_audit_and_the_port_gets_its_flows():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    kvm1.ports["p-vm1"] = 42                       # no port-status came
+    h.queue_event(ev.AuditTick())                  # reads every switch of the seed in full
+    h.advance(Controller.COALESCE_SECONDS)
+    assert h.core.switches[kvm1.dpid].ofports["p-vm1"] == 42
+    assert_as_modelled(h, switches)
+
+
 def test_a_switch_of_no_host_is_left_alone_until_a_topology_names_it():
     h, switches = fabric()
     stranger = FakeSwitch(h, 0xDEAD, {"p-x": 1})
@@ -285,7 +353,7 @@ def test_an_event_that_raises_is_logged_and_counted_and_the_audit_goes_on(caplog
         broken.append(switch.host)
         raise RuntimeError("the switch went away mid-read")
     with monkeypatch.context() as m:
-        m.setattr(Controller, "read_state", explode)
+        m.setattr(Controller, "audit_read", explode)
         with caplog.at_level(logging.ERROR, logger="nsgre"):
             h.queue_event(ev.AuditTick())
             h.run()
