@@ -244,19 +244,24 @@ def _multipart(kind: int, body: bytes, xid: int) -> bytes:
         struct.pack("!HH4x", kind, 0) + body
 
 
-def _owned_flows_body() -> bytes:
+def _owned_flows_body(cookie: int = ids.COOKIE_OWNED, mask: int = ids.COOKIE_OWNED_MASK) -> bytes:
     """Every table, any port and group, nsgre's cookies only."""
-    return struct.pack("!B3xII4xQQ", OFPTT_ALL, OFPP_ANY, OFPG_ANY, ids.COOKIE_OWNED,
-                       ids.COOKIE_OWNED_MASK) + match(())
+    return struct.pack("!B3xII4xQQ", OFPTT_ALL, OFPP_ANY, OFPG_ANY, cookie, mask) + match(())
 
 
 def ports_request(xid: int) -> bytes:
     return _multipart(OFPMP_PORT_DESC, b"", xid)
 
 
-def flows_request(xid: int) -> bytes:
-    """nsgre's flows, by cookie: nobody else's flows are ever read."""
-    return _multipart(OFPMP_FLOW, _owned_flows_body(), xid)
+def flows_request(xid: int, piece: int | None = None, slices: int = 1) -> bytes:
+    """nsgre's flows, by cookie: nobody else's flows are ever read.  With
+    ``piece``, only those whose cookie is ``piece`` modulo ``slices`` (a
+    power of two): a switch's flows read a slice at a time."""
+    if piece is None:
+        return _multipart(OFPMP_FLOW, _owned_flows_body(), xid)
+    assert slices & (slices - 1) == 0 and 0 <= piece < slices, (piece, slices)
+    return _multipart(OFPMP_FLOW, _owned_flows_body(ids.COOKIE_OWNED | piece,
+                                                    ids.COOKIE_OWNED_MASK | (slices - 1)), xid)
 
 
 def groups_request(xid: int) -> bytes:
@@ -289,6 +294,7 @@ class Decoded(NamedTuple):
     bundle: int | None = None
     request: str | None = None
     packet: tuple | None = None
+    cookie: tuple | None = None        # (cookie, mask) of a flows or count request
 
 
 _OXM_BY_NUMBER = {(OXM_CLASS.get(name, OXM_BASIC), number): (name, length)
@@ -416,7 +422,9 @@ def _one(kind: int, xid: int, body: bytes) -> Decoded:
         (_, port), = _actions(body[16:16 + actions_len])
         return Decoded(xid, "packet_out", packet=(port, body[16 + actions_len:]))
     if kind == OFPT_MULTIPART_REQUEST:
-        return Decoded(xid, "request", request=_MULTIPART[struct.unpack_from("!H", body)[0]])
+        request = _MULTIPART[struct.unpack_from("!H", body)[0]]
+        cookie = struct.unpack_from("!QQ", body, 24) if request in ("flows", "count") else None
+        return Decoded(xid, "request", request=request, cookie=cookie)
     if kind == OFPT_EXPERIMENTER:
         experimenter, exp_type, bundle_id = struct.unpack_from("!III", body)
         if experimenter == ONF_EXPERIMENTER_ID and exp_type == ONF_ET_BUNDLE_CONTROL:

@@ -42,6 +42,7 @@ class FakeSwitch:
         self.bundle: list | None = None
         self.bundle_refused: list = []
         self.packets_out: list = []    # (port, frame) the controller sent out
+        self.requests: list = []       # (what, (cookie, mask) or None) of each read asked
 
     # -- the connection the core writes to ------------------------------------
     def send(self, data: bytes) -> None:
@@ -73,7 +74,7 @@ class FakeSwitch:
         elif m.kind == "packet_out":
             self.packets_out.append(m.packet)
         elif m.kind == "request":
-            self._answer(m.request, m.xid)
+            self._answer(m.request, m.xid, m.cookie)
 
     def _apply(self, op) -> None:
         item = op.item
@@ -95,13 +96,16 @@ class FakeSwitch:
                 self.meters.pop(item.meter_id, None)
                 self.flows = {k: f for k, f in self.flows.items() if f.meter != item.meter_id}
 
-    def _answer(self, what: str, xid: int) -> None:
+    def _answer(self, what: str, xid: int, cookie=None) -> None:
         q = self.harness.queue_event
+        self.requests.append((what, cookie))
         if what == "ports":
             q(ev.StateReply(self.dpid, self, xid, "ports", dict(self.ports)))
         elif what == "flows":
-            # In two replies, as a switch with many flows answers.
-            items = list(self.flows.items())
+            # In two replies, as a switch with many flows answers; only the
+            # flows whose cookie matches under the mask, as OVS selects them.
+            value, mask = cookie
+            items = [(k, f) for k, f in self.flows.items() if f.cookie & mask == value & mask]
             half = len(items) // 2
             q(ev.StateReply(self.dpid, self, xid, "flows", dict(items[:half]), more=True))
             q(ev.StateReply(self.dpid, self, xid, "flows", dict(items[half:])))

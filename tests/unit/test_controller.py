@@ -212,16 +212,24 @@ def test_the_audit_repairs_a_flow_modified_in_place_by_its_full_read():
 
 
 def audit_read_held_back(h, switch):
-    """Start an audit that reads ``switch`` in full; its replies (the
-    switch's state as the request found it) are held back and returned."""
-    h.core.AUDIT_BUDGET = 0
+    """Start an audit that reads ``switch`` in full (its flows in one
+    slice) and let it run up to its read of the flows; the reply (the
+    flows as the request found them) is held back and returned."""
+    h.core.AUDIT_BUDGET, h.core.AUDIT_SLICES = 0, 1
     h.core.audit_turn = sorted(h.core.switches.values(), key=lambda s: s.host).index(
         h.core.switches[switch.dpid])
     h.core.handle(ev.AuditTick())
-    replies = [e for e in h.events if isinstance(e, ev.StateReply) and e.conn is switch]
-    for e in replies:
+    while True:
+        reply = next(e for e in h.events if isinstance(e, ev.StateReply) and e.conn is switch)
+        h.events.remove(reply)
+        if reply.part == "flows":
+            break
+        h.core.handle(reply)
+    replies = [reply] + [e for e in h.events if isinstance(e, ev.StateReply)
+                         and e.conn is switch]
+    for e in replies[1:]:
         h.events.remove(e)
-    assert h.core.switches[switch.dpid].auditing
+    assert h.core.switches[switch.dpid].auditing == {"flows": reply.xid}
     return replies
 
 
@@ -264,6 +272,26 @@ def test_a_lost_port_event_is_found_by_the_audit_and_the_port_gets_its_flows():
     h.queue_event(ev.AuditTick())                  # reads every switch of the seed in full
     h.advance(Controller.COALESCE_SECONDS)
     assert h.core.switches[kvm1.dpid].ofports["p-vm1"] == 42
+    assert_as_modelled(h, switches)
+
+
+def test_the_audit_reads_the_flows_a_slice_at_a_time_and_repairs_any_slice():
+    h, switches = fabric()
+    kvm1 = switches["kvm1"]
+    slices = h.core.AUDIT_SLICES
+    by_slice = {}
+    for key, flow in kvm1.flows.items():
+        by_slice.setdefault(flow.cookie % slices, key)
+    assert len(by_slice) > 3
+    for key in by_slice.values():                # one flow of every slice there is
+        del kvm1.flows[key]
+    h.core.AUDIT_BUDGET = 0
+    h.queue_event(ev.AuditTick())                 # kvm1's turn: one read per slice
+    h.run()
+    flows_read = [cookie for what, cookie in kvm1.requests[-slices - 3:] if what == "flows"]
+    assert sorted(c[0] % slices for c in flows_read) == list(range(slices))
+    assert all(c[1] % slices == slices - 1 for c in flows_read)
+    assert h.core.drift["kvm1"] == len(by_slice)
     assert_as_modelled(h, switches)
 
 

@@ -113,6 +113,9 @@ def test_requests_barriers_and_bundle_controls_are_what_osken_writes():
         wire.ports_request(5): parser.OFPPortDescStatsRequest(DP, 0),
         wire.flows_request(5): parser.OFPFlowStatsRequest(
             DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, match=parser.OFPMatch(), **owned),
+        wire.flows_request(5, 3, 16): parser.OFPFlowStatsRequest(
+            DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, match=parser.OFPMatch(),
+            cookie=ids.COOKIE_OWNED | 3, cookie_mask=ids.COOKIE_OWNED_MASK | 15),
         wire.count_request(5): parser.OFPAggregateStatsRequest(
             DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, match=parser.OFPMatch(), **owned),
         wire.groups_request(5): parser.OFPGroupDescStatsRequest(DP, 0),
