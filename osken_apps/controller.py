@@ -90,6 +90,8 @@ class Switch(reconcile.Held):
     auditing: dict = field(default_factory=dict)       # part -> xid of the audit's read
     audit_queue: list = field(default_factory=list)    # (part, slice) the audit reads next
     audit_slice: int | None = None                     # the flows' slice being read
+    audit_slices: int = 1                              # slices its flows are read in
+    audit_paced: bool = False                          # a round's read (not a count's)
     shadow: dict = field(default_factory=dict)         # what the audit's read got so far
     since_audit: list = field(default_factory=list)    # ops sent since it was asked for
     audit_started: float = 0.0
@@ -128,10 +130,12 @@ class Controller:
     COALESCE_SECONDS = port_hold.GATHER
     #: Networks computed per ``PrepareChunk`` while preparing a host.
     PREPARE_CHUNK = 100
-    #: Flows read in full per audit interval: beyond it, switches take turns.
-    AUDIT_BUDGET = 20_000
-    #: Slices (by cookie) an audit reads a switch's flows in, one at a time.
-    AUDIT_SLICES = 16
+    #: Flows the audit reads back a second, in reads of about ``AUDIT_SLICE``
+    #: flows spaced evenly (0: no full reads, the flow count only).  Decoding
+    #: a read costs about 0.1 ms a flow: a tenth of the controller's time, and
+    #: no port event waits behind more than one read of ~25 ms.
+    AUDIT_RATE = 1000
+    AUDIT_SLICE = 250
 
     def __init__(self, topo, *, clock: Callable[[], float], effects: Effects,
                  topology_path: str | None = None, hostdb: HostDb | None = None):
@@ -162,7 +166,7 @@ class Controller:
         self.waiters: list = []               # (started, answer) of each apply --wait
         self.bundle_ids = itertools.count(1)
         self.xids = itertools.count(XID_BASE)       # one sequence for every connection
-        self.audit_turn = 0
+        self.audit_round: list = []           # hosts the audit's round reads next
         # Counters for the metrics.
         self.flow_mods_sent: Counter = Counter()       # host -> messages
         self.switch_errors: Counter = Counter()        # host -> errors reported
@@ -180,7 +184,7 @@ class Controller:
             ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
             ev.Reload: self._reload, ev.Apply: self._apply_posted, ev.Validated: self._validated,
             ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
-            ev.AuditTick: self._audit, ev.Interfaces: self._interfaces, ev.Marked: self._marked,
+            ev.AuditTick: self._audit, ev.AuditNext: self._audit_continue, ev.Interfaces: self._interfaces, ev.Marked: self._marked,
             ev.PacketIn: self._packet_in,
         }
 
@@ -388,12 +392,17 @@ class Controller:
         if switch is not None:
             del self.switches[event.dpid]
             LOG.info("nsgre: %s disconnected", switch.host)
+            if switch.audit_paced and (switch.auditing or switch.audit_queue):
+                self._audit_step()             # the round goes on without it
 
     def read_state(self, switch: Switch, parts) -> None:
         """Ask for ``parts`` of the switch's state afresh; when the last
         reply is in, the switch is synced in full.  Its records are not
         trusted meanwhile (no sync, no mark): a read supersedes an audit."""
+        in_round = switch.audit_paced and bool(switch.auditing or switch.audit_queue)
         switch.auditing, switch.audit_queue, switch.shadow, switch.since_audit = {}, [], {}, []
+        if in_round:
+            self._audit_step()
         data = b""
         for part in parts:
             setattr(switch, HELD_AS[part], {})
@@ -401,15 +410,20 @@ class Controller:
             data += wire.STATE_REQUESTS[part](xid)
         switch.conn.send(data)
 
-    def audit_read(self, switch: Switch, parts) -> None:
+    def audit_read(self, switch: Switch, parts, paced: bool = False) -> None:
         """Read ``parts`` of the switch's state beside its records, which
         stay in use: port events and changes go on being synced during the
         read, and each part is compared when it is in (``_audit_reply``).
-        One part at a time, the flows in ``AUDIT_SLICES`` slices by cookie:
-        decoding a host's 15,000 flows in one go held the event loop (every
-        switch's port events) for 1.3-2.7 s."""
+        One part at a time, the flows in slices by cookie: decoding a host's
+        15,000 flows in one go held the event loop (every switch's port
+        events) for 1.3-2.7 s.  ``paced``: a round's read, one part every
+        so often (``AUDIT_RATE``); else one right after the other."""
+        slices = 1
+        while len(switch.flows) > slices * self.AUDIT_SLICE and slices < 1 << 16:
+            slices *= 2
+        switch.audit_slices, switch.audit_paced = slices, paced
         switch.audit_queue = [(part, piece) for part in parts for piece in
-                              (range(self.AUDIT_SLICES) if part == "flows" else (None,))]
+                              (range(slices) if part == "flows" else (None,))]
         switch.audit_started, switch.audit_found = self.clock(), 0
         self._audit_next(switch)
 
@@ -418,7 +432,7 @@ class Controller:
         xid = self.xid()
         switch.auditing, switch.audit_slice = {part: xid}, piece
         switch.shadow, switch.since_audit = {}, []
-        switch.conn.send(wire.flows_request(xid, piece, self.AUDIT_SLICES) if part == "flows"
+        switch.conn.send(wire.flows_request(xid, piece, switch.audit_slices) if part == "flows"
                          else wire.STATE_REQUESTS[part](xid))
 
     def _state_reply(self, event: ev.StateReply) -> None:
@@ -804,27 +818,36 @@ class Controller:
         """Check every switch.  Cheaply, for all: the number of flows in
         nsgre's cookie space (one aggregate reply); a flow deleted or forged
         by hand changes it (so does a group deleted: its flows go with it),
-        and that switch is then read in full and repaired.  In full, whatever
-        its count, as many switches in turn as fit in ``AUDIT_BUDGET`` flows
-        (at least one), with their ports: a flow modified in place, or a port
-        event lost, is repaired within one interval on a fabric of up to that
-        many flows, within ceil(flows / budget) intervals on a larger one."""
-        states = sorted((s for s in self.switches.values() if s.ready and not s.auditing),
-                        key=lambda s: s.host)
-        full, budget = set(), self.AUDIT_BUDGET
-        for k in range(len(states)):
-            switch = states[(self.audit_turn + k) % len(states)]
-            if full and len(switch.flows) > budget:
-                break
-            full.add(switch.host)
-            budget -= len(switch.flows)
-        self.audit_turn += len(full)
+        and that switch is then read and repaired at once.  In full, whatever
+        its count, in rounds: each switch in turn, ports, flows, groups and
+        meters, at ``AUDIT_RATE`` flows a second; a new round starts at the
+        first tick after the last one ended.  A flow modified in place, or a
+        port event lost, is repaired within one round: within the interval
+        on a small fabric, flows / ``AUDIT_RATE`` seconds on a large one."""
+        states = sorted((s for s in self.switches.values() if s.ready), key=lambda s: s.host)
+        if self.AUDIT_RATE > 0 and \
+                not any(s.audit_paced and (s.auditing or s.audit_queue) for s in states):
+            if not self.audit_round:
+                self.audit_round = [s.host for s in states]
+            self._audit_step()          # (also a round whose read went wrong goes on)
         for switch in states:
-            if switch.host in full:
-                self.audit_read(switch, STATE_PARTS)           # ports too: a lost event
-            else:
+            if not (switch.auditing or switch.audit_queue):
                 switch.counting, switch.counted_at = self.xid(), switch.plans
                 switch.conn.send(wire.count_request(switch.counting))
+
+    def _audit_step(self) -> None:
+        """The round's next switch, if any is left."""
+        while self.audit_round:
+            switch = self._host_switch(self.audit_round.pop(0))
+            if switch is not None and switch.ready and not (switch.auditing or switch.audit_queue):
+                return self.audit_read(switch, STATE_PARTS, paced=True)   # ports too: a lost event
+
+    def _audit_continue(self, event: ev.AuditNext) -> None:
+        switch = self._switch(event)
+        if switch is not None and switch.audit_paced and switch.audit_queue and \
+                not switch.auditing:
+            return self._audit_next(switch)
+        self._audit_step()
 
     def _audit_reply(self, switch: Switch, event: ev.StateReply) -> None:
         """A reply to the audit.  OVS answers a request from its state when
@@ -842,18 +865,22 @@ class Controller:
             self._audit_ports(switch, read)
         else:
             self._audit_compare(switch, event.part, read, ops)
-        if switch.audit_queue:
-            return self._audit_next(switch)
-        LOG.info("nsgre: %s audited: %s (read in %.0f ms)", switch.host,
-                 f"{switch.audit_found} differences repaired" if switch.audit_found else
-                 f"{len(switch.flows)} flows as sent", 1000 * (self.clock() - switch.audit_started))
-        self._check_installed()            # a mark whose write failed is written now
+        if not switch.audit_queue:
+            LOG.info("nsgre: %s audited: %s (read in %.0f ms)", switch.host,
+                     f"{switch.audit_found} differences repaired" if switch.audit_found
+                     else f"{len(switch.flows)} flows as sent",
+                     1000 * (self.clock() - switch.audit_started))
+            self._check_installed()        # a mark whose write failed is written now
+        if switch.audit_paced:
+            self.effects.later(len(read) / self.AUDIT_RATE, ev.AuditNext(switch.dpid, switch.conn))
+        elif switch.audit_queue:
+            self._audit_next(switch)
 
     def _audit_compare(self, switch: Switch, part: str, read: dict, ops) -> None:
         """What the switch holds of ``part`` (of the flows, the slice read),
         with the plans sent since, against what was sent; a difference is
         taken as what it holds, and the switch synced in full."""
-        slices, piece = self.AUDIT_SLICES, switch.audit_slice
+        slices, piece = switch.audit_slices, switch.audit_slice
 
         def in_slice(flows):
             return {k: f for k, f in flows.items() if f.cookie % slices == piece}
@@ -906,7 +933,7 @@ class Controller:
         # A count taken while a plan was on its way, or answered after
         # another was sent, is no measure of drift.
         settled = not switch.sent and switch.plans == switch.counted_at
-        if switch.ready and not switch.auditing and settled and \
+        if switch.ready and not (switch.auditing or switch.audit_queue) and settled and \
                 event.count != len(switch.flows):
             LOG.info("nsgre: %s holds %d nsgre flows, %d sent: reading it again",
                      switch.host, event.count, len(switch.flows))

@@ -162,5 +162,12 @@ class FlushPorts:
 
 
 @dataclass(frozen=True)
+class AuditNext:
+    """Time for the audit's next read of a switch (reads are paced)."""
+    dpid: int
+    conn: Any
+
+
+@dataclass(frozen=True)
 class AuditTick:
     """Time to check the switches again."""

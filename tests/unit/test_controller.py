@@ -191,10 +191,8 @@ def test_the_audit_repairs_a_flow_deleted_behind_its_back():
     kvm2 = switches["kvm2"]
     victim = next(k for k, f in kvm2.flows.items() if f.table == 3)
     del kvm2.flows[victim]
-    h.core.AUDIT_BUDGET = 0         # no full reads: only the count notices
+    h.core.AUDIT_RATE = 0           # no rounds of full reads: only the count notices
     h.queue_event(ev.AuditTick())
-    h.run()
-    h.queue_event(ev.AuditTick())   # the first tick read kvm1 in full (one per turn at least)
     h.run()
     assert_as_modelled(h, switches)
 
@@ -207,30 +205,27 @@ def test_the_audit_repairs_a_flow_modified_in_place_by_its_full_read():
                                  flow.write_metadata, flow.cookie, flow.meter)
     assert kvm1.table() != desired(SEED, "kvm1", kvm1.ports)
     h.queue_event(ev.AuditTick())
-    h.run()
+    h.advance(5)                                   # one round, within the interval
     assert_as_modelled(h, switches)
 
 
 def audit_read_held_back(h, switch):
     """Start an audit that reads ``switch`` in full (its flows in one
-    slice) and let it run up to its read of the flows; the reply (the
-    flows as the request found them) is held back and returned."""
-    h.core.AUDIT_BUDGET, h.core.AUDIT_SLICES = 0, 1
-    h.core.audit_turn = sorted(h.core.switches.values(), key=lambda s: s.host).index(
-        h.core.switches[switch.dpid])
-    h.core.handle(ev.AuditTick())
+    slice) and let it run up to its read of the flows; the replies (the
+    flows as the request found them) are held back and returned."""
+    h.core.AUDIT_SLICE = 10 ** 6
+    h.core.audit_read(h.core.switches[switch.dpid], STATE_PARTS)
     while True:
         reply = next(e for e in h.events if isinstance(e, ev.StateReply) and e.conn is switch)
         h.events.remove(reply)
         if reply.part == "flows":
             break
         h.core.handle(reply)
-    replies = [reply] + [e for e in h.events if isinstance(e, ev.StateReply)
-                         and e.conn is switch]
-    for e in replies[1:]:
+    replies = [e for e in h.events if isinstance(e, ev.StateReply) and e.xid == reply.xid]
+    for e in replies:
         h.events.remove(e)
     assert h.core.switches[switch.dpid].auditing == {"flows": reply.xid}
-    return replies
+    return [reply] + replies
 
 
 def test_a_port_change_during_an_audit_read_is_synced_without_waiting_for_the_read():
@@ -269,26 +264,31 @@ def test_a_lost_port_event_is_found_by_the_audit_and_the_port_gets_its_flows():
     h, switches = fabric()
     kvm1 = switches["kvm1"]
     kvm1.ports["p-vm1"] = 42                       # no port-status came
-    h.queue_event(ev.AuditTick())                  # reads every switch of the seed in full
+    h.queue_event(ev.AuditTick())                  # a round: kvm1's ports are read first
     h.advance(Controller.COALESCE_SECONDS)
     assert h.core.switches[kvm1.dpid].ofports["p-vm1"] == 42
     assert_as_modelled(h, switches)
 
 
-def test_the_audit_reads_the_flows_a_slice_at_a_time_and_repairs_any_slice():
+def test_the_audit_reads_the_flows_a_slice_at_a_time_paced_and_repairs_any_slice():
     h, switches = fabric()
     kvm1 = switches["kvm1"]
-    slices = h.core.AUDIT_SLICES
+    h.core.AUDIT_SLICE = 4
+    slices = 1
+    while len(h.core.switches[kvm1.dpid].flows) > slices * 4:
+        slices *= 2
+    assert slices >= 8
     by_slice = {}
     for key, flow in kvm1.flows.items():
         by_slice.setdefault(flow.cookie % slices, key)
-    assert len(by_slice) > 3
     for key in by_slice.values():                # one flow of every slice there is
         del kvm1.flows[key]
-    h.core.AUDIT_BUDGET = 0
-    h.queue_event(ev.AuditTick())                 # kvm1's turn: one read per slice
-    h.run()
-    flows_read = [cookie for what, cookie in kvm1.requests[-slices - 3:] if what == "flows"]
+    asked = len(kvm1.requests)
+    h.queue_event(ev.AuditTick())                 # a round: kvm1 first, one read a slice
+    h.advance(0.001)
+    assert [what for what, _ in kvm1.requests[asked:]] == ["ports"]   # the next one later
+    h.advance(len(kvm1.flows) / h.core.AUDIT_RATE + 1)
+    flows_read = [cookie for what, cookie in kvm1.requests[asked:] if what == "flows"]
     assert sorted(c[0] % slices for c in flows_read) == list(range(slices))
     assert all(c[1] % slices == slices - 1 for c in flows_read)
     assert h.core.drift["kvm1"] == len(by_slice)
@@ -377,7 +377,7 @@ def test_an_event_that_raises_is_logged_and_counted_and_the_audit_goes_on(caplog
     kvm2 = switches["kvm2"]
     broken = []
 
-    def explode(core, switch, parts):
+    def explode(core, switch, parts, paced=False):
         broken.append(switch.host)
         raise RuntimeError("the switch went away mid-read")
     with monkeypatch.context() as m:
@@ -387,11 +387,14 @@ def test_an_event_that_raises_is_logged_and_counted_and_the_audit_goes_on(caplog
             h.run()
     assert broken and h.core.event_errors["AuditTick"] == 1
     assert "handling AuditTick failed" in caplog.text and "mid-read" in caplog.text
-    # the next tick works: a flow deleted by hand is repaired
-    del kvm2.flows[next(iter(kvm2.flows))]
-    for _ in switches:
+    # the next tick works: a flow modified in place (only a full read sees
+    # it) is repaired by the round, which goes on
+    key, flow = next((k, f) for k, f in kvm2.flows.items() if f.actions)
+    kvm2.flows[key] = type(flow)(flow.table, flow.priority, flow.match, (), flow.goto,
+                                 flow.write_metadata, flow.cookie, flow.meter)
+    for _ in range(3):
         h.queue_event(ev.AuditTick())
-        h.run()
+        h.advance(5)
     assert_as_modelled(h, switches)
 
 
