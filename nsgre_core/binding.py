@@ -52,12 +52,14 @@ class Index(NamedTuple):
     by_iface_id: dict
     by_port: dict
     tunnels: frozenset
+    ports_of: dict          # endpoint name -> its port name
 
 
 def index(topo, host: str) -> Index:
     endpoints = list(topo.endpoints_on(host))
     return Index({e.iface_id: e for e in endpoints}, {e.port: e for e in endpoints},
-                 frozenset(topo.tunnel_port(host, p.name) for p in topo.peers(host)))
+                 frozenset(topo.tunnel_port(host, p.name) for p in topo.peers(host)),
+                 {e.name: e.port for e in endpoints})
 
 
 def _claim(ext: Mapping[str, str] | None, name: str, by_iface_id: dict, by_port: dict):
@@ -80,7 +82,8 @@ def bind(topo, host: str, ofports: Mapping[str, int],
     until now, which keeps its endpoint against a newcomer; ``idx``:
     ``index(topo, host)``, when the caller keeps it."""
     previous = previous or {}
-    by_iface_id, by_port, tunnels = idx or index(topo, host)
+    idx = idx or index(topo, host)
+    by_iface_id, by_port, tunnels = idx.by_iface_id, idx.by_port, idx.tunnels
     claims: dict[str, tuple] = {}          # endpoint -> (Endpoint, its claims)
     refused = []
     ports = {}
@@ -113,3 +116,90 @@ def bind(topo, host: str, ofports: Mapping[str, int],
             refused.append(Refusal(loser, ep_name, "duplicate",
                                    f"interface {winner} has it already"))
     return Binding(ports, bound, tuple(sorted(refused)))
+
+
+class Binder:
+    """A host's binding kept up to date one interface at a time: after
+    ``update(names, ...)`` it holds exactly what ``bind`` computes for the
+    whole host (with the binding before as ``previous``), at the cost of the
+    interfaces named and the endpoints they claim or claimed: a port event
+    on a host of 1,300 interfaces rebound all of them (4 ms)."""
+
+    def __init__(self, topo, host: str, idx: Index | None = None,
+                 previous: Mapping[str, str] | None = None):
+        self.idx = idx or index(topo, host)
+        self.ports: dict = {}          # logical port name -> OpenFlow port number
+        self.bound: dict = dict(previous or {})   # endpoint name -> interface
+        self.claims: dict = {}         # interface -> (Endpoint, by identity, OpenFlow port)
+        self.claimants: dict = {}      # endpoint name -> {interface}
+        self.mac_refused: dict = {}    # interface -> Refusal (its attached-mac)
+        self.duplicates: dict = {}     # endpoint name -> (Refusal, ...) of its losers
+        self.fresh = True              # ``bound`` is only what another binder left
+
+    def every_name(self, ofports: Mapping[str, int]) -> set:
+        """What a full rebind looks at: every interface there is or was."""
+        return set(ofports) | set(self.claims) | set(self.mac_refused) | \
+            (set(self.ports) & self.idx.tunnels) | set(self.bound.values())
+
+    def update(self, names, ofports: Mapping[str, int],
+               interfaces: Mapping[str, Mapping[str, str]]) -> None:
+        by_iface_id, by_port, tunnels = self.idx.by_iface_id, self.idx.by_port, self.idx.tunnels
+        touched = set()
+        if self.fresh:                 # endpoints bound before, by another topology
+            touched |= self.bound.keys()
+            self.fresh = False
+        for name in names:
+            old = self.claims.pop(name, None)
+            if old is not None:
+                self.claimants[old[0].name].discard(name)
+                touched.add(old[0].name)
+            self.mac_refused.pop(name, None)
+            if name in tunnels:
+                self.ports.pop(name, None)
+            ofport = ofports.get(name)
+            if ofport is None:
+                continue
+            ext = interfaces.get(name)
+            if name in tunnels and not (ext or {}).get(IFACE_ID):
+                self.ports[name] = ofport
+                continue
+            ep, by_identity = _claim(ext, name, by_iface_id, by_port)
+            if ep is None:
+                continue
+            mac = (ext or {}).get(ATTACHED_MAC)
+            if mac and mac.lower() != ep.mac.lower():
+                self.mac_refused[name] = Refusal(
+                    name, ep.name, "attached-mac",
+                    f"its attached-mac {mac} is not the endpoint's MAC {ep.mac}")
+                continue
+            self.claims[name] = (ep, by_identity, ofport)
+            self.claimants.setdefault(ep.name, set()).add(name)
+            touched.add(ep.name)
+        for ep_name in touched:
+            self._choose(ep_name)
+
+    def _choose(self, ep_name: str) -> None:
+        """The endpoint's interface among those claiming it, as ``bind``
+        chooses: the one bound until now, else by identity, else the lower
+        OpenFlow port number."""
+        previous = self.bound.pop(ep_name, None)
+        self.duplicates.pop(ep_name, None)
+        names = self.claimants.get(ep_name)
+        if not names:
+            port = self.idx.ports_of.get(ep_name)
+            if port is not None:
+                self.ports.pop(port, None)
+            return
+        candidates = sorted((name != previous, not self.claims[name][1], self.claims[name][2],
+                             name) for name in names)
+        winner = candidates[0][3]
+        ep = self.claims[winner][0]
+        self.bound[ep_name] = winner
+        self.ports[ep.port] = self.claims[winner][2]
+        self.duplicates[ep_name] = tuple(
+            Refusal(loser, ep_name, "duplicate", f"interface {winner} has it already")
+            for *_, loser in candidates[1:])
+
+    def result(self) -> Binding:
+        refused = [*self.mac_refused.values(), *(r for rs in self.duplicates.values() for r in rs)]
+        return Binding(dict(self.ports), dict(self.bound), tuple(sorted(refused)))

@@ -157,6 +157,7 @@ class Controller:
         self.bound: dict = {}                 # host -> {endpoint: interface}
         self.refused: dict = {}               # host -> {Refusal}
         self.host_index: dict = {}            # host -> HostIndex of the topology in force
+        self.binders: dict = {}               # host -> binding.Binder, kept up to date
         self.marked: dict = {}                # host -> {interface: (endpoint, ofport)} marked installed
         self.marking: set = set()             # hosts with a mark write under way
         # What the next check looks at, so a port event costs the ports it
@@ -465,7 +466,7 @@ class Controller:
             switch.ofports.pop(event.name, None)
         else:
             switch.ofports[event.name] = event.ofport
-        logical = self._rebind(switch) | {event.name}
+        logical = self._rebind(switch, {event.name}) | {event.name}
         self._hold(switch, event.name, logical, "gone" if event.ofport is None
                    else f"ofport {event.ofport}")
 
@@ -500,8 +501,8 @@ class Controller:
         old, new = self.interfaces.get(host, {}), event.interfaces
         self.interfaces[host] = new
         changed = [name for name, ext in new.items() if old.get(name) != ext]
-        rebind = bool(old.keys() - new.keys()) or any(
-            _identity(old.get(name)) != _identity(new[name]) for name in changed)
+        rebind = (old.keys() - new.keys()) | {
+            name for name in changed if _identity(old.get(name)) != _identity(new[name])}
         to_clear = self.to_clear.setdefault(host, set())
         for name in changed:
             if binding.INSTALLED in new[name]:
@@ -514,7 +515,7 @@ class Controller:
         if switch is None or not switch.ready:
             return
         if rebind:
-            for port in self._rebind(switch):
+            for port in self._rebind(switch, rebind):
                 self._hold(switch, port, {port}, "rebound")
         self._check_installed()
     def _host_switch(self, host: str) -> Switch | None:
@@ -529,12 +530,20 @@ class Controller:
                 pipeline.port_networks(self.topology, host))
         return index
 
-    def _rebind(self, switch: Switch) -> set[str]:
-        """Bind the switch's interfaces to endpoints again; the logical
-        ports whose OpenFlow number changed (or that came or went)."""
+    def _rebind(self, switch: Switch, names=None) -> set[str]:
+        """Bind the switch's interfaces (those ``names``; default: all) to
+        endpoints again; the logical ports whose OpenFlow number changed (or
+        that came or went)."""
         host = switch.host
-        result = binding.bind(self.topology, host, switch.ofports, self.interfaces.get(host, {}),
-                              self.bound.get(host), self._index(host).binding)
+        idx = self._index(host).binding
+        binder = self.binders.get(host)
+        if binder is None or binder.idx is not idx:         # another topology
+            binder = self.binders[host] = binding.Binder(self.topology, host, idx,
+                                                         self.bound.get(host))
+            names = None
+        binder.update(binder.every_name(switch.ofports) if names is None else names,
+                      switch.ofports, self.interfaces.get(host, {}))
+        result = binder.result()
         old, switch.ports = switch.ports, result.ports
         old_bound, self.bound[host] = self.bound.get(host, {}), result.bound
         refused = set(result.refused)
@@ -919,7 +928,7 @@ class Controller:
         if not lost:
             return
         switch.ofports = dict(ports)
-        logical = self._rebind(switch)
+        logical = self._rebind(switch, lost)
         for name in sorted(lost):
             self._hold(switch, name, logical | {name},
                        f"ofport {ports[name]}, found by the audit" if name in ports

@@ -1,6 +1,6 @@
 """Binding interfaces to endpoints (nsgre_core.binding), the pure rules."""
 
-from hypothesis import given, settings
+from hypothesis import given, settings, strategies as st
 
 import topology
 from nsgre_core import binding, pipeline
@@ -51,3 +51,41 @@ def test_of_two_claims_the_bound_one_stays_else_identity_then_the_lower_number_w
     by_name = binding.bind(SEED, "kvm1", {VM1.port: 1, "vnet1": 4},
                            {"vnet1": {"iface-id": VM1.iface_id}})
     assert by_name.bound == {"vm1": "vnet1"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_binder_updated_one_interface_at_a_time_binds_as_a_whole_host_rebind(data):
+    """Interfaces come, go, get new numbers and new identities, a few at a
+    time: after each change the binder holds what ``bind`` computes for the
+    whole host with the binding before as ``previous``."""
+    host = data.draw(st.sampled_from(sorted(SEED.hosts)))
+    endpoints = SEED.endpoints_on(host)
+    names = sorted({e.port for e in endpoints} | {"vnet0", "vnet1", "vnet2", "stranger"}
+                   | {SEED.tunnel_port(host, p.name) for p in SEED.peers(host)})
+    identities = st.one_of(
+        st.just(None), st.just({}),
+        st.builds(lambda e, mac: {"iface-id": e.iface_id,
+                                  **({"attached-mac": mac(e)} if mac else {})},
+                  st.sampled_from(endpoints),
+                  st.sampled_from([None, lambda e: e.mac, lambda e: "02:00:00:00:00:99"])),
+        st.just({"iface-id": "nobody-here"}))
+    ofports, interfaces = {}, {}
+    binder = binding.Binder(SEED, host)
+    binder.update(binder.every_name(ofports), ofports, interfaces)
+    for _ in range(data.draw(st.integers(1, 12))):
+        changed = data.draw(st.sets(st.sampled_from(names), min_size=1, max_size=3))
+        for name in changed:
+            ofport = data.draw(st.one_of(st.none(), st.integers(1, 9)))
+            ext = data.draw(identities)
+            if ofport is None:
+                ofports.pop(name, None)
+            else:
+                ofports[name] = ofport
+            if ext is None:
+                interfaces.pop(name, None)
+            else:
+                interfaces[name] = ext
+        before = dict(binder.bound)
+        binder.update(changed, ofports, interfaces)
+        assert binder.result() == binding.bind(SEED, host, ofports, interfaces, before)

@@ -23,6 +23,7 @@ def assert_holds_exactly(held, topo, host, ports):
     assert [(f.cookie) for f in sorted(held.flows.values(), key=lambda f: f.sort_key())] == \
         [f.cookie for f in want.flows]
     assert sorted(held.groups.values()) == list(want.groups)
+    assert sorted(held.meters.values()) == list(want.meters)
     assert held.pieces == pipeline.pieces(topo, host, ports)
 
 
