@@ -98,6 +98,7 @@ class Switch(reconcile.Held):
     audit_found: int = 0                               # differences the audit found
     counting: int | None = None                        # xid of the flow count asked
     holds: dict = field(default_factory=dict)          # port name -> PortHold
+    due: set = field(default_factory=set)              # port names whose change awaits a sync
     sent: dict = field(default_factory=dict)           # xid -> what it carried, until a barrier
     synced: int = 0                                    # topology version of its last sync
     plans: int = 0                                     # plans sent on this connection
@@ -106,7 +107,7 @@ class Switch(reconcile.Held):
     @property
     def holding(self) -> bool:
         """A port change is waiting for its sync."""
-        return any(hold.due is not None for hold in self.holds.values())
+        return bool(self.due)
 
     @property
     def ready(self) -> bool:
@@ -481,6 +482,7 @@ class Controller:
         by_port = self._index(switch.host).networks
         networks = set().union(*(by_port.get(port, ()) for port in logical))
         due = hold.change(now, networks)
+        switch.due.add(name)
         if hold.flapping:
             self.port_flaps[switch.host, name] += 1
         else:
@@ -663,11 +665,13 @@ class Controller:
         if switch is None:
             return
         now, networks = self.clock(), set()
-        for name, hold in switch.holds.items():
+        for name in sorted(switch.due):
+            hold = switch.holds[name]
             changes, flapping = hold.changes, hold.flapping
             due = hold.take(now)
             if due is None:
                 continue
+            switch.due.discard(name)
             networks |= due
             if flapping:
                 LOG.warning("nsgre: %s port %s is flapping: %d changes since its last sync; "
@@ -834,6 +838,11 @@ class Controller:
         port event lost, is repaired within one round: within the interval
         on a small fabric, flows / ``AUDIT_RATE`` seconds on a large one."""
         states = sorted((s for s in self.switches.values() if s.ready), key=lambda s: s.host)
+        now = self.clock()
+        for switch in states:                  # forget ports gone long enough not to flap
+            switch.holds = {name: hold for name, hold in switch.holds.items()
+                            if name in switch.ofports or name in switch.due
+                            or now - hold.last_sync < 2 * port_hold.MAX}
         if self.AUDIT_RATE > 0 and \
                 not any(s.audit_paced and (s.auditing or s.audit_queue) for s in states):
             if not self.audit_round:

@@ -173,3 +173,24 @@ def test_other_ovsdb_errors_are_not_timeouts(tmp_path):
     with pytest.raises(ovsdb.OvsdbError, match="constraint violation") as caught:
         ovsdb.transact(remote, [{"op": "insert"}])
     assert not isinstance(caught.value, ovsdb.OvsdbTimeout)
+
+
+def test_a_watched_bridge_reports_its_own_interfaces_as_rows_come_change_and_go():
+    view = ovsdb._BridgeView("br-int")
+    iface = lambda name, ext=(): {"new": {"name": name, "external_ids": ["map", list(ext)]}}
+    view.apply({
+        "Bridge": {"b1": {"new": {"name": "br-int", "ports": ["set", [["uuid", "p1"],
+                                                                       ["uuid", "p2"]]]}},
+                   "b2": {"new": {"name": "br-phy", "ports": ["uuid", "p3"]}}},
+        "Port": {"p1": {"new": {"interfaces": ["uuid", "i1"]}},
+                 "p2": {"new": {"interfaces": ["uuid", "i2"]}},
+                 "p3": {"new": {"interfaces": ["uuid", "i3"]}}},
+        "Interface": {"i1": iface("vnet0", [["iface-id", "a"]]), "i2": iface("p-red"),
+                      "i3": iface("eth0")}})
+    assert view.interfaces() == {"vnet0": {"iface-id": "a"}, "p-red": {}}
+    view.apply({"Interface": {"i1": iface("vnet0", [["iface-id", "a"],
+                                                    ["nsgre-installed", "true"]])}})
+    assert view.interfaces()["vnet0"] == {"iface-id": "a", "nsgre-installed": "true"}
+    view.apply({"Bridge": {"b1": {"new": {"name": "br-int", "ports": ["uuid", "p2"]}}},
+                "Port": {"p1": {}}, "Interface": {"i1": {}}})
+    assert view.interfaces() == {"p-red": {}}
