@@ -81,41 +81,9 @@ def bind(topo, host: str, ofports: Mapping[str, int],
     by port name, as before); ``previous``: endpoint -> interface bound
     until now, which keeps its endpoint against a newcomer; ``idx``:
     ``index(topo, host)``, when the caller keeps it."""
-    previous = previous or {}
-    idx = idx or index(topo, host)
-    by_iface_id, by_port, tunnels = idx.by_iface_id, idx.by_port, idx.tunnels
-    claims: dict[str, tuple] = {}          # endpoint -> (Endpoint, its claims)
-    refused = []
-    ports = {}
-    for name, ofport in ofports.items():
-        ext = interfaces.get(name)
-        if name in tunnels and not (ext or {}).get(IFACE_ID):
-            ports[name] = ofport
-            continue
-        ep, by_identity = _claim(ext, name, by_iface_id, by_port)
-        if ep is None:
-            continue
-        mac = (ext or {}).get(ATTACHED_MAC)
-        if mac and mac.lower() != ep.mac.lower():
-            refused.append(Refusal(name, ep.name, "attached-mac",
-                                   f"its attached-mac {mac} is not the endpoint's MAC {ep.mac}"))
-            continue
-        claim = (name != previous.get(ep.name), not by_identity, ofport, name)
-        if ep.name in claims:
-            claims[ep.name][1].append(claim)
-        else:
-            claims[ep.name] = (ep, [claim])
-    bound = {}
-    for ep_name, (ep, candidates) in claims.items():
-        if len(candidates) > 1:
-            candidates.sort()
-        winner = candidates[0][3]
-        bound[ep_name] = winner
-        ports[ep.port] = ofports[winner]
-        for *_, loser in candidates[1:]:
-            refused.append(Refusal(loser, ep_name, "duplicate",
-                                   f"interface {winner} has it already"))
-    return Binding(ports, bound, tuple(sorted(refused)))
+    binder = Binder(topo, host, idx, previous)
+    binder.update(binder.every_name(ofports), ofports, interfaces)
+    return binder.result()
 
 
 class Binder:
