@@ -262,7 +262,8 @@ def tunnel_ops(ports: dict[str, PortRecord], want: dict[str, tuple[str, dict, st
     return ops
 
 
-def transact(remote: str, ops: list[dict], timeout: float = 5.0) -> list:
+def transact(remote: str, ops: list[dict], timeout: float = 5.0,
+             database: str = "Open_vSwitch") -> list:
     """Run ``ops`` in one OVSDB transaction over a plain socket; their results.
 
     For the controller, which reads every host's bridge on start and writes
@@ -271,7 +272,7 @@ def transact(remote: str, ops: list[dict], timeout: float = 5.0) -> list:
     headers, which pip does not have): ~1 s for a host of 2,500 ports,
     against ~0.05 s with the standard library's decoder.  Unix and TCP
     remotes (``unix:PATH``, ``tcp:IP:PORT``)."""
-    request = {"method": "transact", "params": ["Open_vSwitch", *ops], "id": "nsgre"}
+    request = {"method": "transact", "params": [database, *ops], "id": "nsgre"}
     try:
         with _connect(remote, timeout) as sock:
             sock.sendall(json.dumps(request).encode())

@@ -1,0 +1,133 @@
+"""The topology in nsgre's OVSDB database (``topology/nsgre.ovsschema``),
+written as the difference with what it holds, read back as it was
+allocated: against a real ovsdb-server."""
+
+import hashlib
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import topology
+from osken_apps import ovsdb
+from topology import rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
+from fabrics import EDITS, GROWTH, build, fabrics, mutate  # noqa: E402
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A standalone ovsdb-server holding an empty nsgre database."""
+    path, sock = tmp_path / "nsgre.db", tmp_path / "nsgre.sock"
+    subprocess.run(["ovsdb-tool", "create", str(path), str(rows.SCHEMA)], check=True)
+    server = subprocess.Popen(["ovsdb-server", str(path), f"--remote=punix:{sock}",
+                               f"--unixctl={tmp_path}/ovsdb.ctl", "--no-chdir",
+                               f"--log-file={tmp_path}/ovsdb.log"])
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            subprocess.run(["sleep", "0.02"])
+        yield f"unix:{sock}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def held(remote):
+    return rows.read(ovsdb.transact(remote, rows.select_ops(), database=rows.DATABASE))
+
+
+def apply(remote, text, source="t.yaml"):
+    """Validate and allocate around what the database holds, then write the
+    difference; the operations sent."""
+    now = held(remote)
+    previous = None if now.version is None else rows.topology(now)
+    topo = topology.parse(text, source, previous)
+    ops = rows.transaction(now, topo, hashlib.sha256(text.encode()).hexdigest())
+    if ops:
+        ovsdb.transact(remote, ops, database=rows.DATABASE)
+    return ops
+
+
+GROWN = topology.seed_text().replace("  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n") \
+    + "  green: {host: kvm1, kind: vm, network: net30, ip: 10.1.3.1/24}\n"
+
+
+def test_a_topology_written_reads_back_as_it_was_allocated(db):
+    seed = topology.load()
+    assert apply(db, topology.seed_text())
+    back = rows.topology(held(db))
+    assert back.views == seed.views and back.allocations() == seed.allocations()
+    assert {h.name: h.dpid for h in back.hosts.values()} == \
+        {h.name: h.dpid for h in seed.hosts.values()}
+    assert held(db).version == 1
+
+
+def test_the_same_file_applied_again_writes_nothing(db):
+    apply(db, topology.seed_text())
+    assert apply(db, topology.seed_text()) == []
+    assert held(db).version == 1
+
+
+def test_a_change_writes_only_its_rows_and_keeps_every_allocation(db):
+    apply(db, topology.seed_text())
+    before = rows.topology(held(db))
+    ops = apply(db, GROWN)
+    written = sorted((op["op"], op["table"]) for op in ops if op["op"] != "wait")
+    # net30 and green (with its attachment), kvm1 (its local VLAN), the fabric's version
+    assert written == [("insert", "Attachment"), ("insert", "Endpoint"), ("insert", "Network"),
+                       ("update", "Fabric"), ("update", "Host")]
+    after = rows.topology(held(db))
+    old, new = before.allocations(), after.allocations()
+    for kind in old:
+        assert {k: v for k, v in new[kind].items() if k in old[kind]} == old[kind], kind
+    assert after.views == topology.parse(GROWN, "t.yaml", before).views
+
+
+def test_a_writer_that_read_an_older_version_is_refused_and_nothing_of_it_lands(db):
+    apply(db, topology.seed_text())
+    stale = held(db)
+    apply(db, GROWN)                                      # another writer, meanwhile
+    other = topology.parse(topology.seed_text() + "  yellow: {host: kvm2, kind: namespace, "
+                           "network: net10, ip: 10.1.1.3/24}\n", "other.yaml", topology.load())
+    ops = rows.transaction(stale, other, "x")             # planned on the old read
+    with pytest.raises(ovsdb.OvsdbTimeout):
+        ovsdb.transact(db, ops, database=rows.DATABASE)
+    now = rows.topology(held(db))
+    assert "green" in now.endpoints and "yellow" not in now.endpoints
+    assert held(db).version == 2
+
+
+def test_a_host_still_named_by_an_endpoint_cannot_be_deleted_alone(db):
+    apply(db, topology.seed_text())
+    now = held(db)
+    uuid, _ = now.tables["Host"]["kvm2"]
+    with pytest.raises(ovsdb.OvsdbError, match="referential integrity"):
+        ovsdb.transact(db, [{"op": "delete", "table": "Host",
+                             "where": [["_uuid", "==", ["uuid", uuid]]]}],
+                       database=rows.DATABASE)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fabrics(), st.randoms(use_true_random=False))
+def test_after_any_sequence_of_applies_the_database_holds_exactly_the_last(db, spec, rnd):
+    ovsdb.transact(db, [{"op": "delete", "table": t, "where": []}
+                        for t in ("Fabric", "Endpoint", "Attachment", "Host", "Network")],
+                   database=rows.DATABASE)                 # each example from empty
+    for _ in range(3):
+        before = held(db)
+        previous = None if before.version is None else rows.topology(before)
+        want = topology.parse(build(spec), "t.yaml", previous)
+        apply(db, build(spec))
+        now = held(db)
+        got = rows.topology(now)
+        assert got.views == want.views and got.allocations() == want.allocations()
+        assert {h.name: (h.dpid, h.underlay_ip) for h in got.hosts.values()} == \
+            {h.name: (h.dpid, h.underlay_ip) for h in want.hosts.values()}
+        spec = mutate(spec, rnd, set(want.allocations()["keys"].values()), GROWTH + EDITS)
