@@ -70,6 +70,8 @@ def cmd_prepare_host(args) -> int:
 
 
 def cmd_apply(args) -> int:
+    if args.db is not None:
+        return _apply_to_database(args)
     try:
         text = Path(args.file).read_text()
     except OSError as exc:
@@ -87,6 +89,27 @@ def cmd_apply(args) -> int:
     for problem in body.get("problems", [body.get("error", f"HTTP {status}")]):
         print(problem, file=sys.stderr)
     return 1
+
+
+def _apply_to_database(args) -> int:
+    from nsgre_tools import database
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"nsgre: {args.file}: cannot read: {exc.strerror}")
+    try:
+        done = database.apply(args.db, data, args.file)
+    except topology.TopologyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except database.DatabaseError as exc:
+        raise SystemExit(f"nsgre: database {exc}")
+    what = f"{done.operations} operations" if done.operations else "unchanged"
+    retried = f" (after {done.retries} concurrent applies)" if done.retries else ""
+    print(f"{args.file}: applied to the database: {done.topology.summary()}; "
+          f"version {done.version}, {what}{retried}")
+    return 0
 
 
 def cmd_show(args) -> int:
@@ -323,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="return only once every host holds the change, and say how long "
                         "that took (as ovn-nbctl --wait=hv --print-wait-time); give up "
                         "after SECONDS (default 60)")
+    s.add_argument("--db", metavar="REMOTES",
+                   help="write it to nsgre's topology database instead (OVSDB remotes, "
+                        "comma-separated: unix:PATH, tcp:IP:PORT), as the difference with "
+                        "what it holds, in one guarded transaction")
     with_controller(s)
     s.set_defaults(func=cmd_apply)
 

@@ -131,3 +131,47 @@ def test_after_any_sequence_of_applies_the_database_holds_exactly_the_last(db, s
         assert {h.name: (h.dpid, h.underlay_ip) for h in got.hosts.values()} == \
             {h.name: (h.dpid, h.underlay_ip) for h in want.hosts.values()}
         spec = mutate(spec, rnd, set(want.allocations()["keys"].values()), GROWTH + EDITS)
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def nsgre(*args):
+    return subprocess.run([sys.executable, "-m", "nsgre_tools.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_nsgre_apply_db_writes_the_file_and_says_so_and_again_writes_nothing(db, tmp_path):
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(topology.seed_text())
+    first = nsgre("apply", str(seed), "--db", db)
+    assert first.returncode == 0, first.stderr
+    assert "applied to the database: 2 hosts, 2 networks, 4 endpoints" in first.stdout
+    assert "version 1, 14 operations" in first.stdout
+    again = nsgre("apply", str(seed), "--db", db)
+    assert again.returncode == 0 and "version 1, unchanged" in again.stdout
+
+
+def test_a_bad_file_gets_the_loaders_errors_and_writes_nothing(db, tmp_path):
+    apply(db, topology.seed_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GROWN.replace("ip: 10.1.3.1/24", "ip: 10.1.3.1/33"))
+    run = nsgre("apply", str(bad), "--db", db)
+    validate = nsgre("validate", str(bad))
+    assert run.returncode == 1 and run.stderr and run.stderr == validate.stderr
+    assert held(db).version == 1 and "green" not in rows.topology(held(db)).endpoints
+
+
+def test_of_two_applies_racing_the_database_holds_one_file_whole(db, tmp_path):
+    apply(db, topology.seed_text())
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(GROWN)
+    b.write_text(topology.seed_text() + "  yellow: {host: kvm2, kind: namespace, "
+                 "network: net10, ip: 10.1.1.3/24}\n")
+    for _ in range(4):
+        runs = [subprocess.Popen([sys.executable, "-m", "nsgre_tools.cli", "apply", str(f),
+                                  "--db", db], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                for f in (a, b, a, b)]
+        assert all(r.wait(timeout=60) == 0 for r in runs)
+        names = set(rows.topology(held(db)).endpoints)
+        assert ("green" in names) != ("yellow" in names), names
