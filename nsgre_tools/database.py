@@ -16,7 +16,7 @@ import hashlib
 from typing import NamedTuple
 
 import topology
-from osken_apps import ovsdb
+from osken_apps import ovsdb_rpc
 from topology import rows
 
 #: Applies tried in a row while other writers keep landing first.
@@ -39,8 +39,8 @@ def read(remotes: str) -> tuple[str, rows.Held]:
     errors = []
     for remote in remotes.split(","):
         try:
-            result = ovsdb.transact(remote, rows.select_ops(), database=rows.DATABASE)
-        except ovsdb.OvsdbError as exc:
+            result = ovsdb_rpc.transact(remote, rows.select_ops(), database=rows.DATABASE)
+        except ovsdb_rpc.OvsdbError as exc:
             errors.append(str(exc))
             continue
         return remote, rows.read(result)
@@ -58,10 +58,10 @@ def apply(remotes: str, data: bytes, source: str) -> Applied:
         if not ops:
             return Applied(topo, held.version or 0, 0, attempt)
         try:
-            ovsdb.transact(remote, ops, timeout=30.0, database=rows.DATABASE)
-        except ovsdb.OvsdbTimeout:
+            ovsdb_rpc.transact(remote, ops, timeout=30.0, database=rows.DATABASE)
+        except ovsdb_rpc.OvsdbTimeout:
             continue                   # another apply landed since the read: again
-        except ovsdb.OvsdbError as exc:
+        except ovsdb_rpc.OvsdbError as exc:
             raise DatabaseError(str(exc)) from exc
         return Applied(topo, (held.version or 0) + 1, len(ops), attempt)
     raise DatabaseError(f"{remotes}: another apply landed first {ATTEMPTS} times in a row")
