@@ -112,6 +112,26 @@ def _apply_to_database(args) -> int:
     return 0
 
 
+def cmd_db(args) -> int:
+    from nsgre_tools import database
+    try:
+        if args.action == "create":
+            made = database.create(args.dir, args.cluster, args.address, args.port, args.remote)
+            print(f"{args.dir}: " + (f"a cluster of {len(made)} members" if args.cluster
+                                     else "a standalone database") + ", serving "
+                  + ",".join(f"unix:{m.sock}" for m in made))
+        elif args.action == "join":
+            member = database.join(args.dir, args.address, args.port, args.peer, args.remote)
+            print(f"{args.dir}: joined the cluster of {args.peer}, serving unix:{member.sock}")
+        elif args.action == "stop":
+            print(f"{args.dir}: stopped {', '.join(database.stop(args.dir)) or 'nothing'}")
+        else:
+            print("\n".join(database.status(args.dir)))
+    except database.DatabaseError as exc:
+        raise SystemExit(f"nsgre: database {exc}")
+    return 0
+
+
 def cmd_show(args) -> int:
     status, f = api.request(args.api, "GET", "/fabric")
     if status != 200:
@@ -352,6 +372,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "what it holds, in one guarded transaction")
     with_controller(s)
     s.set_defaults(func=cmd_apply)
+
+    s = sub.add_parser("db", help="run nsgre's topology database (an OVSDB: standalone, or "
+                       "a raft cluster as OVN runs its own)")
+    s.add_argument("action", choices=["create", "join", "status", "stop"])
+    s.add_argument("dir", help="where its files go (database, sockets, pids, logs)")
+    s.add_argument("--cluster", type=int, default=0, metavar="N",
+                   help="create: N members of a raft cluster on this machine")
+    s.add_argument("--address", help="create, join: the IP the members talk raft on")
+    s.add_argument("--port", type=int, default=6641,
+                   help="create, join: raft port (create: the first member's; the next "
+                        "ones count up)")
+    s.add_argument("--peer", help="join: a member's raft address, tcp:IP:PORT")
+    s.add_argument("--remote", action="append", default=[], metavar="REMOTE",
+                   help="create, join: serve clients here too (e.g. ptcp:6640:IP), "
+                        "besides each member's Unix socket")
+    s.set_defaults(func=cmd_db)
 
     s = sub.add_parser("draw", help="draw the topology: hosts as boxes holding their VMs "
                        "and namespaces, one colour per network, tunnels labelled with keys",

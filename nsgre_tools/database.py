@@ -13,6 +13,11 @@ forwards writes to the cluster's leader)."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 from typing import NamedTuple
 
 import topology
@@ -65,3 +70,178 @@ def apply(remotes: str, data: bytes, source: str) -> Applied:
             raise DatabaseError(str(exc)) from exc
         return Applied(topo, (held.version or 0) + 1, len(ops), attempt)
     raise DatabaseError(f"{remotes}: another apply landed first {ATTEMPTS} times in a row")
+
+
+# -- running the database: ovsdb-tool and ovsdb-server, wrapped ---------------------------
+class Member(NamedTuple):
+    """One ovsdb-server of the database in a directory: its files."""
+    dir: Path
+    name: str                 # nsgre (standalone) or m1, m2... (members of a cluster)
+
+    @property
+    def db(self) -> Path:
+        return self.dir / f"{self.name}.db"
+
+    @property
+    def sock(self) -> Path:
+        return self.dir / f"{self.name}.sock"
+
+    @property
+    def ctl(self) -> Path:
+        return self.dir / f"{self.name}.ctl"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / f"{self.name}.pid"
+
+    def start(self, remotes=()) -> None:
+        _run(["ovsdb-server", str(self.db), f"--remote=punix:{self.sock}", *(
+            f"--remote={r}" for r in remotes), f"--pidfile={self.pidfile}",
+            f"--unixctl={self.ctl}", f"--log-file={self.dir / self.name}.log",
+            "--detach", "--no-chdir"])
+
+
+def members(directory: str | Path) -> list[Member]:
+    """The database's servers in ``directory``, by their database files."""
+    d = Path(directory)
+    return [Member(d, p.stem) for p in sorted(d.glob("*.db"))]
+
+
+def _run(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise DatabaseError(f"{argv[0]} is not installed (Debian: openvswitch-switch)") from None
+    if done.returncode != 0:
+        raise DatabaseError(f"{' '.join(argv[:2])}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def create(directory: str, cluster: int = 0, address: str | None = None,
+           port: int = 6641, remotes=()) -> list[Member]:
+    """A new database in ``directory`` (which must hold none), served at
+    once: one standalone ovsdb-server, or ``cluster`` members of a raft
+    cluster on this machine, at ``address`` ports ``port``, ``port`` + 1...
+    (members on other machines: ``join``).  Stops and removes what it made
+    if any step fails."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    if members(d):
+        raise DatabaseError(f"{d}: holds a database already ({members(d)[0].db.name})")
+    if cluster and not address:
+        raise DatabaseError("a cluster needs --address: the IP its members talk raft on")
+    made: list[Member] = []
+    try:
+        if not cluster:
+            made.append(Member(d, "nsgre"))
+            _run(["ovsdb-tool", "create", str(made[0].db), str(rows.SCHEMA)])
+        else:
+            first = f"tcp:{address}:{port}"
+            made.append(Member(d, "m1"))
+            _run(["ovsdb-tool", "create-cluster", str(made[0].db), str(rows.SCHEMA), first])
+            for k in range(2, cluster + 1):
+                made.append(Member(d, f"m{k}"))
+                _run(["ovsdb-tool", "join-cluster", str(made[-1].db), rows.DATABASE,
+                      f"tcp:{address}:{port + k - 1}", first])
+        for member in made:
+            member.start(remotes)
+    except BaseException:
+        stop(d)
+        for member in made:
+            member.db.unlink(missing_ok=True)
+        raise
+    return made
+
+
+def join(directory: str, address: str, port: int, peer: str, remotes=()) -> Member:
+    """This machine's member of an existing cluster (``peer``: a member's
+    raft address, tcp:IP:PORT), served at once."""
+    member = Member(Path(directory), "nsgre")
+    member.dir.mkdir(parents=True, exist_ok=True)
+    if members(member.dir):
+        raise DatabaseError(f"{member.dir}: holds a database already")
+    _run(["ovsdb-tool", "join-cluster", str(member.db), rows.DATABASE,
+          f"tcp:{address}:{port}", peer])
+    try:
+        member.start(remotes)
+    except BaseException:
+        member.db.unlink(missing_ok=True)
+        raise
+    return member
+
+
+def stop(directory: str | Path) -> list[str]:
+    """Stop the database's servers in ``directory``, each by the PID its
+    pidfile recorded (and only if that PID is still an ovsdb-server)."""
+    stopped = []
+    for member in members(directory):
+        pid = _pid(member)
+        if pid is None:
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.05)
+        stopped.append(member.name)
+    return stopped
+
+
+def _pid(member: Member) -> int | None:
+    """The PID its pidfile recorded, if that is still an ovsdb-server."""
+    try:
+        pid = int(member.pidfile.read_text())
+        running = "ovsdb-server" in Path(f"/proc/{pid}/cmdline").read_text()
+    except (OSError, ValueError):
+        return None
+    return pid if running else None
+
+
+def status(directory: str) -> list[str]:
+    """Lines saying what the database in ``directory`` is: each member's
+    role and the cluster's leader (raft), and what the database holds."""
+    found = members(directory)
+    if not found:
+        raise DatabaseError(f"{directory}: no database here (nsgre db create)")
+    lines, clustered = [], {}
+    for member in found:
+        if _pid(member) is None:
+            lines.append(f"{member.name}: not running")
+        elif subprocess.run(["ovsdb-tool", "db-is-clustered", str(member.db)],
+                            capture_output=True).returncode != 0:
+            lines.append(f"{member.name}: standalone, serving unix:{member.sock}")
+        else:
+            try:
+                text = _run(["ovs-appctl", "-t", str(member.ctl), "cluster/status",
+                             rows.DATABASE])
+            except DatabaseError as exc:
+                lines.append(f"{member.name}: no cluster status ({exc})")
+                continue
+            clustered[member] = dict(line.split(": ", 1) for line in text.splitlines()
+                                     if ": " in line)
+            lines.append(member)
+    names = {info["Server ID"].split()[0]: m.name for m, info in clustered.items()}
+    for k, line in enumerate(lines):
+        if isinstance(line, Member):
+            info = clustered[line]
+            leader = info.get("Leader", "?")
+            leader = "itself" if leader == "self" else names.get(leader, leader)
+            lines[k] = (f"{line.name}: {info.get('Role', '?')}, term {info.get('Term', '?')}, "
+                        f"leader {leader}, raft {info.get('Address', '?')}, "
+                        f"serving unix:{line.sock}")
+    remotes = ",".join(f"unix:{m.sock}" for m in found)
+    try:
+        _, held = read(remotes)
+    except DatabaseError as exc:
+        lines.append(f"topology: unreadable ({exc})")
+        return lines
+    if held.version is None:
+        lines.append("topology: none yet (nsgre apply FILE --db ...)")
+    else:
+        t = held.tables
+        lines.append(f"topology: version {held.version}: {len(t['Host'])} hosts, "
+                     f"{len(t['Network'])} networks, {len(t['Endpoint'])} endpoints")
+    return lines

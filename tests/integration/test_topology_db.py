@@ -175,3 +175,68 @@ def test_of_two_applies_racing_the_database_holds_one_file_whole(db, tmp_path):
         assert all(r.wait(timeout=60) == 0 for r in runs)
         names = set(rows.topology(held(db)).endpoints)
         assert ("green" in names) != ("yellow" in names), names
+
+
+# -- running it: nsgre db ----------------------------------------------------------------
+RAFT_NS, RAFT_IP = "nsgre-dbtest", "198.18.250.1"
+
+
+@pytest.fixture
+def raft_ns():
+    """A namespace of the test's own for the members' raft traffic (their
+    Unix sockets serve clients from anywhere)."""
+    subprocess.run(["ip", "netns", "add", RAFT_NS], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", RAFT_NS, "ip", "link", "set", "lo", "up"],
+                       check=True)
+        subprocess.run(["ip", "netns", "exec", RAFT_NS, "ip", "addr", "add", f"{RAFT_IP}/32",
+                        "dev", "lo"], check=True)
+        yield RAFT_NS
+    finally:
+        subprocess.run(["ip", "netns", "del", RAFT_NS], check=True)
+
+
+def test_a_standalone_database_is_created_served_told_about_and_stopped(tmp_path):
+    d = tmp_path / "db"
+    made = nsgre("db", "create", str(d))
+    assert made.returncode == 0, made.stderr
+    try:
+        seed = tmp_path / "seed.yaml"
+        seed.write_text(topology.seed_text())
+        assert nsgre("apply", str(seed), "--db", f"unix:{d}/nsgre.sock").returncode == 0
+        status = nsgre("db", "status", str(d)).stdout.splitlines()
+        assert status == [f"nsgre: standalone, serving unix:{d}/nsgre.sock",
+                          "topology: version 1: 2 hosts, 2 networks, 4 endpoints"]
+        again = nsgre("db", "create", str(d))
+        assert again.returncode == 1 and "holds a database already" in again.stderr
+    finally:
+        assert "stopped nsgre" in nsgre("db", "stop", str(d)).stdout
+    assert nsgre("db", "status", str(d)).stdout.startswith("nsgre: not running")
+
+
+def test_a_cluster_of_three_survives_its_leader_killed_and_an_apply_goes_on(tmp_path, raft_ns):
+    d = tmp_path / "db"
+    made = subprocess.run(["ip", "netns", "exec", raft_ns, sys.executable, "-m",
+                           "nsgre_tools.cli", "db", "create", str(d), "--cluster", "3",
+                           "--address", RAFT_IP], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert made.returncode == 0, made.stderr
+    remotes = ",".join(f"unix:{d}/m{k}.sock" for k in (1, 2, 3))
+    try:
+        assert nsgre("apply", str(ROOT / "topology/seed.yaml"), "--db", remotes).returncode == 0
+        status = nsgre("db", "status", str(d)).stdout
+        leader = next(line.split(":")[0] for line in status.splitlines()
+                      if "leader itself" in line)
+        os_kill = subprocess.run(["kill", "-9", (d / f"{leader}.pid").read_text().strip()])
+        assert os_kill.returncode == 0
+        grown = tmp_path / "grown.yaml"
+        grown.write_text(GROWN)
+        run = nsgre("apply", str(grown), "--db", remotes)      # during the election
+        assert run.returncode == 0, run.stderr
+        assert "version 2" in run.stdout
+        after = nsgre("db", "status", str(d)).stdout.splitlines()
+        assert f"{leader}: not running" in after
+        assert sum("leader itself" in line for line in after) == 1, after
+        assert "green" in rows.topology(held(remotes.split(",")[1])).endpoints
+    finally:
+        nsgre("db", "stop", str(d))
