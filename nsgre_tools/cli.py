@@ -117,9 +117,10 @@ def cmd_db(args) -> int:
     try:
         if args.action == "create":
             made = database.create(args.dir, args.cluster, args.address, args.port, args.remote)
-            print(f"{args.dir}: " + (f"a cluster of {len(made)} members" if args.cluster
-                                     else "a standalone database") + ", serving "
-                  + ",".join(f"unix:{m.sock}" for m in made))
+            what = ("a standalone database" if not args.cluster else
+                    "a cluster of 1 member" if len(made) == 1 else
+                    f"a cluster of {len(made)} members")
+            print(f"{args.dir}: {what}, serving " + ",".join(f"unix:{m.sock}" for m in made))
         elif args.action == "join":
             member = database.join(args.dir, args.address, args.port, args.peer, args.remote)
             print(f"{args.dir}: joined the cluster of {args.peer}, serving unix:{member.sock}")
