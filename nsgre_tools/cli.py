@@ -133,6 +133,51 @@ def cmd_db(args) -> int:
     return 0
 
 
+def cmd_object(args) -> int:
+    """nsgre endpoint|network|host add|del NAME ...: one object of the topology
+    in force, changed in the database."""
+    import re
+    from nsgre_tools import database
+    section = args.command + "s"
+    what = f"nsgre {args.command} {args.action} {args.name}"
+    if args.action == "del":
+        edit = database.removing(section, args.name)
+    else:
+        edit = database.adding(section, args.name, _object_body(args))
+    try:
+        done = database.change(args.db, what, edit)
+    except topology.TopologyError as exc:
+        for problem in exc.problems:         # lines of a rendered file mean nothing here
+            print(re.sub(r"^(nsgre [^:]*):\d+: ", r"\1: ", problem), file=sys.stderr)
+        return 1
+    except database.DatabaseError as exc:
+        raise SystemExit(f"nsgre: database {exc}")
+    print(f"{what}: done: {done.topology.summary()}; version {done.version}")
+    return 0
+
+
+def _object_body(args) -> dict:
+    """The object as a topology file would hold it."""
+    given = lambda **fields: {k: v for k, v in fields.items() if v is not None}  # noqa: E731
+    if args.command == "host":
+        return given(underlay_ip=args.underlay_ip, dpid=args.dpid)
+    if args.command == "network":
+        return given(key=args.key, router=args.router, dhcp=False if args.no_dhcp else None,
+                     dns=args.dns or None, lease_time=args.lease_time, mtu=args.mtu)
+    body = given(host=args.host, kind=args.kind)
+    if args.vlan:
+        vlans = {}
+        for spec in args.vlan:
+            vid, _, rest = spec.partition(":")
+            net, _, ip = rest.partition(":")
+            vlans[int(vid) if vid.isdigit() else vid] = {"network": net, "ip": ip}
+        body["vlans"] = vlans
+    else:
+        body.update(given(network=args.network, ip=args.ip))
+    return {**body, **given(mac=args.mac, port=args.port, link_local=args.link_local,
+                            iface_id=args.iface_id)}
+
+
 def cmd_show(args) -> int:
     status, f = api.request(args.api, "GET", "/fabric")
     if status != 200:
@@ -389,6 +434,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="create, join: serve clients here too (e.g. ptcp:6640:IP), "
                         "besides each member's Unix socket")
     s.set_defaults(func=cmd_db)
+
+    for kind, helptext in (("endpoint", "a VM or namespace"), ("network", "a network"),
+                           ("host", "a host")):
+        s = sub.add_parser(kind, help=f"add or delete {helptext} of the topology in force, "
+                           "validated with it as a whole (the loader's messages)")
+        s.add_argument("action", choices=["add", "del"])
+        s.add_argument("name")
+        s.add_argument("--db", metavar="REMOTES", required=True,
+                       help="nsgre's topology database (OVSDB remotes, comma-separated)")
+        if kind == "endpoint":
+            s.add_argument("--host")
+            s.add_argument("--kind", choices=["vm", "namespace"], default="vm")
+            s.add_argument("--network")
+            s.add_argument("--ip", help="address/prefix in the network")
+            s.add_argument("--vlan", action="append", metavar="VID:NETWORK:IP/PREFIX",
+                           help="a trunk: one per guest VLAN")
+            s.add_argument("--mac")
+            s.add_argument("--port", help="bridge port name")
+            s.add_argument("--iface-id", help="external_ids:iface-id (default: the name)")
+            s.add_argument("--link-local", help="IPv6 link-local address")
+        elif kind == "network":
+            s.add_argument("--key", type=int, help="tunnel key (default: allocated)")
+            s.add_argument("--router", help="the member endpoint that routes it")
+            s.add_argument("--no-dhcp", action="store_true")
+            s.add_argument("--dns", action="append", metavar="ADDRESS")
+            s.add_argument("--lease-time", type=int, metavar="SECONDS")
+            s.add_argument("--mtu", type=int)
+        else:
+            s.add_argument("--underlay-ip")
+            s.add_argument("--dpid", type=int)
+        s.set_defaults(func=cmd_object)
 
     s = sub.add_parser("draw", help="draw the topology: hosts as boxes holding their VMs "
                        "and namespaces, one colour per network, tunnels labelled with keys",

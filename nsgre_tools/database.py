@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import topology
 from osken_apps import ovsdb_rpc
-from topology import rows
+from topology import render, rows
 
 #: Applies tried in a row while other writers keep landing first.
 ATTEMPTS = 5
@@ -54,22 +54,48 @@ def read(remotes: str) -> tuple[str, rows.Held]:
 
 def apply(remotes: str, data: bytes, source: str) -> Applied:
     """Apply a topology file's bytes (``TopologyError``: nothing written)."""
-    digest = hashlib.sha256(data).hexdigest()
+    return _write(remotes, lambda held: (data, source, None))
+
+
+def change(remotes: str, what: str, edit) -> Applied:
+    """Change one object of the topology the database holds: ``edit`` the
+    document of the topology in force (``topology.render``), which is then
+    validated whole, with the loader's messages (``TopologyError``: nothing
+    written); ``what`` names the change in them."""
+    def make(held):
+        if held.version is None:
+            raise DatabaseError("holds no topology yet (nsgre apply FILE --db ...)")
+        current = rows.topology(held)
+        doc = render.document(current)
+        try:
+            edit(doc)
+        except topology.TopologyError as exc:
+            raise topology.TopologyError([f"{what}: {p}" for p in exc.problems]) from None
+        return render.text(doc).encode(), what, current
+    return _write(remotes, make)
+
+
+def _write(remotes: str, make) -> Applied:
+    """Read, ``make(held)`` the file to write (bytes, source, previous:
+    default what the database holds), validate and allocate it, write the
+    difference; again when another writer landed first."""
     for attempt in range(ATTEMPTS):
         remote, held = read(remotes)
-        previous = None if held.version is None else rows.topology(held)
+        data, source, previous = make(held)
+        if previous is None and held.version is not None:
+            previous = rows.topology(held)
         topo = topology.parse(data, source, previous)
-        ops = rows.transaction(held, topo, digest)
+        ops = rows.transaction(held, topo, hashlib.sha256(data).hexdigest())
         if not ops:
             return Applied(topo, held.version or 0, 0, attempt)
         try:
             ovsdb_rpc.transact(remote, ops, timeout=30.0, database=rows.DATABASE)
         except ovsdb_rpc.OvsdbTimeout:
-            continue                   # another apply landed since the read: again
+            continue                   # another writer landed since the read: again
         except ovsdb_rpc.OvsdbError as exc:
             raise DatabaseError(str(exc)) from exc
         return Applied(topo, (held.version or 0) + 1, len(ops), attempt)
-    raise DatabaseError(f"{remotes}: another apply landed first {ATTEMPTS} times in a row")
+    raise DatabaseError(f"{remotes}: another writer landed first {ATTEMPTS} times in a row")
 
 
 # -- running the database: ovsdb-tool and ovsdb-server, wrapped ---------------------------
@@ -245,3 +271,23 @@ def status(directory: str) -> list[str]:
         lines.append(f"topology: version {held.version}: {len(t['Host'])} hosts, "
                      f"{len(t['Network'])} networks, {len(t['Endpoint'])} endpoints")
     return lines
+
+
+# -- one object at a time ------------------------------------------------------------------
+def adding(section: str, name: str, body: dict):
+    """An edit adding ``name`` to ``section`` (hosts, networks, endpoints)."""
+    def edit(doc: dict) -> None:
+        if name in doc[section]:
+            raise topology.TopologyError([f"{section}.{name}: exists already"])
+        doc[section][name] = body
+    return edit
+
+
+def removing(section: str, name: str):
+    """An edit removing ``name`` from ``section``."""
+    def edit(doc: dict) -> None:
+        if name not in doc[section]:
+            raise topology.TopologyError([f"{section}.{name}: there is no such "
+                                          f"{section[:-1]}"])
+        del doc[section][name]
+    return edit

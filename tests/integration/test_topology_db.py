@@ -3,6 +3,7 @@ written as the difference with what it holds, read back as it was
 allocated: against a real ovsdb-server."""
 
 import hashlib
+from ipaddress import ip_interface
 import random
 import subprocess
 import sys
@@ -240,3 +241,32 @@ def test_a_cluster_of_three_survives_its_leader_killed_and_an_apply_goes_on(tmp_
         assert "green" in rows.topology(held(remotes.split(",")[1])).endpoints
     finally:
         nsgre("db", "stop", str(d))
+
+
+def test_one_object_at_a_time_added_refused_with_the_loaders_words_and_deleted(db):
+    apply(db, topology.seed_text())
+    before = rows.topology(held(db))
+    add = nsgre("endpoint", "add", "yellow", "--host", "kvm2", "--kind", "namespace",
+                "--network", "net10", "--ip", "10.1.1.3/24", "--db", db)
+    assert add.returncode == 0, add.stderr
+    assert add.stdout.startswith("nsgre endpoint add yellow: done: 2 hosts, 2 networks, "
+                                 "5 endpoints")
+    now = rows.topology(held(db))
+    assert now.endpoint("yellow").attachment("net10").ip == ip_interface("10.1.1.3/24")
+    for kind in ("keys", "macs", "ports"):                 # nothing else renumbered
+        assert now.allocations()[kind].items() >= before.allocations()[kind].items()
+    twice = nsgre("endpoint", "add", "yellow", "--host", "kvm2", "--network", "net10",
+                  "--ip", "10.1.1.4/24", "--db", db)
+    assert twice.returncode == 1
+    assert twice.stderr == "nsgre endpoint add yellow: endpoints.yellow: exists already\n"
+    bad = nsgre("endpoint", "add", "pink", "--host", "kvm2", "--network", "net10",
+                "--ip", "10.1.1.300/24", "--db", db)
+    assert bad.returncode == 1 and bad.stderr.startswith(
+        "nsgre endpoint add pink: endpoints.pink.ip: must be an address with prefix length")
+    used = nsgre("network", "del", "net10", "--db", db)
+    assert used.returncode == 1 and "endpoints.vm1.network: unknown network 'net10'" in used.stderr
+    assert held(db).version == 2                          # the refusals wrote nothing
+    gone = nsgre("endpoint", "del", "yellow", "--db", db)
+    assert gone.returncode == 0 and "yellow" not in rows.topology(held(db)).endpoints
+    host = nsgre("host", "add", "kvm3", "--underlay-ip", "198.18.0.3", "--db", db)
+    assert host.returncode == 0 and "kvm3" in rows.topology(held(db)).hosts

@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 import topology
 from topology import allocate
 from topology.model import MAX_KEY, VLAN_MAX, VLAN_MIN, tunnel_port_name
+from fabrics import build, fabrics
 
 SEED = topology.seed_text()
 
@@ -445,3 +446,21 @@ def test_a_broadcast_limit_that_is_not_a_rate_is_refused_naming_the_field(value)
     assert problems(f"broadcast_limit: {value}\n" + SEED) == [
         f"t.yaml:1: broadcast_limit: must be a whole number of frames per second from 0 "
         f"(no limit) to 1000000, not {yaml.safe_load(value)!r}"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(fabrics())
+def test_a_topology_rendered_as_a_file_reads_back_as_the_same_fabric(spec):
+    from topology import render
+    topo = topology.parse(build(spec), "t.yaml")
+    again = topology.parse(render.text(render.document(topo)), "again.yaml", topo)
+    assert again.views == topo.views and again.allocations() == topo.allocations()
+    assert {h.name: (h.dpid, h.underlay_ip) for h in again.hosts.values()} == \
+        {h.name: (h.dpid, h.underlay_ip) for h in topo.hosts.values()}
+
+
+def test_the_seed_rendered_reads_back_with_every_field():
+    from topology import render
+    seed = topology.load()
+    again = topology.parse(render.text(render.document(seed)), "again.yaml", seed)
+    assert again.endpoints == seed.endpoints and again.networks == seed.networks
