@@ -18,6 +18,7 @@ Exit status: 0 success, 1 a problem with the input or the target, 2 usage.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -138,18 +139,30 @@ def cmd_object(args) -> int:
     in force, changed in the database."""
     import re
     from nsgre_tools import database
+    from topology import render
     section = args.command + "s"
     what = f"nsgre {args.command} {args.action} {args.name}"
     if args.action == "del":
-        edit = database.removing(section, args.name)
+        edit = render.removing(section, args.name)
     else:
-        edit = database.adding(section, args.name, _object_body(args))
+        edit = render.adding(section, args.name, _object_body(args))
+    def refused(problems) -> int:
+        for problem in problems:             # lines of a rendered file mean nothing here
+            print(re.sub(r"^(nsgre [^:]*):\d+: ", r"\1: ", problem), file=sys.stderr)
+        return 1
+    if args.db is None:                      # the file-mode controller, through its API
+        body = {} if args.action == "del" else _object_body(args)
+        status, answer = api.request(args.api, "POST", "/objects", json.dumps(
+            {"kind": args.command, "action": args.action, "name": args.name,
+             "body": body}).encode(), {"Content-Type": "application/json"}, timeout=120.0)
+        if status != 200:
+            return refused(answer.get("problems", [answer.get("error", f"HTTP {status}")]))
+        print(f"{what}: done: {answer['topology']}; kept in {answer['saved']}")
+        return 0
     try:
         done = database.change(args.db, what, edit)
     except topology.TopologyError as exc:
-        for problem in exc.problems:         # lines of a rendered file mean nothing here
-            print(re.sub(r"^(nsgre [^:]*):\d+: ", r"\1: ", problem), file=sys.stderr)
-        return 1
+        return refused(exc.problems)
     except database.DatabaseError as exc:
         raise SystemExit(f"nsgre: database {exc}")
     print(f"{what}: done: {done.topology.summary()}; version {done.version}")
@@ -441,8 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "validated with it as a whole (the loader's messages)")
         s.add_argument("action", choices=["add", "del"])
         s.add_argument("name")
-        s.add_argument("--db", metavar="REMOTES", required=True,
-                       help="nsgre's topology database (OVSDB remotes, comma-separated)")
+        s.add_argument("--db", metavar="REMOTES",
+                       help="nsgre's topology database (OVSDB remotes, comma-separated); "
+                            "without it, the running controller (which keeps the change "
+                            "in its topology file)")
+        with_controller(s)
         if kind == "endpoint":
             s.add_argument("--host")
             s.add_argument("--kind", choices=["vm", "namespace"], default="vm")

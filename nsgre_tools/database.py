@@ -66,12 +66,8 @@ def change(remotes: str, what: str, edit) -> Applied:
         if held.version is None:
             raise DatabaseError("holds no topology yet (nsgre apply FILE --db ...)")
         current = rows.topology(held)
-        doc = render.document(current)
-        try:
-            edit(doc)
-        except topology.TopologyError as exc:
-            raise topology.TopologyError([f"{what}: {p}" for p in exc.problems]) from None
-        return render.text(doc).encode(), what, current
+        _, data = render.edited(current, what, edit)
+        return data, what, current
     return _write(remotes, make)
 
 
@@ -271,23 +267,3 @@ def status(directory: str) -> list[str]:
         lines.append(f"topology: version {held.version}: {len(t['Host'])} hosts, "
                      f"{len(t['Network'])} networks, {len(t['Endpoint'])} endpoints")
     return lines
-
-
-# -- one object at a time ------------------------------------------------------------------
-def adding(section: str, name: str, body: dict):
-    """An edit adding ``name`` to ``section`` (hosts, networks, endpoints)."""
-    def edit(doc: dict) -> None:
-        if name in doc[section]:
-            raise topology.TopologyError([f"{section}.{name}: exists already"])
-        doc[section][name] = body
-    return edit
-
-
-def removing(section: str, name: str):
-    """An edit removing ``name`` from ``section``."""
-    def edit(doc: dict) -> None:
-        if name not in doc[section]:
-            raise topology.TopologyError([f"{section}.{name}: there is no such "
-                                          f"{section[:-1]}"])
-        del doc[section][name]
-    return edit

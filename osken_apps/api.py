@@ -14,6 +14,7 @@ socket: only local users who may read the socket can change the fabric.
     GET  /trace      ?src=&dst=&proto=&vlan=  a trace through the installed flows
     GET  /metrics    Prometheus text format
     POST /apply      body: topology YAML; validate, then apply the delta
+    POST /objects    one endpoint, network or host added or deleted (JSON), kept in the file
                      (?wait=SECONDS: answer once every host holds it)
 """
 
@@ -49,9 +50,10 @@ class Api:
                 "/groups": "describe_groups", "/desired": "describe_desired",
                 "/diff": "describe_diff"}
 
-    def __init__(self, views, apply):
+    def __init__(self, views, apply, change=None):
         self.views = views
         self.apply = apply
+        self.change = change
 
     def __call__(self, environ, start_response):
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
@@ -73,6 +75,8 @@ class Api:
                 q = parse_qs(environ.get("QUERY_STRING", ""))
                 wait = float(q["wait"][0]) if "wait" in q else None
                 status, body = self.apply(text, name, wait)
+            elif (method, path) == ("POST", "/objects") and self.change is not None:
+                status, body = self._object(environ)
             else:
                 status, body = 404, {"error": f"no such resource: {method} {path}"}
         except Exception as exc:                  # the API must answer, not hang up
@@ -82,6 +86,24 @@ class Api:
                        [("Content-Type", "application/json"),
                         ("Content-Length", str(len(data)))])
         return [data]
+
+    def _object(self, environ) -> tuple[int, dict]:
+        """POST /objects: {"kind": "endpoint"|"network"|"host", "action":
+        "add"|"del", "name": ..., "body": {the fields a file would hold}}."""
+        from topology import render
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            req = json.loads(environ["wsgi.input"].read(length))
+            kind, action, name = req["kind"], req["action"], req["name"]
+            if kind not in ("endpoint", "network", "host") or action not in ("add", "del") \
+                    or not isinstance(name, str) or not isinstance(req.get("body", {}), dict):
+                raise ValueError("kind endpoint|network|host, action add|del, name a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            return 400, {"ok": False, "error": f"not an object change: {exc}"}
+        section = kind + "s"
+        edit = (render.removing(section, name) if action == "del"
+                else render.adding(section, name, req.get("body", {})))
+        return self.change(f"nsgre {kind} {action} {name}", edit)
 
     def _trace(self, q: dict) -> tuple[int, dict]:
         from nsgre_tools.trace import TraceError
@@ -93,6 +115,6 @@ class Api:
             return 400, {"error": str(exc)}
 
 
-def serve(views, apply, address: str):
+def serve(views, apply, address: str, change=None):
     import eventlet.wsgi
-    eventlet.wsgi.server(listen(address), Api(views, apply), log_output=False)
+    eventlet.wsgi.server(listen(address), Api(views, apply, change), log_output=False)

@@ -22,8 +22,10 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Protocol
 
 import topology
@@ -32,7 +34,7 @@ from nsgre_core.ofp import MAX_XID
 from nsgre_core.reconcile import Op, Verb
 from osken_apps import events as ev
 from osken_apps import port_hold, wire
-from topology import diff
+from topology import diff, render
 
 LOG = logging.getLogger("nsgre")
 
@@ -185,6 +187,7 @@ class Controller:
             ev.PortChanged: self._port_changed, ev.FlushPorts: self._flush_ports,
             ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
             ev.Reload: self._reload, ev.Apply: self._apply_posted, ev.Validated: self._validated,
+            ev.Change: self._change_posted,
             ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
             ev.AuditTick: self._audit, ev.AuditNext: self._audit_continue, ev.Interfaces: self._interfaces, ev.Marked: self._marked,
             ev.PacketIn: self._packet_in,
@@ -229,7 +232,19 @@ class Controller:
                                                        previous=previous),
                        "apply", event.done, event.wait)
 
-    def _validate(self, check, what: str, done=None, wait: bool = False) -> None:
+    def _change_posted(self, event: ev.Change) -> None:
+        """One object changed: the topology in force with it, validated
+        whole (again around any change landing meanwhile), applied, and
+        written back to the controller's file so a restart keeps it."""
+        if self.topology_path is None:
+            event.done(409, {"ok": False, "error": "this controller runs the embedded seed: "
+                             "no topology file to keep the change in (--topology FILE)"})
+            return
+        self._validate(lambda previous: render.edited(previous, event.what, event.edit),
+                       event.what, event.done, save=True)
+
+    def _validate(self, check, what: str, done=None, wait: bool = False,
+                  save: bool = False) -> None:
         """Validate and allocate off the event loop: a 10,000-endpoint file
         takes a second or more, and switches are served meanwhile."""
         previous = self.topology
@@ -237,17 +252,19 @@ class Controller:
 
         def job():
             try:
-                return ev.Validated(previous, check(previous), check, what, done, wait)
+                return ev.Validated(previous, check(previous), check, what, done, wait, save)
             except Exception as exc:                    # reported by _validated
-                return ev.Validated(previous, exc, check, what, done, wait)
+                return ev.Validated(previous, exc, check, what, done, wait, save)
         self.effects.compute(job)
 
     def _validated(self, event: ev.Validated) -> None:
         if event.previous is not self.topology:
             # Another change landed meanwhile: allocate around it instead.
-            self._validate(event.check, event.what, event.done, event.wait)
+            self._validate(event.check, event.what, event.done, event.wait, event.save)
             return
-        result = event.result
+        result, data = event.result, None
+        if event.save and isinstance(result, tuple):
+            result, data = result                        # the topology, and its file
         if isinstance(result, topology.TopologyError):
             LOG.error("nsgre: %s refused, the topology in force stays:\n%s", event.what, result)
             if event.done is not None:
@@ -261,10 +278,12 @@ class Controller:
                 event.done(500, {"ok": False, "error": f"{type(result).__name__}: {result}"})
             return
         changes = self.apply(result)
+        body = {"ok": True, "topology": result.summary(), "changes": changes}
+        if data is not None:
+            body["saved"] = self._save(data, result.source)
         if event.done is None:
             self._check_installed()
             return
-        body = {"ok": True, "topology": result.summary(), "changes": changes}
         if not event.wait:
             event.done(200, body)
         else:
@@ -272,6 +291,17 @@ class Controller:
                 done(200, {**body, "wait_seconds": round(seconds, 3)})
             self.waiters.append((self.clock(), answer))
         self._check_installed()
+
+    def _save(self, data: bytes, what: str) -> str:
+        """Write the topology in force (its file, made off the event loop)
+        to the controller's file, whole or not at all: a temporary file
+        renamed over it."""
+        path = Path(self.topology_path)
+        tmp = path.with_name(f".{path.name}.nsgre-tmp")
+        tmp.write_bytes(f"# written by the nsgre controller after: {what}\n".encode() + data)
+        os.replace(tmp, path)
+        LOG.info("nsgre: %s written with the change (%s)", path, what)
+        return str(path)
 
     def apply(self, new) -> dict:
         """Make ``new`` (validated, allocated around the topology in force)

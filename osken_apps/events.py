@@ -104,6 +104,16 @@ class Apply:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One object of the topology added or removed through the API
+    (``nsgre endpoint add ...``): ``edit`` changes the document of the
+    topology in force (``topology.render``); ``done`` answers the POST."""
+    what: str
+    edit: Callable = field(compare=False)
+    done: Callable[[int, dict], None] = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Validated:
     """A topology validated off the event loop (``result``: the Topology, or
     the exception that refused it), allocated around ``previous``; ``check``
@@ -114,6 +124,7 @@ class Validated:
     what: str = "apply"
     done: Callable[[int, dict], None] | None = field(default=None, compare=False)
     wait: bool = False
+    save: bool = False                 # write the topology back to the controller's file
 
 
 @dataclass(frozen=True)

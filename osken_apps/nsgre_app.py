@@ -73,7 +73,8 @@ class NsgreApp(app_manager.OSKenApp):
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.queue.put, ev.Reload()))
         self.core.start()
         if cfg.CONF.nsgre_api:
-            hub.spawn(api.serve, Views(self.core, self), self.apply, cfg.CONF.nsgre_api)
+            hub.spawn(api.serve, Views(self.core, self), self.apply, cfg.CONF.nsgre_api,
+                      self.change)
             LOG.info("nsgre: API on %s", cfg.CONF.nsgre_api)
 
     # -- the one queue -------------------------------------------------------
@@ -116,6 +117,17 @@ class NsgreApp(app_manager.OSKenApp):
             reply(504, {"ok": False, "behind": behind,
                         "error": f"not every host holds the change after {wait} s: "
                                  f"{', '.join(behind)} not in step"})
+        return answer[0]
+
+    def change(self, what: str, edit) -> tuple[int, dict]:
+        """POST /objects: through the queue; wait for the core's answer."""
+        answer, done = [], hub.Event()
+
+        def reply(status, body):
+            answer.append((status, body))
+            done.set()
+        self.queue.put(ev.Change(what, edit, reply))
+        done.wait()
         return answer[0]
 
     # -- decoding: OpenFlow messages as events -------------------------------------

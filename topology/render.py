@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import yaml
 
+from topology.loader import TopologyError, parse
 from topology.model import DEFAULT_LEASE_TIME, Topology
 
 
@@ -52,3 +53,35 @@ def document(topo: Topology) -> dict:
 
 def text(doc: dict) -> str:
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
+
+
+# -- one object at a time ------------------------------------------------------------------
+def adding(section: str, name: str, body: dict):
+    """An edit adding ``name`` to ``section`` (hosts, networks, endpoints)."""
+    def edit(doc: dict) -> None:
+        if name in doc[section]:
+            raise TopologyError([f"{section}.{name}: exists already"])
+        doc[section][name] = body
+    return edit
+
+
+def removing(section: str, name: str):
+    """An edit removing ``name`` from ``section``."""
+    def edit(doc: dict) -> None:
+        if name not in doc[section]:
+            raise TopologyError([f"{section}.{name}: there is no such {section[:-1]}"])
+        del doc[section][name]
+    return edit
+
+
+def edited(current: Topology, what: str, edit) -> tuple[Topology, bytes]:
+    """``current`` with one object changed by ``edit``, validated whole and
+    allocated around it, and its file; ``TopologyError`` with the loader's
+    messages, each led by ``what`` (the change's name)."""
+    doc = document(current)
+    try:
+        edit(doc)
+    except TopologyError as exc:
+        raise TopologyError([f"{what}: {p}" for p in exc.problems]) from None
+    data = text(doc).encode()
+    return parse(data, what, current), data

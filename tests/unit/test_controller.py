@@ -465,3 +465,38 @@ def test_a_file_is_validated_off_the_event_loop_and_a_change_landing_meanwhile_i
     assert "green" in h.core.topology.endpoints and "yellow" not in h.core.topology.endpoints
     assert h.core.topology.source == "second.yaml"
     assert_as_modelled(h, switches)
+
+
+def test_an_object_added_through_the_api_is_applied_and_kept_in_the_controllers_file(tmp_path):
+    from topology import render
+    path = tmp_path / "fabric.yaml"
+    path.write_text(topology.seed_text())
+    h, switches = fabric(topology.load(str(path)), topology_path=str(path))
+    answers = []
+    yellow = {"host": "kvm2", "kind": "namespace", "network": "net10", "ip": "10.1.1.3/24"}
+    h.queue_event(ev.Change("nsgre endpoint add yellow", render.adding("endpoints", "yellow",
+                                                                       yellow),
+                            lambda *a: answers.append(a)))
+    h.run()
+    (status, body), = answers
+    assert status == 200 and body["saved"] == str(path) and body["changes"]["kvm2"] > 0
+    kept = topology.load(str(path), previous=h.core.topology)
+    assert "yellow" in kept.endpoints and kept.views == h.core.topology.views
+    assert_as_modelled(h, switches)
+    h.queue_event(ev.Change("nsgre endpoint add yellow", render.adding("endpoints", "yellow",
+                                                                       yellow),
+                            lambda *a: answers.append(a)))
+    h.run()
+    status, body = answers[-1]
+    assert status == 400
+    assert body["problems"] == ["nsgre endpoint add yellow: endpoints.yellow: exists already"]
+
+
+def test_without_a_topology_file_an_object_change_is_refused_not_lost():
+    h, switches = fabric()
+    answers = []
+    h.queue_event(ev.Change("nsgre host del kvm2", lambda doc: None,
+                            lambda *a: answers.append(a)))
+    h.run()
+    (status, body), = answers
+    assert status == 409 and "--topology FILE" in body["error"]
