@@ -895,7 +895,11 @@ class Controller:
         if switch is not None and switch.audit_paced and switch.audit_queue and \
                 not switch.auditing:
             return self._audit_next(switch)
-        self._audit_step()
+        # The round goes on, unless it went on without this switch already
+        # (it disconnected, or was read again in full, meanwhile).
+        if not any(s.audit_paced and (s.auditing or s.audit_queue)
+                   for s in self.switches.values()):
+            self._audit_step()
 
     def _audit_reply(self, switch: Switch, event: ev.StateReply) -> None:
         """A reply to the audit.  OVS answers a request from its state when
