@@ -281,7 +281,7 @@ def cmd_controller(args) -> int:
         topology.load(args.topology)           # refuse a bad file before starting
     argv = ["osken-manager", "--user-flags", str(FLAGS), "--ofp-listen-host", args.listen,
             "--ofp-tcp-listen-port", str(args.port), "--nsgre-api", args.api,
-            "--nsgre-ovsdb", args.ovsdb, str(APP)]
+            "--nsgre-ovsdb", args.ovsdb, "--nsgre-db", args.db, str(APP)]
     if args.topology:
         argv += ["--nsgre-topology", str(Path(args.topology).resolve())]
     if args.listen.startswith("/") and os.path.exists(args.listen):
@@ -393,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ovsdb", default="", metavar="TEMPLATE",
                    help="each host's OVSDB remote, with {host} and {underlay_ip}, e.g. "
                         "tcp:{underlay_ip}:6640: keep tunnel ports in step over OVSDB")
+    s.add_argument("--db", default="", metavar="REMOTES",
+                   help="follow nsgre's topology database instead of a file: every version "
+                        "written there is applied as it lands")
     s.set_defaults(func=cmd_controller)
 
     s = sub.add_parser("show", help="the running fabric: hosts (connected, datapath, "

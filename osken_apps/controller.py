@@ -141,7 +141,8 @@ class Controller:
     AUDIT_SLICE = 250
 
     def __init__(self, topo, *, clock: Callable[[], float], effects: Effects,
-                 topology_path: str | None = None, hostdb: HostDb | None = None):
+                 topology_path: str | None = None, hostdb: HostDb | None = None,
+                 database: str | None = None):
         """``hostdb``: the hosts' OVSDB (tunnels, interfaces' identities,
         readiness marks); None without OVSDB: endpoints are then found by
         port name and nothing is marked."""
@@ -149,6 +150,7 @@ class Controller:
         self.clock = clock
         self.effects = effects
         self.topology_path = topology_path
+        self.database = database              # the topology database it follows, if any
         self.hostdb = hostdb
         self.switches: dict[int, Switch] = {}
         self.strangers: dict[int, Any] = {}   # connected datapaths of no host (yet)
@@ -187,7 +189,7 @@ class Controller:
             ev.PortChanged: self._port_changed, ev.FlushPorts: self._flush_ports,
             ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
             ev.Reload: self._reload, ev.Apply: self._apply_posted, ev.Validated: self._validated,
-            ev.Change: self._change_posted,
+            ev.Change: self._change_posted, ev.Loaded: self._loaded,
             ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
             ev.AuditTick: self._audit, ev.AuditNext: self._audit_continue, ev.Interfaces: self._interfaces, ev.Marked: self._marked,
             ev.PacketIn: self._packet_in,
@@ -224,10 +226,29 @@ class Controller:
 
     # -- topology changes ----------------------------------------------------
     def _reload(self, _event: ev.Reload) -> None:
+        if self.database:
+            LOG.warning("nsgre: SIGHUP ignored: the topology comes from the database %s",
+                        self.database)
+            return
         path = self.topology_path
         self._validate(lambda previous: topology.load(path, previous=previous), "reload")
 
+    def _loaded(self, event: ev.Loaded) -> None:
+        """A version of the topology the database committed: applied as it
+        is (its writer validated and allocated it around the one before)."""
+        self.apply(event.topology)
+        self._check_installed()
+
+    def _following(self, done) -> bool:
+        """A controller following a database takes changes from there only."""
+        if self.database:
+            done(409, {"ok": False, "error": f"this controller follows the topology database "
+                       f"{self.database}: write there (--db {self.database})"})
+        return bool(self.database)
+
     def _apply_posted(self, event: ev.Apply) -> None:
+        if self._following(event.done):
+            return
         self._validate(lambda previous: topology.parse(event.text, event.source,
                                                        previous=previous),
                        "apply", event.done, event.wait)
@@ -236,6 +257,8 @@ class Controller:
         """One object changed: the topology in force with it, validated
         whole (again around any change landing meanwhile), applied, and
         written back to the controller's file so a restart keeps it."""
+        if self._following(event.done):
+            return
         if self.topology_path is None:
             event.done(409, {"ok": False, "error": "this controller runs the embedded seed: "
                              "no topology file to keep the change in (--topology FILE)"})

@@ -104,6 +104,13 @@ class Apply:
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """A new version of the topology, from the database the controller
+    follows (validated and allocated by whoever wrote it)."""
+    topology: Any = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Change:
     """One object of the topology added or removed through the API
     (``nsgre endpoint add ...``): ``edit`` changes the document of the

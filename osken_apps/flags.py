@@ -25,7 +25,12 @@ OVSDB = cfg.StrOpt("nsgre-ovsdb", default="",
                         "{underlay_ip} (e.g. tcp:{underlay_ip}:6640); when set, the "
                         "controller keeps every host's tunnel ports in step with the "
                         "topology over OVSDB")
-OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB)
+DB = cfg.StrOpt("nsgre-db", default="",
+                help="nsgre's topology database (OVSDB remotes, comma-separated): the "
+                     "topology comes from there instead of a file, and every version "
+                     "written there (nsgre apply --db, nsgre endpoint add --db) is applied "
+                     "as it lands")
+OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB, DB)
 
 
 def register(conf):

@@ -9,7 +9,7 @@ change in one place only.  Run it with
 
     osken-manager osken_apps/nsgre_app.py                  # embedded seed topology
     osken-manager --user-flags osken_apps/flags.py osken_apps/nsgre_app.py \\
-        --nsgre-topology FILE
+        --nsgre-topology FILE                            # or --nsgre-db REMOTES
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from os_ken.ofproto import ofproto_v1_3
 
 import topology
 from nsgre_core import ids
-from osken_apps import api, flags, openflow, unix_socket
+from osken_apps import api, flags, openflow, topodb, unix_socket
 from osken_apps import events as ev
 from osken_apps.controller import XID_BASE, Controller
 from osken_apps.hostdb import OvsdbHosts
@@ -52,11 +52,20 @@ class NsgreApp(app_manager.OSKenApp):
             if handler.formatter is None:
                 handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         path = cfg.CONF.nsgre_topology or None
+        database = cfg.CONF.nsgre_db or None
         self.queue = hub.Queue()
+        if database:
+            topo, version = topodb.load(database)
+            hub.spawn(topodb.watch, database, lambda t: self.queue.put(ev.Loaded(t)),
+                      version, hub.sleep)
+            LOG.info("nsgre: following the topology database %s (version %d)", database,
+                     version)
+        else:
+            topo = topology.load(path)
         self.core = Controller(
-            topology.load(path), clock=time.monotonic, effects=self, topology_path=path,
+            topo, clock=time.monotonic, effects=self, topology_path=path,
             hostdb=OvsdbHosts(cfg.CONF.nsgre_ovsdb, self.queue.put)
-            if cfg.CONF.nsgre_ovsdb else None)
+            if cfg.CONF.nsgre_ovsdb else None, database=database)
         # The controller holds a large, long-lived heap (the model, every
         # switch's flow records, the caches).  With the default thresholds
         # Python's cyclic collector walks all of it again and again while a

@@ -44,3 +44,30 @@ def test_an_endpoint_added_through_the_controller_is_reachable_and_kept_in_its_f
     assert bad.returncode == 1
     assert bad.stderr.startswith("nsgre endpoint add pink: endpoints.pink.host: unknown host")
     assert "pink" not in topology.load(str(path), previous=kept).endpoints
+
+
+def test_a_controller_following_the_database_programs_what_is_written_there(
+        up, controller, tmp_path):
+    d, api = tmp_path / "db", tmp_path / "api.sock"
+    assert nsgre("db", "create", str(d)).returncode == 0
+    db = f"unix:{d}/nsgre.sock"
+    try:
+        assert nsgre("apply", str(ROOT / "topology/seed.yaml"), "--db", db).returncode == 0
+        ctl = controller("osken_apps/nsgre_app.py",
+                         extra=["--user-flags", "osken_apps/flags.py", "--nsgre-api", str(api),
+                                "--nsgre-db", db])
+        seed = topology.load()
+        emu = up(seed, controller=ctl.target)
+        wait_programmed(ctl, seed.hosts)
+        ns("blue", "ping", "-c", "1", "-W", "1", "10.1.1.2")
+        add = nsgre("endpoint", "add", "yellow", "--host", "kvm2", "--kind", "namespace",
+                    "--network", "net10", "--ip", "10.1.1.3/24", "--db", db)
+        assert add.returncode == 0, add.stderr
+        emu.apply(topology.parse(topology.seed_text() + "  yellow: {host: kvm2, kind: "
+                                 "namespace, network: net10, ip: 10.1.1.3/24}\n", "grown.yaml",
+                                 seed))
+        ns("yellow", "ping", "-c", "1", "-W", "2", "10.1.1.2")      # vm1, across the tunnel
+        posted = nsgre("apply", str(ROOT / "topology/seed.yaml"), "--controller", str(api))
+        assert posted.returncode == 1 and "follows the topology database" in posted.stderr
+    finally:
+        nsgre("db", "stop", str(d))

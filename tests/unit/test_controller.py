@@ -500,3 +500,20 @@ def test_without_a_topology_file_an_object_change_is_refused_not_lost():
     h.run()
     (status, body), = answers
     assert status == 409 and "--topology FILE" in body["error"]
+
+
+def test_a_controller_following_a_database_applies_what_lands_there_and_takes_nothing_else():
+    h, switches = fabric(database="unix:/nowhere")
+    grown = topology.parse(NET30, "db", h.core.topology)
+    h.queue_event(ev.Loaded(grown))
+    h.run()
+    assert h.core.topology is grown
+    assert_as_modelled(h, switches)
+    answers = []
+    h.queue_event(ev.Apply(topology.seed_text(), "posted.yaml", lambda *a: answers.append(a)))
+    h.queue_event(ev.Change("nsgre host del kvm2", lambda doc: None,
+                            lambda *a: answers.append(a)))
+    h.queue_event(ev.Reload())
+    h.run()
+    assert [status for status, _ in answers] == [409, 409]
+    assert h.core.topology is grown

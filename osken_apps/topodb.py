@@ -1,0 +1,100 @@
+"""The topology from nsgre's database (``topology/nsgre.ovsschema``), for
+a controller that follows it instead of a file: read once at start, then
+watched with an OVSDB ``monitor``; each version the database commits (one
+apply is one transaction, so one update) comes as a whole ``Topology``,
+built as it was allocated, with no validation (the writer validated it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from osken_apps import ovsdb_rpc
+from topology import rows
+
+LOG = logging.getLogger("nsgre")
+
+#: Seconds between attempts while no member of the database answers.
+BACKOFF = (0.1, 0.5, 1.0, 2.0)
+
+
+class DatabaseEmpty(Exception):
+    pass
+
+
+def load(remotes: str):
+    """(topology, version) the database holds now."""
+    errors = []
+    for remote in remotes.split(","):
+        try:
+            held = rows.read(ovsdb_rpc.transact(remote, rows.select_ops(),
+                                                database=rows.DATABASE))
+        except ovsdb_rpc.OvsdbError as exc:
+            errors.append(str(exc))
+            continue
+        if held.version is None:
+            raise DatabaseEmpty(f"{remote}: the database holds no topology yet "
+                                f"(nsgre apply FILE --db {remotes})")
+        return rows.topology(held), held.version
+    raise ovsdb_rpc.OvsdbError("; ".join(errors))
+
+
+def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True) -> None:
+    """Call ``on_change(topology)`` with every new version of the topology,
+    from whichever member answers (again after a failure, a little later
+    each time), until ``alive()`` turns false."""
+    failures = 0
+    members = remotes.split(",")
+    while alive():
+        remote = members[failures % len(members)]
+        try:
+            for held in _monitor(remote, alive):
+                failures = 0
+                if held.version is not None and held.version != version:
+                    version = held.version
+                    on_change(rows.topology(held))
+        except ovsdb_rpc.OvsdbError as exc:
+            if failures == 0:
+                LOG.warning("nsgre: topology database %s: %s (trying again)", remote, exc)
+        sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+        failures += 1
+
+
+def _monitor(remote: str, alive):
+    """What the database holds, after its first answer and after every
+    update, as ``rows.Held``."""
+    sock = ovsdb_rpc._connect(remote, 10.0)
+    try:
+        sock.sendall(json.dumps({"method": "monitor", "id": "topology",
+                                 "params": [rows.DATABASE, "nsgre-topology",
+                                            {t: {} for t in rows.TABLES}]}).encode())
+        sock.settimeout(None)
+        messages = ovsdb_rpc._Messages(sock)
+        tables: dict = {t: {} for t in rows.TABLES}
+        while alive():
+            try:
+                message = messages.next()
+            except (OSError, ValueError) as exc:
+                raise ovsdb_rpc.OvsdbError(f"{remote}: {exc}") from exc
+            if message.get("method") == "echo":
+                sock.sendall(json.dumps({"id": message["id"], "result": message["params"],
+                                         "error": None}).encode())
+                continue
+            if message.get("id") == "topology":
+                if message.get("error"):
+                    raise ovsdb_rpc.OvsdbError(f"{remote}: monitor refused: "
+                                               f"{message['error']}")
+                updates = message.get("result") or {}
+            elif message.get("method") == "update":
+                updates = message["params"][1]
+            else:
+                continue
+            for table, changes in updates.items():
+                for uuid, change in changes.items():
+                    if "new" in change:
+                        tables[table][uuid] = {**change["new"], "_uuid": ["uuid", uuid]}
+                    else:
+                        tables[table].pop(uuid, None)
+            yield rows.read([{"rows": list(tables[t].values())} for t in rows.TABLES])
+    finally:
+        sock.close()
