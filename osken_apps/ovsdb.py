@@ -13,7 +13,6 @@ differs, and removes only tunnel ports that nsgre created (tagged with
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import NamedTuple
@@ -23,7 +22,7 @@ import ovs.poller
 
 from nsgre_core.ofp import OVSDB_OFPORT_MAX
 from osken_apps.ovsdb_rpc import (OvsdbError, OvsdbTimeout, _connect, _Messages,  # noqa: F401
-                                  _read_reply, transact)
+                                  _read_reply, monitor, transact)
 from topology import Topology
 
 SCHEMA = os.environ.get("NSGRE_OVS_SCHEMA", "/usr/share/openvswitch/vswitch.ovsschema")
@@ -336,38 +335,14 @@ def watch_interfaces(remote: str, on_change, bridge: str = BRIDGE,
     after every change to it, until the connection fails (``OvsdbError``)
     or ``alive()`` turns false.  As ovn-controller watches br-int: one
     ``monitor`` of the three tables, updates applied to a local copy."""
-    sock = _connect(remote, timeout)
-    try:
-        request = {"method": "monitor", "id": "watch",
-                   "params": ["Open_vSwitch", "nsgre-watch",
-                              {t: {"columns": c} for t, c in WATCHED.items()}]}
-        sock.sendall(json.dumps(request).encode())
-        sock.settimeout(None)
-        messages, view, last = _Messages(sock), _BridgeView(bridge), None
-        while alive():
-            try:
-                message = messages.next()
-            except (OSError, ValueError) as exc:
-                raise OvsdbError(f"{remote}: {exc}") from exc
-            if message.get("method") == "echo":
-                sock.sendall(json.dumps({"id": message["id"], "result": message["params"],
-                                         "error": None}).encode())
-                continue
-            if message.get("id") == "watch":
-                if message.get("error"):
-                    raise OvsdbError(f"{remote}: monitor refused: {message['error']}")
-                updates = message.get("result") or {}
-            elif message.get("method") == "update":
-                updates = message["params"][1]
-            else:
-                continue
-            view.apply(updates)
-            now = view.interfaces()
-            if now != last:
-                last = now
-                on_change(now)
-    finally:
-        sock.close()
+    view, last = _BridgeView(bridge), None
+    for updates in monitor(remote, "Open_vSwitch",
+                           {t: {"columns": c} for t, c in WATCHED.items()}, alive, timeout):
+        view.apply(updates)
+        now = view.interfaces()
+        if now != last:
+            last = now
+            on_change(now)
 
 
 class _BridgeView:

@@ -114,3 +114,32 @@ class _Messages:
                 continue                  # the brace ended a part; more is coming
             self.text, self.pending = "", found
         return self.pending.pop(0)
+
+
+def monitor(remote: str, database: str, tables: dict, alive=lambda: True, timeout=10.0):
+    """The updates of an OVSDB ``monitor`` of ``tables`` (table -> what
+    the monitor request asks of it), the first answer included, until the
+    connection fails (``OvsdbError``) or ``alive()`` turns false; echoes
+    are answered on the way."""
+    sock = _connect(remote, timeout)
+    try:
+        sock.sendall(json.dumps({"method": "monitor", "id": "nsgre",
+                                 "params": [database, "nsgre", tables]}).encode())
+        sock.settimeout(None)
+        messages = _Messages(sock)
+        while alive():
+            try:
+                message = messages.next()
+            except (OSError, ValueError) as exc:
+                raise OvsdbError(f"{remote}: {exc}") from exc
+            if message.get("method") == "echo":
+                sock.sendall(json.dumps({"id": message["id"], "result": message["params"],
+                                         "error": None}).encode())
+            elif message.get("id") == "nsgre":
+                if message.get("error"):
+                    raise OvsdbError(f"{remote}: monitor refused: {message['error']}")
+                yield message.get("result") or {}
+            elif message.get("method") == "update":
+                yield message["params"][1]
+    finally:
+        sock.close()

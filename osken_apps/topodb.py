@@ -6,7 +6,6 @@ built as it was allocated, with no validation (the writer validated it)."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from osken_apps import ovsdb_rpc
@@ -63,38 +62,13 @@ def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True) -> N
 def _monitor(remote: str, alive):
     """What the database holds, after its first answer and after every
     update, as ``rows.Held``."""
-    sock = ovsdb_rpc._connect(remote, 10.0)
-    try:
-        sock.sendall(json.dumps({"method": "monitor", "id": "topology",
-                                 "params": [rows.DATABASE, "nsgre-topology",
-                                            {t: {} for t in rows.TABLES}]}).encode())
-        sock.settimeout(None)
-        messages = ovsdb_rpc._Messages(sock)
-        tables: dict = {t: {} for t in rows.TABLES}
-        while alive():
-            try:
-                message = messages.next()
-            except (OSError, ValueError) as exc:
-                raise ovsdb_rpc.OvsdbError(f"{remote}: {exc}") from exc
-            if message.get("method") == "echo":
-                sock.sendall(json.dumps({"id": message["id"], "result": message["params"],
-                                         "error": None}).encode())
-                continue
-            if message.get("id") == "topology":
-                if message.get("error"):
-                    raise ovsdb_rpc.OvsdbError(f"{remote}: monitor refused: "
-                                               f"{message['error']}")
-                updates = message.get("result") or {}
-            elif message.get("method") == "update":
-                updates = message["params"][1]
-            else:
-                continue
-            for table, changes in updates.items():
-                for uuid, change in changes.items():
-                    if "new" in change:
-                        tables[table][uuid] = {**change["new"], "_uuid": ["uuid", uuid]}
-                    else:
-                        tables[table].pop(uuid, None)
-            yield rows.read([{"rows": list(tables[t].values())} for t in rows.TABLES])
-    finally:
-        sock.close()
+    tables: dict = {t: {} for t in rows.TABLES}
+    for updates in ovsdb_rpc.monitor(remote, rows.DATABASE, {t: {} for t in rows.TABLES},
+                                     alive):
+        for table, changes in updates.items():
+            for uuid, change in changes.items():
+                if "new" in change:
+                    tables[table][uuid] = {**change["new"], "_uuid": ["uuid", uuid]}
+                else:
+                    tables[table].pop(uuid, None)
+        yield rows.read([{"rows": list(tables[t].values())} for t in rows.TABLES])
