@@ -107,6 +107,16 @@ class Switch(reconcile.Held):
     counted_at: int = 0                                # ``plans`` when the flow count was asked
 
     @property
+    def audited(self) -> bool:
+        """An audit of it is under way (a read out, or more to ask)."""
+        return bool(self.auditing or self.audit_queue)
+
+    @property
+    def in_round(self) -> bool:
+        """It is the audit round's switch being read now."""
+        return self.audit_paced and self.audited
+
+    @property
     def holding(self) -> bool:
         """A port change is waiting for its sync."""
         return bool(self.due)
@@ -191,7 +201,8 @@ class Controller:
             ev.Reload: self._reload, ev.Apply: self._apply_posted, ev.Validated: self._validated,
             ev.Change: self._change_posted, ev.Loaded: self._loaded,
             ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
-            ev.AuditTick: self._audit, ev.AuditNext: self._audit_continue, ev.Interfaces: self._interfaces, ev.Marked: self._marked,
+            ev.AuditTick: self._audit, ev.AuditNext: self._audit_continue,
+            ev.Interfaces: self._interfaces, ev.Marked: self._marked,
             ev.PacketIn: self._packet_in,
         }
 
@@ -447,14 +458,14 @@ class Controller:
         if switch is not None:
             del self.switches[event.dpid]
             LOG.info("nsgre: %s disconnected", switch.host)
-            if switch.audit_paced and (switch.auditing or switch.audit_queue):
+            if switch.in_round:
                 self._audit_step()             # the round goes on without it
 
     def read_state(self, switch: Switch, parts) -> None:
         """Ask for ``parts`` of the switch's state afresh; when the last
         reply is in, the switch is synced in full.  Its records are not
         trusted meanwhile (no sync, no mark): a read supersedes an audit."""
-        in_round = switch.audit_paced and bool(switch.auditing or switch.audit_queue)
+        in_round = switch.in_round
         switch.auditing, switch.audit_queue, switch.shadow, switch.since_audit = {}, [], {}, []
         if in_round:
             self._audit_step()
@@ -573,6 +584,7 @@ class Controller:
             for port in self._rebind(switch, rebind):
                 self._hold(switch, port, {port}, "rebound")
         self._check_installed()
+
     def _host_switch(self, host: str) -> Switch | None:
         return next((s for s in self.switches.values() if s.host == host), None)
 
@@ -897,12 +909,12 @@ class Controller:
                             if name in switch.ofports or name in switch.due
                             or now - hold.last_sync < 2 * port_hold.MAX}
         if self.AUDIT_RATE > 0 and \
-                not any(s.audit_paced and (s.auditing or s.audit_queue) for s in states):
+                not any(s.in_round for s in states):
             if not self.audit_round:
                 self.audit_round = [s.host for s in states]
             self._audit_step()          # (also a round whose read went wrong goes on)
         for switch in states:
-            if not (switch.auditing or switch.audit_queue):
+            if not switch.audited:
                 switch.counting, switch.counted_at = self.xid(), switch.plans
                 switch.conn.send(wire.count_request(switch.counting))
 
@@ -910,7 +922,7 @@ class Controller:
         """The round's next switch, if any is left."""
         while self.audit_round:
             switch = self._host_switch(self.audit_round.pop(0))
-            if switch is not None and switch.ready and not (switch.auditing or switch.audit_queue):
+            if switch is not None and switch.ready and not switch.audited:
                 return self.audit_read(switch, STATE_PARTS, paced=True)   # ports too: a lost event
 
     def _audit_continue(self, event: ev.AuditNext) -> None:
@@ -920,8 +932,7 @@ class Controller:
             return self._audit_next(switch)
         # The round goes on, unless it went on without this switch already
         # (it disconnected, or was read again in full, meanwhile).
-        if not any(s.audit_paced and (s.auditing or s.audit_queue)
-                   for s in self.switches.values()):
+        if not any(s.in_round for s in self.switches.values()):
             self._audit_step()
 
     def _audit_reply(self, switch: Switch, event: ev.StateReply) -> None:
@@ -1008,7 +1019,7 @@ class Controller:
         # A count taken while a plan was on its way, or answered after
         # another was sent, is no measure of drift.
         settled = not switch.sent and switch.plans == switch.counted_at
-        if switch.ready and not (switch.auditing or switch.audit_queue) and settled and \
+        if switch.ready and not switch.audited and settled and \
                 event.count != len(switch.flows):
             LOG.info("nsgre: %s holds %d nsgre flows, %d sent: reading it again",
                      switch.host, event.count, len(switch.flows))

@@ -24,6 +24,7 @@ from nsgre_core.ofp import OVSDB_OFPORT_MAX
 from osken_apps.ovsdb_rpc import (OvsdbError, OvsdbTimeout, _connect, _Messages,  # noqa: F401
                                   _read_reply, monitor, transact)
 from topology import Topology
+from topology.rows import map_of, set_of
 
 SCHEMA = os.environ.get("NSGRE_OVS_SCHEMA", "/usr/share/openvswitch/vswitch.ovsschema")
 BRIDGE = "br-int"
@@ -252,17 +253,6 @@ def tunnel_ops(ports: dict[str, PortRecord], want: dict[str, tuple[str, dict, st
     return ops
 
 
-def _set(datum) -> list:
-    """An OVSDB set as a list (a one-element set comes bare)."""
-    if isinstance(datum, list) and datum and datum[0] == "set":
-        return datum[1]
-    return [datum]
-
-
-def _map(datum) -> dict:
-    return dict(datum[1])
-
-
 def ports_from_reply(result: list) -> dict[str, PortRecord] | None:
     """``bridge_ports``' records from the three selects' results."""
     bridge_rows, port_rows, iface_rows = (r.get("rows", []) for r in result)
@@ -271,17 +261,17 @@ def ports_from_reply(result: list) -> dict[str, PortRecord] | None:
     ifaces = {row["_uuid"][1]: row for row in iface_rows}
     ports = {row["_uuid"][1]: row for row in port_rows}
     records = {}
-    for ref in _set(bridge_rows[0]["ports"]):
+    for ref in set_of(bridge_rows[0]["ports"]):
         port = ports.get(ref[1])
         if port is None:
             continue
-        members = [ifaces[i[1]] for i in _set(port["interfaces"]) if i[1] in ifaces]
+        members = [ifaces[i[1]] for i in set_of(port["interfaces"]) if i[1] in ifaces]
         iface = members[0] if members else {}
-        ofport = _set(iface.get("ofport", ["set", []]))
+        ofport = set_of(iface.get("ofport", ["set", []]))
         number = ofport[0] if ofport and isinstance(ofport[0], int) and ofport[0] > 0 else None
         records[port["name"]] = PortRecord(
-            port["name"], ref[1], iface.get("name", port["name"]), iface.get("type", ""), _map(iface.get("options", ["map", []])),
-            _map(port["external_ids"]).get(PEER_KEY), number)
+            port["name"], ref[1], iface.get("name", port["name"]), iface.get("type", ""), map_of(iface.get("options", ["map", []])),
+            map_of(port["external_ids"]).get(PEER_KEY), number)
     return records
 
 
@@ -364,11 +354,11 @@ class _BridgeView:
                 if new is None:
                     held.pop(uuid, None)
                 elif table == "Bridge":
-                    held[uuid] = (new.get("name"), {ref[1] for ref in _set(new["ports"])})
+                    held[uuid] = (new.get("name"), {ref[1] for ref in set_of(new["ports"])})
                 elif table == "Port":
-                    held[uuid] = tuple(ref[1] for ref in _set(new["interfaces"]))
+                    held[uuid] = tuple(ref[1] for ref in set_of(new["interfaces"]))
                 else:
-                    held[uuid] = (new["name"], _map(new["external_ids"]))
+                    held[uuid] = (new["name"], map_of(new["external_ids"]))
 
     def interfaces(self) -> dict:
         """Interface name -> external_ids of every interface on the bridge."""

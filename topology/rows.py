@@ -40,13 +40,14 @@ def _unopt(datum):
     return None if isinstance(datum, list) and datum[:1] == ["set"] and not datum[1] else datum
 
 
-def _set(datum) -> list:
+def set_of(datum) -> list:
+    """An OVSDB set as a list (a one-element set comes bare)."""
     if isinstance(datum, list) and datum[:1] == ["set"]:
         return datum[1]
     return [datum]
 
 
-def _map(datum) -> dict:
+def map_of(datum) -> dict:
     return {k: v for k, v in datum[1]}
 
 
@@ -122,11 +123,11 @@ def read(result: list) -> Held:
         tables["Host"][r["name"]] = (_ref(r["_uuid"]),
                                      (r["underlay_ip"], r["dpid"], r["shard"], vlans))
     for r in networks:
-        dns = tuple(v for _, v in sorted(_map(r["dns"]).items()))
+        dns = tuple(v for _, v in sorted(map_of(r["dns"]).items()))
         tables["Network"][r["name"]] = (_ref(r["_uuid"]), (
             r["key"], _unopt(r["router"]), r["dhcp"], dns, r["lease_time"], _unopt(r["mtu"])))
     for r in endpoints:
-        refs = tuple(_ref(a) for a in _set(r["attachments"]))
+        refs = tuple(_ref(a) for a in set_of(r["attachments"]))
         owned[r["name"]] = refs
         attachments = sorted(((net_name[_ref(a["network"])], a["ip"], _unopt(a["vlan"]))
                               for a in map(attach.get, refs)), key=_attachment_order)
