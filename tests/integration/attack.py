@@ -70,11 +70,15 @@ def in_netns(ns: str, fn):
 _GROUP_DST_ONLY = [(0x30, 0, 0, 0), (0x45, 0, 1, 1), (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0)]
 
 
-def packet_socket(ns: str, iface: str, group_dst_only: bool = False) -> socket.socket:
+def packet_socket(ns: str, iface: str, group_dst_only: bool = False,
+                  send_only: bool = False) -> socket.socket:
     """An AF_PACKET socket bound to ``iface`` in namespace ``ns``; with
-    ``group_dst_only`` the kernel passes it broadcast and multicast only."""
+    ``group_dst_only`` the kernel passes it broadcast and multicast only.
+    A ``send_only`` socket (protocol 0) receives nothing: an ETH_P_ALL one
+    is handed a copy of every frame it sends, which a fast sender pays for."""
     def open_bound():
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        protocol = 0 if send_only else socket.htons(ETH_P_ALL)
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, protocol)
         if group_dst_only:
             code = b"".join(struct.pack("HBBI", *ins) for ins in _GROUP_DST_ONLY)
             buf = ctypes.create_string_buffer(code)
@@ -182,7 +186,7 @@ class Storm:
     busy sender would), counting what it sent and the CPU it used."""
 
     def __init__(self, ns: str, iface: str, frame, rate: float, tick: float = 0.005):
-        self.sock = packet_socket(ns, iface)
+        self.sock = packet_socket(ns, iface, send_only=True)
         self.frame, self.rate, self.tick = bytes(frame), rate, tick
         self.on = threading.Event()
         self.done = threading.Event()
