@@ -34,6 +34,17 @@ OFPT_GROUP_MOD = 15
 OFPT_MULTIPART_REQUEST = 18
 OFPT_BARRIER_REQUEST = 20
 OFPT_METER_MOD = 29
+OFPT_ROLE_REQUEST = 24
+
+# Controller roles (OFPT_ROLE_REQUEST/REPLY) and what a switch says of them.
+OFPCR_ROLE_NOCHANGE, OFPCR_ROLE_EQUAL, OFPCR_ROLE_MASTER, OFPCR_ROLE_SLAVE = 0, 1, 2, 3
+ROLE_NAMES = {0: "NOCHANGE", 1: "EQUAL", 2: "MASTER", 3: "SLAVE"}
+OFPET_BAD_REQUEST, OFPBRC_IS_SLAVE = 1, 10          # a write from a SLAVE, refused
+OFPET_ROLE_REQUEST_FAILED, OFPRRFC_STALE = 11, 0    # a claim with an old generation
+#: OVS's role-status (a demotion notice): an ONF experimenter message
+#: os-ken 3.1 does not decode; its body after the experimenter header.
+ONF_ET_ROLE_STATUS = 1911
+ROLE_STATUS = "!IB3xQ"                               # role, reason, generation
 
 # Multipart kinds nsgre asks for.
 OFPMP_AGGREGATE = 2

@@ -30,7 +30,9 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 import topology
 from nsgre_core import binding, dhcp, leases, pipeline, reconcile
-from nsgre_core.ofp import MAX_XID
+from nsgre_core.ofp import (MAX_XID, OFPBRC_IS_SLAVE, OFPCR_ROLE_MASTER, OFPCR_ROLE_NOCHANGE,
+                            OFPCR_ROLE_SLAVE, OFPET_BAD_REQUEST, OFPET_ROLE_REQUEST_FAILED,
+                            ROLE_NAMES)
 from nsgre_core.reconcile import Op, Verb
 from osken_apps import events as ev
 from osken_apps import port_hold, wire
@@ -47,6 +49,10 @@ HELD_AS = {"ports": "ofports", "flows": "flows", "groups": "groups", "meters": "
 #: handshake and the API's on-demand reads: a reply or an error below it is
 #: not the core's.
 XID_BASE = 0x10000000
+#: What a switch's ``reading`` holds while this controller may not write to
+#: it (several controllers: until the switch answers a MASTER claim).  Its
+#: records are not trusted then, exactly as during a read of its state.
+ROLE = "role"
 
 
 class HostDb(Protocol):
@@ -105,6 +111,8 @@ class Switch(reconcile.Held):
     synced: int = 0                                    # topology version of its last sync
     plans: int = 0                                     # plans sent on this connection
     counted_at: int = 0                                # ``plans`` when the flow count was asked
+    role: str = ""                                     # several controllers: master, slave...
+    role_xid: int | None = None                        # the role request it answers
 
     @property
     def audited(self) -> bool:
@@ -152,10 +160,12 @@ class Controller:
 
     def __init__(self, topo, *, clock: Callable[[], float], effects: Effects,
                  topology_path: str | None = None, hostdb: HostDb | None = None,
-                 database: str | None = None):
+                 database: str | None = None, roles: bool = False):
         """``hostdb``: the hosts' OVSDB (tunnels, interfaces' identities,
         readiness marks); None without OVSDB: endpoints are then found by
-        port name and nothing is marked."""
+        port name and nothing is marked.  ``roles``: one of several
+        controllers, master only while it holds the database's lock
+        (``ev.Leadership``), with the generation that came with it."""
         self.topology = topo
         self.clock = clock
         self.effects = effects
@@ -181,6 +191,10 @@ class Controller:
         self.to_clear: dict = {}              # host -> interfaces that may carry a stale mark
         self.waiters: list = []               # (started, answer) of each apply --wait
         self.bundle_ids = itertools.count(1)
+        # Several controllers (``roles``): this one writes to a switch only
+        # while it holds the lock and the switch answered its MASTER claim.
+        self.roles = roles
+        self.generation: int | None = None    # while holding the lock: the one claimed
         self.xids = itertools.count(XID_BASE)       # one sequence for every connection
         self.audit_round: list = []           # hosts the audit's round reads next
         # Counters for the metrics.
@@ -191,6 +205,7 @@ class Controller:
         self.port_changes: Counter = Counter()         # host -> port events
         self.port_flaps: Counter = Counter()           # (host, port) -> events while flapping
         self.dhcp: Counter = Counter()                 # (host, outcome) -> DHCP messages
+        self.demotions: Counter = Counter()            # host -> times it was taken from us
         self.reconciles = 0
         self.reconcile_seconds = 0.0
         self._handlers = {
@@ -203,7 +218,8 @@ class Controller:
             ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
             ev.AuditTick: self._audit, ev.AuditNext: self._audit_continue,
             ev.Interfaces: self._interfaces, ev.Marked: self._marked,
-            ev.PacketIn: self._packet_in,
+            ev.PacketIn: self._packet_in, ev.RoleReply: self._role_reply,
+            ev.RoleStatus: self._role_status, ev.Leadership: self._leadership,
         }
 
     def start(self) -> None:
@@ -365,8 +381,9 @@ class Controller:
             host = new.host_by_dpid(dpid)
             if host is None:
                 LOG.warning("nsgre: %s left the topology; removing nsgre's flows", switch.host)
-                ops = reconcile.plan(switch.flows.values(), switch.groups.values(), (), (),
-                                     switch.meters.values(), ())
+                ops = [] if ROLE in switch.reading else reconcile.plan(
+                    switch.flows.values(), switch.groups.values(), (), (),
+                    switch.meters.values(), ())
                 self.send_plan(switch, ops)
                 changes[switch.host] = len(ops)
                 del self.switches[dpid]
@@ -447,9 +464,81 @@ class Controller:
 
     def _adopt(self, dpid: int, conn, host: str) -> None:
         switch = self.switches[dpid] = Switch(dpid=dpid, host=host, conn=conn)
+        if self.roles:
+            return self._ask_role(switch)
         # Read what the switch holds before changing anything: a restarted
         # controller must not disturb flows that are already right.
         self.read_state(switch, STATE_PARTS)
+
+    # -- roles: one master among several controllers ----------------------------------
+    # As ovn-northd's active/standby: the database's lock says who should be
+    # master; OpenFlow roles make the switches refuse anyone else.  A new
+    # OpenFlow connection is EQUAL, which may write: nothing is written on it
+    # before the switch answers a MASTER claim with the claimed generation.
+    def _ask_role(self, switch: Switch) -> None:
+        """Claim MASTER with the generation in force, or (standing by) ask
+        the switch its generation, to become SLAVE with it."""
+        switch.reading = {ROLE: None}
+        xid = switch.role_xid = self.xid()
+        if self.generation is not None:
+            switch.role = "claiming"
+            switch.conn.send(wire.role_request(OFPCR_ROLE_MASTER, self.generation, xid))
+        else:
+            switch.role = "asking"
+            switch.conn.send(wire.role_request(OFPCR_ROLE_NOCHANGE, 0, xid))
+
+    def _role_reply(self, event: ev.RoleReply) -> None:
+        switch = self._switch(event)
+        if switch is None or event.xid != switch.role_xid:
+            return                       # answers a claim since superseded
+        if switch.role == "claiming" and event.role == OFPCR_ROLE_MASTER and \
+                event.generation == self.generation:
+            switch.role = "master"
+            LOG.info("nsgre: %s: MASTER (generation %d)", switch.host, event.generation)
+            del switch.reading[ROLE]
+            self.read_state(switch, STATE_PARTS)   # what it holds now: a sync repairs, no wipe
+        elif switch.role == "asking":
+            switch.role, switch.role_xid = "demoting", self.xid()
+            switch.conn.send(wire.role_request(OFPCR_ROLE_SLAVE, event.generation,
+                                               switch.role_xid))
+        elif event.role == OFPCR_ROLE_SLAVE:
+            switch.role = "slave"
+            LOG.info("nsgre: %s: SLAVE (generation %d)", switch.host, event.generation)
+
+    def _role_status(self, event: ev.RoleStatus) -> None:
+        """The switch made this connection SLAVE: another controller claimed
+        MASTER with a newer generation."""
+        switch = self._switch(event)
+        if switch is not None and event.role != OFPCR_ROLE_MASTER:
+            self._demote(switch, f"another controller claimed MASTER with generation "
+                                 f"{event.generation}")
+
+    def _demote(self, switch: Switch, why: str) -> None:
+        """Write nothing more to the switch: its records are not trusted
+        until a MASTER claim is answered and its state read again."""
+        if switch.role == "master":
+            self.demotions[switch.host] += 1
+            LOG.warning("nsgre: %s: no longer MASTER (%s)", switch.host, why)
+        in_round = switch.in_round
+        switch.role, switch.reading = "slave", {ROLE: None}
+        switch.auditing, switch.audit_queue, switch.shadow, switch.since_audit = {}, [], {}, []
+        switch.sent, switch.due = {}, set()
+        if in_round:
+            self._audit_step()
+
+    def _leadership(self, event: ev.Leadership) -> None:
+        if event.generation == self.generation:
+            return
+        self.generation = event.generation
+        if event.generation is not None:
+            LOG.info("nsgre: the master lock is ours: MASTER with generation %d, claimed on "
+                     "%d switches", event.generation, len(self.switches))
+        else:
+            LOG.warning("nsgre: the master lock is lost: standing by")
+        for switch in self.switches.values():
+            if event.generation is None and switch.role == "master":
+                self._demote(switch, "the master lock is lost")
+            self._ask_role(switch)
 
     def _switch_down(self, event: ev.SwitchDown) -> None:
         if self.strangers.get(event.dpid) is event.conn:
@@ -834,8 +923,12 @@ class Controller:
 
     def _switch_error(self, event: ev.SwitchError) -> None:
         """A refused message: say which, count it, and read the switch again
-        in full, so the next sync starts from what it really holds."""
+        in full, so the next sync starts from what it really holds.  A write
+        refused because this controller is SLAVE there, or a role claim
+        refused as stale, means another controller is master: stand by."""
         switch = self._switch(event)
+        if switch is not None and self.roles and self._role_error(switch, event):
+            return
         host = switch.host if switch is not None else f"{event.dpid:016x}"
         self.switch_errors[host] += 1
         carried = switch.sent.get(event.xid) if switch is not None else None
@@ -845,10 +938,27 @@ class Controller:
             what = carried or f"xid {event.xid:#x}"
         LOG.error("nsgre: %s rejected %s: OpenFlow error type=%d code=%d", host, what,
                   event.type, event.code)
-        if switch is not None and event.xid >= XID_BASE and \
+        if switch is not None and event.xid >= XID_BASE and ROLE not in switch.reading and \
                 set(switch.reading) != set(STATE_PARTS):
             LOG.warning("nsgre: %s is read again in full after the error", host)
             self.read_state(switch, STATE_PARTS)
+
+    def _role_error(self, switch: Switch, event: ev.SwitchError) -> bool:
+        if event.type == OFPET_BAD_REQUEST and event.code == OFPBRC_IS_SLAVE:
+            self.switch_errors[switch.host] += 1
+            if switch.role == "master":
+                self._demote(switch, "it refused a write: this controller is SLAVE there")
+            return True
+        if event.type != OFPET_ROLE_REQUEST_FAILED or event.xid != switch.role_xid:
+            return False
+        claimed = switch.role == "claiming"
+        LOG.warning("nsgre: %s refused the %s claim as stale (OpenFlow error code %d): "
+                    "another controller claimed a newer generation", switch.host,
+                    "MASTER" if claimed else "SLAVE", event.code)
+        self._demote(switch, "another controller claimed a newer generation")
+        if not claimed:
+            self._ask_role(switch)            # a SLAVE claim behind: ask the generation again
+        return True
 
     # -- DHCP, answered from the model ---------------------------------------------
     def _packet_in(self, event: ev.PacketIn) -> None:
@@ -857,8 +967,8 @@ class Controller:
         from with the endpoint's own lease, or dropped, counted and logged
         when it is not the endpoint's own."""
         switch = self._switch(event)
-        if switch is None:
-            return
+        if switch is None or ROLE in switch.reading:
+            return                       # not ours to answer (another controller is master)
         host = switch.host
         try:
             request = dhcp.parse(event.data)

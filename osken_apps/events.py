@@ -89,6 +89,35 @@ class SwitchError:
 
 
 @dataclass(frozen=True)
+class RoleReply:
+    """The switch's answer to a role request: the role this connection has
+    now and the switch's generation (the newest a MASTER claimed)."""
+    dpid: int
+    conn: Any
+    xid: int
+    role: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class RoleStatus:
+    """The switch changed this connection's role on its own: another
+    controller claimed MASTER with ``generation``."""
+    dpid: int
+    conn: Any
+    role: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class Leadership:
+    """The database's master lock was granted, with the ``generation`` this
+    master claims on the switches (taken in the database under the lock),
+    or lost (None: the session closed, or its member stopped leading)."""
+    generation: int | None
+
+
+@dataclass(frozen=True)
 class Reload:
     """Read the topology file again (SIGHUP)."""
 

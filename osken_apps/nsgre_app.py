@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import struct
 import time
 
 from eventlet import tpool
@@ -31,6 +32,7 @@ from os_ken.ofproto import ofproto_v1_3
 
 import topology
 from nsgre_core import ids
+from nsgre_core.ofp import ONF_ET_ROLE_STATUS, ONF_EXPERIMENTER_ID, ROLE_STATUS
 from osken_apps import api, flags, openflow, topodb, unix_socket
 from osken_apps import events as ev
 from osken_apps.controller import XID_BASE, Controller
@@ -65,7 +67,13 @@ class NsgreApp(app_manager.OSKenApp):
         self.core = Controller(
             topo, clock=time.monotonic, effects=self, topology_path=path,
             hostdb=OvsdbHosts(cfg.CONF.nsgre_ovsdb, self.queue.put)
-            if cfg.CONF.nsgre_ovsdb else None, database=database)
+            if cfg.CONF.nsgre_ovsdb else None, database=database,
+            roles=bool(database))
+        if database:
+            # Master while holding the database's lock (on its raft leader);
+            # every other controller on the same database stands by.
+            hub.spawn(topodb.hold, database, topodb.MASTER_LOCK,
+                      lambda generation: self.queue.put(ev.Leadership(generation)), hub.sleep)
         # The controller holds a large, long-lived heap (the model, every
         # switch's flow records, the caches).  With the default thresholds
         # Python's cyclic collector walks all of it again and again while a
@@ -210,6 +218,21 @@ class NsgreApp(app_manager.OSKenApp):
         msg = msg_ev.msg
         dp = msg.datapath
         self.queue.put(ev.PacketIn(dp.id, dp, msg.match.get("in_port"), bytes(msg.data)))
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    def role_reply(self, msg_ev):
+        msg = msg_ev.msg
+        self.queue.put(ev.RoleReply(msg.datapath.id, msg.datapath, msg.xid, msg.role,
+                                    msg.generation_id))
+
+    @set_ev_cls(ofp_event.EventOFPExperimenter, MAIN_DISPATCHER)
+    def experimenter(self, msg_ev):
+        """OVS's role-status (ONF 1911), which os-ken leaves undecoded."""
+        msg = msg_ev.msg
+        if msg.experimenter == ONF_EXPERIMENTER_ID and msg.exp_type == ONF_ET_ROLE_STATUS \
+                and len(msg.data) >= struct.calcsize(ROLE_STATUS):
+            role, _reason, generation = struct.unpack_from(ROLE_STATUS, msg.data)
+            self.queue.put(ev.RoleStatus(msg.datapath.id, msg.datapath, role, generation))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def switch_error(self, msg_ev):

@@ -8,6 +8,7 @@ decoder; and the tools never load it).  Unix and TCP remotes
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 
@@ -116,30 +117,131 @@ class _Messages:
         return self.pending.pop(0)
 
 
-def monitor(remote: str, database: str, tables: dict, alive=lambda: True, timeout=10.0):
+class Session:
+    """One JSON-RPC connection to an OVSDB server, kept open: requests sent,
+    messages read one at a time, the server's echoes answered on the way.
+    With ``probe``, a server silent that long is sent an echo, and one
+    silent for as long again is given up (``OvsdbError``): a frozen member
+    must not hold a controller's lock session or watch forever."""
+
+    def __init__(self, remote: str, timeout: float = 10.0, probe: float | None = None):
+        self.remote = remote
+        self.sock = _connect(remote, timeout)
+        self.sock.settimeout(probe)
+        self.messages = _Messages(self.sock)
+
+    def send(self, message: dict) -> None:
+        try:
+            self.sock.sendall(json.dumps(message).encode())
+        except OSError as exc:
+            raise OvsdbError(f"{self.remote}: {exc}") from exc
+
+    def request(self, method: str, params: list, ident: str) -> None:
+        self.send({"method": method, "params": params, "id": ident})
+
+    def next(self) -> dict:
+        """The next message that is not an echo (nor the answer to ours)."""
+        probed = False
+        while True:
+            try:
+                message = self.messages.next()
+            except socket.timeout:
+                if probed:
+                    raise OvsdbError(f"{self.remote}: no answer to an echo") from None
+                self.request("echo", [], "nsgre-probe")
+                probed = True
+                continue
+            except (OSError, ValueError) as exc:
+                raise OvsdbError(f"{self.remote}: {exc}") from exc
+            probed = False
+            if message.get("method") == "echo":
+                self.send({"id": message["id"], "result": message["params"], "error": None})
+            elif message.get("id") != "nsgre-probe":
+                return message
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def monitor(remote: str, database: str, tables: dict, alive=lambda: True, timeout=10.0,
+            probe: float | None = None):
     """The updates of an OVSDB ``monitor`` of ``tables`` (table -> what
     the monitor request asks of it), the first answer included, until the
     connection fails (``OvsdbError``) or ``alive()`` turns false; echoes
     are answered on the way."""
-    sock = _connect(remote, timeout)
+    session = Session(remote, timeout, probe)
     try:
-        sock.sendall(json.dumps({"method": "monitor", "id": "nsgre",
-                                 "params": [database, "nsgre", tables]}).encode())
-        sock.settimeout(None)
-        messages = _Messages(sock)
+        session.request("monitor", [database, "nsgre", tables], "nsgre")
         while alive():
-            try:
-                message = messages.next()
-            except (OSError, ValueError) as exc:
-                raise OvsdbError(f"{remote}: {exc}") from exc
-            if message.get("method") == "echo":
-                sock.sendall(json.dumps({"id": message["id"], "result": message["params"],
-                                         "error": None}).encode())
-            elif message.get("id") == "nsgre":
+            message = session.next()
+            if message.get("id") == "nsgre":
                 if message.get("error"):
                     raise OvsdbError(f"{remote}: monitor refused: {message['error']}")
                 yield message.get("result") or {}
             elif message.get("method") == "update":
                 yield message["params"][1]
     finally:
-        sock.close()
+        session.close()
+
+
+#: OVSDB lock names are identifiers: anything else is a syntax error, which
+#: the Python IDL swallows (the lock is then never granted).
+LOCK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class NotLeader(OvsdbError):
+    """The member is not its cluster's leader (or lost the cluster)."""
+
+
+def lock(remote: str, database: str, name: str, granted: list, alive=lambda: True,
+         probe: float = 1.0):
+    """Hold OVSDB lock ``name`` on ``remote``: yields None while queued and,
+    once granted, the result of the transaction ``granted`` (operations run
+    on this session after an ``assert`` of the lock, so they land only while
+    it is held), until the session ends (``OvsdbError``) or its member stops
+    being the leader of ``database``'s cluster (``NotLeader``, at once if it
+    is not).  Locks are not replicated: each member grants its own, so a
+    lock counts only on the leader (as ovn-northd's ``leader_only``); a
+    standalone server is its own leader."""
+    if not LOCK_NAME.match(name):
+        raise ValueError(f"{name!r}: an OVSDB lock name is an identifier")
+    session = Session(remote, probe=probe)
+    rows: dict = {}
+    try:
+        session.request("monitor", ["_Server", "leader", {"Database": {
+            "columns": ["name", "model", "connected", "leader"]}}], "leader")
+        while alive():
+            message = session.next()
+            ident, method = message.get("id"), message.get("method")
+            if message.get("error"):
+                raise OvsdbError(f"{remote}: {ident}: {message['error']}")
+            if ident == "leader" or (method == "update" and message["params"][0] == "leader"):
+                result = message["result"] if ident == "leader" else message["params"][1]
+                for uuid, change in (result or {}).get("Database", {}).items():
+                    if "new" in change:
+                        rows[uuid] = change["new"]
+                    else:
+                        rows.pop(uuid, None)
+                mine = [r for r in rows.values() if r.get("name") == database]
+                if not mine:
+                    raise OvsdbError(f"{remote}: serves no database {database}")
+                if mine[0].get("model") == "clustered" and not (
+                        mine[0].get("leader") is True and mine[0].get("connected") is True):
+                    raise NotLeader(f"{remote}: not the leader of {database}'s cluster")
+                if ident == "leader":
+                    session.request("lock", [name], "lock")
+            elif (ident == "lock" and (message.get("result") or {}).get("locked")) or \
+                    method == "locked":
+                session.request("transact", [database, {"op": "assert", "lock": name},
+                                             *granted], "granted")
+            elif ident == "lock":
+                yield None
+            elif ident == "granted":
+                failed = [r for r in message["result"] if isinstance(r, dict) and r.get("error")]
+                if failed:
+                    raise OvsdbError(f"{remote}: lock {name} granted, but: {failed[0]}")
+                yield message["result"][1:]
+            elif method == "stolen":
+                raise OvsdbError(f"{remote}: lock {name} stolen")
+    finally:
+        session.close()

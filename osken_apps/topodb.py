@@ -72,3 +72,54 @@ def _monitor(remote: str, alive):
                 else:
                     tables[table].pop(uuid, None)
         yield rows.read([{"rows": list(tables[t].values())} for t in rows.TABLES])
+
+
+#: The lock whose holder is the master controller (as ovn-northd's
+#: ``ovn_northd``): an identifier, see ``ovsdb_rpc.LOCK_NAME``.
+MASTER_LOCK = "nsgre_master"
+#: Seconds of silence after which a lock session's member is sent an echo
+#: (and given up after as long again): a frozen or cut-off leader must not
+#: keep this controller believing it holds the lock.
+LOCK_PROBE = 1.0
+
+
+#: What a new master does the moment the lock is granted, in the same
+#: session (so only while it holds the lock): take the next generation.
+CLAIM = [{"op": "mutate", "table": "Fabric", "where": [],
+          "mutations": [["generation", "+=", 1]]},
+         {"op": "select", "table": "Fabric", "where": [], "columns": ["generation"]}]
+
+
+def hold(remotes: str, name: str, on_change, sleep, alive=lambda: True) -> None:
+    """Hold lock ``name`` on whichever member leads the cluster; call
+    ``on_change(generation)`` when it is granted, with the fabric's
+    generation incremented for this grant (the OpenFlow generation id of
+    the new master: newer than any before, so the switches refuse an older
+    master), and ``on_change(None)`` when it is lost (its session closed,
+    or its member no longer leads); then look for the leader again; until
+    ``alive()`` turns false."""
+    members = remotes.split(",")
+    held, failures, turn = False, 0, 0
+    while alive():
+        remote = members[turn % len(members)]
+        turn += 1
+        try:
+            for result in ovsdb_rpc.lock(remote, rows.DATABASE, name, CLAIM, alive,
+                                         LOCK_PROBE):
+                failures = 0
+                if result is not None:
+                    fabric = result[1]["rows"]
+                    if not fabric:
+                        raise DatabaseEmpty(f"{remote}: the database holds no topology")
+                    held = True
+                    on_change(fabric[0]["generation"])
+        except ovsdb_rpc.NotLeader:
+            pass                              # the next member may be
+        except (ovsdb_rpc.OvsdbError, DatabaseEmpty) as exc:
+            LOG.warning("nsgre: lock %s on %s: %s", name, remote, exc)
+        if held:
+            held = False
+            on_change(None)
+        if turn % len(members) == 0:          # every member tried: wait a little
+            sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            failures += 1

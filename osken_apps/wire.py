@@ -37,7 +37,7 @@ from nsgre_core.ofp import (ONF_BF_ATOMIC, ONF_BF_ORDERED, NX_EXPERIMENTER_ID, N
                             OFPMP_PORT_DESC, OFPP_ANY, OFPP_CONTROLLER, OFP_NO_BUFFER,
                             OFPT_BARRIER_REQUEST, OFPT_EXPERIMENTER, OFPT_PACKET_OUT,
                             OFPT_FLOW_MOD, OFPT_GROUP_MOD, OFPT_METER_MOD,
-                            OFPT_MULTIPART_REQUEST, OFPTT_ALL, ONF_BCT_COMMIT_REQUEST,
+                            OFPT_MULTIPART_REQUEST, OFPT_ROLE_REQUEST, OFPTT_ALL, ONF_BCT_COMMIT_REQUEST,
                             ONF_BCT_OPEN_REQUEST, ONF_ET_BUNDLE_ADD_MESSAGE,
                             ONF_ET_BUNDLE_CONTROL, ONF_EXPERIMENTER_ID, VERSION)
 from nsgre_core.reconcile import Op, Verb
@@ -239,6 +239,13 @@ def barrier(xid: int) -> bytes:
     return _HEADER.pack(VERSION, OFPT_BARRIER_REQUEST, 8, xid)
 
 
+def role_request(role: int, generation: int, xid: int) -> bytes:
+    """Claim a role on the switch (MASTER, SLAVE) or ask its generation
+    (NOCHANGE); ``generation`` fences a claim older than the last one."""
+    return _HEADER.pack(VERSION, OFPT_ROLE_REQUEST, 24, xid) + \
+        struct.pack("!I4xQ", role, generation)
+
+
 def _multipart(kind: int, body: bytes, xid: int) -> bytes:
     return _HEADER.pack(VERSION, OFPT_MULTIPART_REQUEST, 16 + len(body), xid) + \
         struct.pack("!HH4x", kind, 0) + body
@@ -287,7 +294,7 @@ class Decoded(NamedTuple):
     """One message as ``decode`` reads it.  ``kind``: op (a flow-, group- or
     meter-mod: ``op``), bundle_open, bundle_commit (``bundle``), barrier,
     request (``request``: ports, flows, groups, meters or count), packet_out
-    (``packet``: (port, frame))."""
+    (``packet``: (port, frame)), role (``role``: (role, generation))."""
     xid: int
     kind: str
     op: Op | None = None
@@ -295,6 +302,7 @@ class Decoded(NamedTuple):
     request: str | None = None
     packet: tuple | None = None
     cookie: tuple | None = None        # (cookie, mask) of a flows or count request
+    role: tuple | None = None          # (role, generation) of a role request
 
 
 _OXM_BY_NUMBER = {(OXM_CLASS.get(name, OXM_BASIC), number): (name, length)
@@ -421,6 +429,8 @@ def _one(kind: int, xid: int, body: bytes) -> Decoded:
         _, _, actions_len = struct.unpack_from("!IIH", body)
         (_, port), = _actions(body[16:16 + actions_len])
         return Decoded(xid, "packet_out", packet=(port, body[16 + actions_len:]))
+    if kind == OFPT_ROLE_REQUEST:
+        return Decoded(xid, "role", role=struct.unpack_from("!I4xQ", body))
     if kind == OFPT_MULTIPART_REQUEST:
         request = _MULTIPART[struct.unpack_from("!H", body)[0]]
         cookie = struct.unpack_from("!QQ", body, 24) if request in ("flows", "count") else None

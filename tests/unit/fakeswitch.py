@@ -25,18 +25,44 @@ from osken_apps.controller import Controller
 #: and for the bundle's commit (ONF bundle error, OFPBFC_MSG_FAILED).
 REFUSED = (1, 9)
 BUNDLE_FAILED = (0xFFFF, 3005)
+IS_SLAVE = (1, 10)                 # OFPET_BAD_REQUEST, OFPBRC_IS_SLAVE
+STALE = (11, 0)                    # OFPET_ROLE_REQUEST_FAILED, OFPRRFC_STALE
+NOCHANGE, EQUAL, MASTER, SLAVE = 0, 1, 2, 3
+UNDEFINED = (1 << 64) - 1          # the generation of a switch no master claimed yet
+
+
+class Bridge:
+    """What one OVS bridge holds, shared by its controllers' connections."""
+
+    def __init__(self, ports):
+        self.ports = dict(ports)
+        self.flows: dict = {}
+        self.groups: dict = {}
+        self.meters: dict = {}
+        self.generation: int | None = None
+        self.connections: list = []
+
+
+def _shared(name):
+    return property(lambda self: getattr(self.bridge, name),
+                    lambda self, value: setattr(self.bridge, name, value))
 
 
 class FakeSwitch:
     """One bridge: its ports and what it holds, and the messages it got."""
 
-    def __init__(self, harness, dpid: int, ports: dict[str, int]):
+    ports = _shared("ports")
+    flows = _shared("flows")           # identity -> Flow
+    groups = _shared("groups")         # id -> Group
+    meters = _shared("meters")         # id -> Meter
+
+    def __init__(self, harness, dpid: int, ports: dict[str, int], bridge: Bridge | None = None):
         self.harness = harness
         self.dpid = dpid
-        self.ports = dict(ports)
-        self.flows: dict = {}          # identity -> Flow
-        self.groups: dict = {}         # id -> Group
-        self.meters: dict = {}         # id -> Meter
+        self.bridge = bridge or Bridge(ports)
+        self.bridge.connections.append(self)
+        self.role = EQUAL              # as OVS starts every connection
+        self.refused_writes = 0
         self.received: list = []       # every decoded message, in order
         self.refuse = None             # op -> True to refuse it (once per call site)
         self.bundle: list | None = None
@@ -44,13 +70,45 @@ class FakeSwitch:
         self.packets_out: list = []    # (port, frame) the controller sent out
         self.requests: list = []       # (what, (cookie, mask) or None) of each read asked
 
+    def connection(self, harness) -> "FakeSwitch":
+        """Another controller's connection to the same bridge."""
+        return FakeSwitch(harness, self.dpid, {}, self.bridge)
+
     # -- the connection the core writes to ------------------------------------
     def send(self, data: bytes) -> None:
         for message in wire.decode(data):
             self.received.append(message)
             self._handle(message)
 
+    def _role(self, m: wire.Decoded) -> None:
+        """OVS's rules: a claim older than the generation in force is stale;
+        a new MASTER makes the old one SLAVE, and says so (role-status)."""
+        role, generation = m.role
+        b = self.bridge
+        if role in (MASTER, SLAVE):
+            if b.generation is not None and (generation - b.generation) % (1 << 64) >= 1 << 63:
+                return self.harness.queue_event(ev.SwitchError(self.dpid, self, m.xid, *STALE))
+            b.generation = generation
+            if role == MASTER:
+                for other in b.connections:
+                    if other is not self and other.role == MASTER:
+                        other.role = SLAVE
+                        other.harness.queue_event(ev.RoleStatus(self.dpid, other, SLAVE,
+                                                                generation))
+            self.role = role
+        self.harness.queue_event(ev.RoleReply(
+            self.dpid, self, m.xid, self.role,
+            UNDEFINED if b.generation is None else b.generation))
+
     def _handle(self, m: wire.Decoded) -> None:
+        if m.kind == "role":
+            return self._role(m)
+        if self.role == SLAVE and m.kind in ("op", "bundle_open", "bundle_commit",
+                                             "packet_out"):
+            self.refused_writes += 1
+            if m.kind != "bundle_commit":
+                self.harness.queue_event(ev.SwitchError(self.dpid, self, m.xid, *IS_SLAVE))
+            return
         if m.kind == "bundle_open":
             self.bundle, self.bundle_refused = [], []
         elif m.kind == "op" and m.bundle is not None:
@@ -127,12 +185,14 @@ class FakeSwitch:
         return [m.op for m in self.received if m.kind == "op"]
 
     def set_port(self, name: str, ofport: int | None) -> None:
-        """A port comes (or gets a new number) or goes, as OVS reports it."""
+        """A port comes (or gets a new number) or goes, as OVS reports it
+        (to every controller connected)."""
         if ofport is None:
             self.ports.pop(name, None)
         else:
             self.ports[name] = ofport
-        self.harness.queue_event(ev.PortChanged(self.dpid, self, name, ofport))
+        for conn in self.bridge.connections:
+            conn.harness.queue_event(ev.PortChanged(self.dpid, conn, name, ofport))
 
     def packet_in(self, port: str, frame: bytes) -> None:
         """The pipeline sent ``frame``, arrived on ``port``, to the controller."""
