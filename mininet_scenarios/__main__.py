@@ -31,6 +31,10 @@ def parse_args(argv):
     p.add_argument("--controller", metavar="TARGET",
                    help="use a running controller (e.g. unix:/run/nsgre/osken.sock, "
                         "tcp:198.18.255.1:6653) instead of starting one")
+    p.add_argument("--ha", type=int, default=0, metavar="N",
+                   help="N controllers following a 3-member raft cluster of the topology "
+                        "database, one master (the lock's holder), the others standing by; "
+                        "every host's bridge connected to all")
     p.add_argument("--cli", action="store_true", help="open the mininet CLI")
     p.add_argument("--keep", action="store_true", help="leave everything running")
     p.add_argument("--down", action="store_true", help="remove a kept emulation and exit")
@@ -97,12 +101,19 @@ def main(argv=None) -> int:
         print(exc, file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    emu = emulation.Emulation(topo, static=args.static, guests=args.guests)
+    if args.ha and (args.static or args.controller):
+        print("--ha runs its own controllers: not with --static or --controller",
+              file=sys.stderr)
+        return 2
+    emu = emulation.Emulation(topo, static=args.static, guests=args.guests, ha=args.ha)
     status, completed = 0, False
     try:
         mode = "static baseline (tags, GRE trunk, NORMAL)" if args.static else "nsgre controller"
         if args.guests != "namespace":
             mode += f"; vm endpoints as {args.guests} guests"
+        if args.ha:
+            mode = (f"{args.ha} nsgre controllers on a 3-member raft cluster, one master"
+                    + mode[len("nsgre controller"):])
         print(f"{topo.source}: {topo.summary()}; {mode}", flush=True)
         started = time.monotonic()
         emu.up(args.controller)

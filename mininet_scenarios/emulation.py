@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import topology
 from topology import Topology
 from osken_apps import ovsdb as ovsdb_mod
 from nsgre_core import paths, pipeline
@@ -80,6 +81,15 @@ def underlay_network(topo: Topology, host: str):
 def existing_netns() -> set[str]:
     out = run(["ip", "netns", "list"]).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+#: With several controllers (``--ha``): the raft members' address in the
+#: underlay namespace, the socket each serves controllers on (in its own
+#: directory) and the inactivity probe there: a frozen master's lock goes to
+#: a standby after 1-2 s.
+RAFT_IP = "198.18.254.1"
+CONTROLLERS_SOCKET = "controllers.sock"
+DB_PROBE_MS = 1000
 
 
 # -- the state file: what this emulation created -----------------------------
@@ -159,6 +169,7 @@ def teardown(run_dir: Path = RUN_DIR) -> bool:
     # Only what the emulation itself wrote: a controller started by someone
     # else may keep its sockets here.  (osken.log stays for a post-mortem.)
     shutil.rmtree(run_dir / "hosts", ignore_errors=True)
+    shutil.rmtree(run_dir / "db", ignore_errors=True)     # the raft cluster's (--ha)
     for name in state.data.get("files", []):
         Path(name).unlink(missing_ok=True)
     state.path.unlink(missing_ok=True)
@@ -174,16 +185,21 @@ class HostOvs:
         self.dir = run_dir / "hosts" / host
         self.db = f"unix:{self.dir}/db.sock"
 
-    def controller(self, target: str) -> str:
+    def controller(self, targets: str) -> str:
         """OVS connects to Unix sockets only inside its own run directory:
-        reach a Unix-socket controller through a link placed there."""
-        if not target.startswith("unix:"):
-            return target
-        link = self.dir / "controller.sock"
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(target[len("unix:"):])
-        return f"unix:{link}"
+        reach a Unix-socket controller through a link placed there (one
+        each, for several controllers, comma-separated)."""
+        out = []
+        for k, target in enumerate(targets.split(",")):
+            if not target.startswith("unix:"):
+                out.append(target)
+                continue
+            link = self.dir / ("controller.sock" if k == 0 else f"controller-{k + 1}.sock")
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(target[len("unix:"):])
+            out.append(f"unix:{link}")
+        return ",".join(out)
 
     def mgmt(self, bridge="br-int") -> str:
         return f"unix:{self.dir}/{bridge}.mgmt"
@@ -261,10 +277,11 @@ class HostOvs:
 # -- the emulation ------------------------------------------------------------
 class Emulation:
     def __init__(self, topo: Topology, run_dir: Path = RUN_DIR, static: bool = False,
-                 guests: str = "namespace"):
+                 guests: str = "namespace", ha: int = 0):
         self.topo = topo
         self.run_dir = run_dir
         self.static = static
+        self.ha = ha                  # controllers following a raft cluster (0: one, on the file)
         self.guests = guests          # how kind: vm endpoints run: namespace | qemu | libvirt
         self.state = State(run_dir)
         self.underlay = underlay_namespace(run_dir)
@@ -327,17 +344,18 @@ class Emulation:
         teardown(self.run_dir)          # whatever a crashed run left
         self._check_names_free()
         self.state.data.update(mode="static" if self.static else "nsgre",
-                               topology=self.topo.source)
+                               topology=self.topo.source, ha=self.ha)
         self.state.save()
         try:
             if self.guests != "namespace":
                 self.vms.prepare()      # refuses what cannot be a guest; builds the image
             self.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")
+            self._underlay()
             if not self.static:
-                self.controller_target = controller or self._start_controller()
+                self.controller_target = controller or (
+                    self._start_ha() if self.ha else self._start_controller())
                 self.state.data["controller"] = self.controller_target
                 self.state.save()
-            self._underlay()
             for host in self.topo.hosts:
                 self._host(host)
             for ep in self.topo.endpoints.values():
@@ -358,25 +376,86 @@ class Emulation:
         teardown(self.run_dir)
         self.net = None
 
-    def _start_controller(self) -> str:
-        sock = self.run_dir / "osken.sock"
-        log = open(self.run_dir / "osken.log", "w")
-        topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
+    def controller_files(self, k: int = 1) -> tuple[Path, Path, Path]:
+        """Controller ``k``'s OpenFlow socket, API socket and log."""
+        suffix = "" if k == 1 else f"-{k}"
+        return (self.run_dir / f"osken{suffix}.sock", self.run_dir / f"api{suffix}.sock",
+                self.run_dir / f"osken{suffix}.log")
+
+    def _start_controller(self, k: int = 1, database: str | None = None) -> str:
+        sock, api, log_path = self.controller_files(k)
+        log = open(log_path, "w")
+        if database:
+            topo_args = ["--db", database]
+        else:
+            topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
         proc = subprocess.Popen(
             [sys.executable, "-m", "nsgre_tools.cli", "controller", *topo_args,
-             "--listen", str(sock), "--api", str(self.run_dir / "api.sock"),
+             "--listen", str(sock), "--api", str(api),
              "--ovsdb", f"unix:{self.run_dir}/hosts/{{host}}/db.sock"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.state.add_process(proc.pid, "nsgre_tools.cli")
-        self.state.data["files"] += [str(sock), str(self.run_dir / "api.sock")]
+        self.state.data.setdefault("controllers", {})[str(k)] = proc.pid
+        self.state.data["files"] += [str(sock), str(api)]
         self.state.save()
         deadline = time.monotonic() + 20
         while not sock.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise EmulationError(f"controller did not start; see {self.run_dir}/osken.log:\n"
-                                     + (self.run_dir / "osken.log").read_text()[-2000:])
+                raise EmulationError(f"controller did not start; see {log_path}:\n"
+                                     + log_path.read_text()[-2000:])
             time.sleep(0.1)
         return f"unix:{sock}"
+
+    def controller_pid(self, k: int = 1) -> int | None:
+        return self.state.data.get("controllers", {}).get(str(k))
+
+    def restart_controller(self, k: int) -> None:
+        """Start controller ``k`` again (after a test killed it): following
+        the database, as it was started (several controllers) or on the file."""
+        self._start_controller(k, self.db_remotes(controllers=True) if self.ha else None)
+
+    @property
+    def db_dir(self) -> Path:
+        return self.run_dir / "db"
+
+    def db_remotes(self, controllers: bool = False) -> str:
+        """The raft members' sockets: each one's own (``nsgre apply --db``),
+        or the one every member serves for controllers (probed)."""
+        from nsgre_tools import database
+        return ",".join(f"unix:{m.rundir / CONTROLLERS_SOCKET}" if controllers
+                        else f"unix:{m.sock}" for m in database.members(self.db_dir))
+
+    def _start_ha(self) -> str:
+        """A 3-member raft cluster holding the topology (its members in the
+        underlay namespace, talking raft on ``RAFT_IP``), and ``ha``
+        controllers following it, each its own process; every controller's
+        target, comma-separated, for every host's bridge."""
+        from nsgre_tools import database
+        cli = [sys.executable, "-m", "nsgre_tools.cli"]
+        netns_exec(self.underlay, ["ip", "link", "set", "lo", "up"])
+        netns_exec(self.underlay, ["ip", "addr", "add", f"{RAFT_IP}/32", "dev", "lo"])
+        try:
+            netns_exec(self.underlay, [*cli, "db", "create", str(self.db_dir), "--cluster", "3",
+                                       "--address", RAFT_IP])
+        finally:
+            for member in database.members(self.db_dir):
+                pid = database.pid(member)
+                if pid is not None:
+                    self.state.add_process(pid, f"{member.db}")
+        source = self.run_dir / "topology.yaml"
+        source.write_bytes(topology.seed_text().encode() if self.topo.source == "seed.yaml"
+                           else Path(self.topo.source).read_bytes())
+        self.state.data["files"].append(str(source))
+        run([*cli, "apply", str(source), "--db", self.db_remotes()])
+        run([*cli, "db", "listen", str(self.db_dir), "--target", f"punix:{CONTROLLERS_SOCKET}",
+             "--probe", str(DB_PROBE_MS)])
+        remotes = self.db_remotes(controllers=True)
+        deadline = time.monotonic() + 10
+        while not all(Path(r[len("unix:"):]).exists() for r in remotes.split(",")):
+            if time.monotonic() > deadline:
+                raise EmulationError(f"the database's members do not serve {remotes}")
+            time.sleep(0.05)
+        return ",".join(self._start_controller(k, remotes) for k in range(1, self.ha + 1))
 
     def _underlay(self):
         self._node(self.underlay)
@@ -460,7 +539,8 @@ class Emulation:
         source = state.data["topology"]
         topo = topology_mod.load(None if source == topology_mod.loader.SEED_NAME else source)
         emu = cls(topo, run_dir, static=state.data["mode"] == "static",
-                  guests=state.data.get("guests", {}).get("mode", "namespace"))
+                  guests=state.data.get("guests", {}).get("mode", "namespace"),
+                  ha=state.data.get("ha", 0))
         emu.state = state
         emu.controller_target = state.data.get("controller")
         emu.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")

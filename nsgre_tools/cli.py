@@ -127,6 +127,13 @@ def cmd_db(args) -> int:
             print(f"{args.dir}: joined the cluster of {args.peer}, serving unix:{member.sock}")
         elif args.action == "stop":
             print(f"{args.dir}: stopped {', '.join(database.stop(args.dir)) or 'nothing'}")
+        elif args.action == "listen":
+            if not args.target:
+                raise database.DatabaseError("listen: --target TARGET (e.g. ptcp:6641)")
+            remotes = ",".join(f"unix:{m.sock}" for m in database.members(args.dir))
+            database.listen(remotes, args.target, args.probe)
+            probe = f", inactivity probe {args.probe} ms" if args.probe is not None else ""
+            print(f"{args.dir}: every member serves {args.target}{probe}")
         else:
             print("\n".join(database.status(args.dir)))
     except database.DatabaseError as exc:
@@ -437,8 +444,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("db", help="run nsgre's topology database (an OVSDB: standalone, or "
                        "a raft cluster as OVN runs its own)")
-    s.add_argument("action", choices=["create", "join", "status", "stop"])
+    s.add_argument("action", choices=["create", "join", "status", "stop", "listen"])
     s.add_argument("dir", help="where its files go (database, sockets, pids, logs)")
+    s.add_argument("--target", help="listen: what every member serves besides its own "
+                   "socket (ptcp:6641, or punix:NAME: a socket in each member's directory)")
+    s.add_argument("--probe", type=int, metavar="MS",
+                   help="listen: drop a client silent this long, twice over (its locks go "
+                        "to the next in line)")
     s.add_argument("--cluster", type=int, default=0, metavar="N",
                    help="create: N members of a raft cluster on this machine")
     s.add_argument("--address", help="create, join: the IP the members talk raft on")

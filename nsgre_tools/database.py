@@ -94,7 +94,42 @@ def _write(remotes: str, make) -> Applied:
     raise DatabaseError(f"{remotes}: another writer landed first {ATTEMPTS} times in a row")
 
 
+def listen(remotes: str, target: str, probe_ms: int | None = None) -> str:
+    """Make every member serve ``target`` too (a ``Connection`` row of the
+    fabric, which each ovsdb-server reads, as OVN's ``NB_Global``
+    connections), with an inactivity probe of ``probe_ms``: the server then
+    drops a client silent that long twice over, and the locks it held go
+    to the next in line (without a probe, a frozen master keeps its lock for
+    ever on a Unix socket, or 5-10 s on TCP).  ``ptcp:6641`` on machines of
+    their own; a relative ``punix:NAME`` is a socket in each member's own
+    run directory."""
+    remote, held = read(remotes)
+    if held.version is None:
+        raise DatabaseError("holds no topology yet (nsgre apply FILE --db ...)")
+    probe = ["set", []] if probe_ms is None else probe_ms
+    found = ovsdb_rpc.transact(remote, [{"op": "select", "table": "Connection",
+                                         "where": [["target", "==", target]]}],
+                               database=rows.DATABASE)[0]["rows"]
+    if found:
+        ops = [{"op": "update", "table": "Connection", "where": [["target", "==", target]],
+                "row": {"inactivity_probe": probe}}]
+    else:
+        ops = [{"op": "insert", "table": "Connection", "uuid-name": "conn",
+                "row": {"target": target, "inactivity_probe": probe}},
+               {"op": "mutate", "table": "Fabric", "where": [],
+                "mutations": [["connections", "insert", ["set", [["named-uuid", "conn"]]]]]}]
+    try:
+        ovsdb_rpc.transact(remote, ops, database=rows.DATABASE)
+    except ovsdb_rpc.OvsdbError as exc:
+        raise DatabaseError(str(exc)) from exc
+    return remote
+
+
 # -- running the database: ovsdb-tool and ovsdb-server, wrapped ---------------------------
+#: Every member also serves the fabric's ``Connection`` rows (``listen``).
+CONNECTIONS = f"db:{rows.DATABASE},Fabric,connections"
+
+
 class Member(NamedTuple):
     """One ovsdb-server of the database in a directory: its files."""
     dir: Path
@@ -116,11 +151,19 @@ class Member(NamedTuple):
     def pidfile(self) -> Path:
         return self.dir / f"{self.name}.pid"
 
+    @property
+    def rundir(self) -> Path:
+        """Its own run directory: a relative ``punix:`` target of the
+        database's connections (``listen``) lands here, one per member."""
+        return self.dir / self.name
+
     def start(self, remotes=()) -> None:
+        self.rundir.mkdir(exist_ok=True)
         _run(["ovsdb-server", str(self.db), f"--remote=punix:{self.sock}", *(
-            f"--remote={r}" for r in remotes), f"--pidfile={self.pidfile}",
-            f"--unixctl={self.ctl}", f"--log-file={self.dir / self.name}.log",
-            "--detach", "--no-chdir"])
+            f"--remote={r}" for r in remotes), f"--remote={CONNECTIONS}",
+            f"--pidfile={self.pidfile}", f"--unixctl={self.ctl}",
+            f"--log-file={self.dir / self.name}.log", "--detach", "--no-chdir"],
+            env={**os.environ, "OVS_RUNDIR": str(self.rundir)})
 
 
 def members(directory: str | Path) -> list[Member]:
@@ -129,9 +172,9 @@ def members(directory: str | Path) -> list[Member]:
     return [Member(d, p.stem) for p in sorted(d.glob("*.db"))]
 
 
-def _run(argv: list[str]) -> str:
+def _run(argv: list[str], env=None) -> str:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
     except FileNotFoundError:
         raise DatabaseError(f"{argv[0]} is not installed (Debian: openvswitch-switch)") from None
     if done.returncode != 0:
@@ -197,29 +240,29 @@ def stop(directory: str | Path) -> list[str]:
     pidfile recorded (and only if that PID is still an ovsdb-server)."""
     stopped = []
     for member in members(directory):
-        pid = _pid(member)
-        if pid is None:
+        number = pid(member)
+        if number is None:
             continue
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(number, signal.SIGTERM)
         except ProcessLookupError:
             continue
         for _ in range(100):
-            if not Path(f"/proc/{pid}").exists():
+            if not Path(f"/proc/{number}").exists():
                 break
             time.sleep(0.05)
         stopped.append(member.name)
     return stopped
 
 
-def _pid(member: Member) -> int | None:
+def pid(member: Member) -> int | None:
     """The PID its pidfile recorded, if that is still an ovsdb-server."""
     try:
-        pid = int(member.pidfile.read_text())
-        running = "ovsdb-server" in Path(f"/proc/{pid}/cmdline").read_text()
+        number = int(member.pidfile.read_text())
+        running = "ovsdb-server" in Path(f"/proc/{number}/cmdline").read_text()
     except (OSError, ValueError):
         return None
-    return pid if running else None
+    return number if running else None
 
 
 def status(directory: str) -> list[str]:
@@ -230,7 +273,7 @@ def status(directory: str) -> list[str]:
         raise DatabaseError(f"{directory}: no database here (nsgre db create)")
     lines, clustered = [], {}
     for member in found:
-        if _pid(member) is None:
+        if pid(member) is None:
             lines.append(f"{member.name}: not running")
         elif subprocess.run(["ovsdb-tool", "db-is-clustered", str(member.db)],
                             capture_output=True).returncode != 0:

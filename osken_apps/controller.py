@@ -951,13 +951,16 @@ class Controller:
             return True
         if event.type != OFPET_ROLE_REQUEST_FAILED or event.xid != switch.role_xid:
             return False
-        claimed = switch.role == "claiming"
-        LOG.warning("nsgre: %s refused the %s claim as stale (OpenFlow error code %d): "
-                    "another controller claimed a newer generation", switch.host,
-                    "MASTER" if claimed else "SLAVE", event.code)
+        if switch.role != "claiming":
+            # A master claimed a newer generation since the switch told us
+            # its own: ask it again.
+            LOG.info("nsgre: %s: the SLAVE claim came after a newer MASTER's: asking again",
+                     switch.host)
+            self._ask_role(switch)
+            return True
+        LOG.warning("nsgre: %s refused the MASTER claim as stale (OpenFlow error code %d): "
+                    "another controller claimed a newer generation", switch.host, event.code)
         self._demote(switch, "another controller claimed a newer generation")
-        if not claimed:
-            self._ask_role(switch)            # a SLAVE claim behind: ask the generation again
         return True
 
     # -- DHCP, answered from the model ---------------------------------------------

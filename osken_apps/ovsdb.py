@@ -151,12 +151,13 @@ class Ovsdb:
                                "disable-in-band": "true"}
             br.external_ids = {**dict(getattr(br, "external_ids", {})), HOST_KEY: host}
             targets = [c.target for c in getattr(br, "controller", [])]
-            if controller is None:
-                br.controller = []
-            elif targets != [controller]:
-                ctl = txn.insert(self.idl.tables["Controller"])
-                ctl.target = controller
-                br.controller = [ctl]
+            wanted = controller.split(",") if controller else []
+            if targets != wanted:           # several: every controller of a fabric run in HA
+                rows = []
+                for target in wanted:
+                    rows.append(txn.insert(self.idl.tables["Controller"]))
+                    rows[-1].target = target
+                br.controller = rows
         self.transact(build, f"bridge {name}")
 
     def add_port(self, bridge, name, external_ids=None):

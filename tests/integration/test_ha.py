@@ -1,0 +1,232 @@
+"""Two controllers on a 3-member raft cluster of the topology database,
+every host's bridge connected to both (``python -m mininet_scenarios
+--ha 2``): one holds the database's master lock and is MASTER on the
+switches, the other is SLAVE and stands by.  A master killed or frozen
+gives way with no packet lost and no flow deleted; a change right after
+reaches the switches; the frozen one, resumed, installs nothing; the raft
+leader killed under applies loses none of them."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import topology
+from mininet_scenarios import emulation
+
+from conftest import ROOT
+
+HOSTS = ("kvm1", "kvm2")
+GRANTED = re.compile(r"^(\S+ \S+) nsgre: the master lock is ours: MASTER with generation (\d+)")
+CLAIMED = re.compile(r"^(\S+ \S+) nsgre: (\S+): MASTER \(generation (\d+)\)")
+STANDING_BY = re.compile(r"nsgre: (the master lock is lost: standing by|\S+: no longer MASTER)")
+
+
+@pytest.fixture(scope="module")
+def ha():
+    emu = emulation.Emulation(topology.load(), ha=2)
+    try:
+        emu.up(None)
+        emu.wait_programmed()
+        yield emu
+    finally:
+        emu.down()
+
+
+def nsgre(*args):
+    done = subprocess.run([sys.executable, "-m", "nsgre_tools.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def log(emu, k) -> list[str]:
+    return emu.controller_files(k)[2].read_text().splitlines()
+
+
+def stamp(text: str) -> float:
+    return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def generations(emu, k) -> list[int]:
+    return [int(m.group(2)) for m in map(GRANTED.match, log(emu, k)) if m]
+
+
+def master(emu) -> int:
+    """The controller holding the lock now: the newest generation claimed."""
+    newest = {k: max(generations(emu, k), default=0) for k in (1, 2)}
+    return max(newest, key=newest.get)
+
+
+def claimed_at(emu, k, generation, timeout) -> dict[str, float]:
+    """When each switch answered controller ``k``'s MASTER claim with
+    ``generation`` (waiting up to ``timeout`` s for all of them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {m.group(2): stamp(m.group(1)) for m in map(CLAIMED.match, log(emu, k))
+                 if m and int(m.group(3)) == generation}
+        if set(found) == set(HOSTS) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def flows(emu) -> dict[str, set[str]]:
+    """Every host's nsgre flows, without their counters."""
+    return {h: {line.strip() for line in emu.ovs[h].ofctl(
+        "dump-flows", "--no-stats", "cookie=0x4e53000000000000/0xffff000000000000").splitlines()
+        if "cookie=" in line} for h in HOSTS}
+
+
+def wait_flows(emu, changed_from, timeout=5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        now = flows(emu)
+        if all(now[h] != changed_from[h] for h in HOSTS) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+class Pings:
+    """vm1 (kvm1) pings blue (kvm2) across the tunnel, 100 a second."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", "vm1", "ping", "-i", "0.01",
+                                      "-W", "1", "10.1.1.1"], stdout=subprocess.PIPE, text=True)
+
+    def __enter__(self):
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(1.0)                  # the last replies come in
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=10)
+        sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received",
+                                            out).groups())
+        self.sent, self.lost = sent, sent - received
+
+
+def change(emu, action, *args):
+    return nsgre("endpoint", action, "teal", *args, "--db", emu.db_remotes())
+
+
+def add_teal(emu):
+    return change(emu, "add", "--host", "kvm1", "--kind", "namespace", "--network", "net10",
+                  "--ip", "10.1.1.9/24")
+
+
+def test_the_lock_holder_is_master_on_every_switch_and_the_other_controller_slave(ha):
+    k = master(ha)
+    assert generations(ha, k) and set(claimed_at(ha, k, generations(ha, k)[-1], 5)) == \
+        set(HOSTS)
+    roles = {}
+    deadline = time.monotonic() + 10        # OVS writes the Controller table every few s
+    while time.monotonic() < deadline:
+        roles = {h: dict(line.split(",") for line in ha.ovs[h].vsctl(
+            "--format=csv", "--no-headings", "--columns=target,role", "list", "Controller")
+            .replace('"', "").split()) for h in HOSTS}
+        if all(sorted(r.values()) == ["master", "slave"] for r in roles.values()):
+            break
+        time.sleep(0.2)
+    suffix = "controller.sock" if k == 1 else "controller-2.sock"
+    for h in HOSTS:
+        assert roles[h][f"unix:{ha.ovs[h].dir}/{suffix}"] == "master", roles
+
+
+def test_a_master_killed_gives_way_within_a_second_with_no_ping_lost_and_no_flow_deleted(ha):
+    k = master(ha)
+    other, generation = 3 - k, generations(ha, k)[-1]
+    before = flows(ha)
+    with Pings() as pings:
+        killed = time.time()
+        os.kill(ha.controller_pid(k), signal.SIGKILL)
+        taken = claimed_at(ha, other, generation + 1, timeout=10)
+    assert set(taken) == set(HOSTS), log(ha, other)[-20:]
+    print(f"master killed: MASTER again {max(taken.values()) - killed:.3f} s later; "
+          f"{pings.sent} pings, {pings.lost} lost")
+    assert max(taken.values()) - killed < 1.0
+    assert pings.lost == 0 and flows(ha) == before
+    # the new master programs a change at once
+    add_teal(ha)
+    added = wait_flows(ha, before)
+    assert all(added[h] > before[h] for h in HOSTS)
+    change(ha, "del")
+    assert wait_flows(ha, added) == before
+    ha.restart_controller(k)                  # back as the standby
+    deadline = time.monotonic() + 10
+    while sum("SLAVE (generation" in line for line in log(ha, k)) < len(HOSTS):
+        assert time.monotonic() < deadline, log(ha, k)[-20:]
+        time.sleep(0.1)
+
+
+def test_a_frozen_master_gives_way_within_3_s_and_once_resumed_installs_nothing(ha):
+    k = master(ha)
+    other, generation = 3 - k, generations(ha, k)[-1]
+    pid = ha.controller_pid(k)
+    before = flows(ha)
+    try:
+        with Pings() as pings:
+            frozen = time.time()
+            os.kill(pid, signal.SIGSTOP)
+            taken = claimed_at(ha, other, generation + 1, timeout=10)
+        assert set(taken) == set(HOSTS), log(ha, other)[-20:]
+        print(f"master frozen: MASTER again {max(taken.values()) - frozen:.3f} s later; "
+              f"{pings.sent} pings, {pings.lost} lost")
+        assert max(taken.values()) - frozen < 3.0
+        assert pings.lost == 0 and flows(ha) == before
+        add_teal(ha)                          # while the old master is frozen
+        changed = wait_flows(ha, before)
+        assert all(changed[h] > before[h] for h in HOSTS)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while not any(STANDING_BY.search(line) for line in log(ha, k)):
+        assert time.monotonic() < deadline, log(ha, k)[-20:]
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert flows(ha) == changed               # nothing it sent (if anything) was installed
+    assert master(ha) == other
+    change(ha, "del")
+    assert wait_flows(ha, changed) == before
+
+
+def test_the_raft_leader_killed_under_applies_loses_none_of_them_and_a_master_comes_back(ha):
+    from nsgre_tools import database
+    status = database.status(str(ha.db_dir))
+    leader = next(line.split(":")[0] for line in status if ": leader," in line)
+    member = next(m for m in database.members(ha.db_dir) if m.name == leader)
+    before = generations(ha, master(ha))[-1]
+    applied, errors = [], []
+
+    def applies():
+        for n in range(8):
+            try:
+                nsgre("network", "add", f"load{n}", "--db", ha.db_remotes())
+                applied.append(n)
+            except AssertionError as exc:
+                errors.append(str(exc))
+            time.sleep(0.25)
+    with Pings() as pings:
+        writer = threading.Thread(target=applies)
+        writer.start()
+        time.sleep(0.5)
+        os.kill(database.pid(member), signal.SIGKILL)
+        writer.join(timeout=120)
+        deadline = time.monotonic() + 15
+        while generations(ha, master(ha))[-1] == before:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        k = master(ha)
+        assert set(claimed_at(ha, k, generations(ha, k)[-1], 10)) == set(HOSTS)
+    assert pings.lost == 0
+    assert applied == list(range(8)), errors
+    held = nsgre("db", "status", str(ha.db_dir))
+    assert "10 networks" in held, held                      # 2 + load0..load7
