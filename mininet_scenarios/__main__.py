@@ -35,6 +35,9 @@ def parse_args(argv):
                    help="N controllers following a 3-member raft cluster of the topology "
                         "database, one master (the lock's holder), the others standing by; "
                         "every host's bridge connected to all")
+    p.add_argument("--shards", type=int, default=0, metavar="M",
+                   help="with --ha: share the hosts out between M shards, each controller "
+                        "master of its own (every N-th) and the others' backup")
     p.add_argument("--cli", action="store_true", help="open the mininet CLI")
     p.add_argument("--keep", action="store_true", help="leave everything running")
     p.add_argument("--down", action="store_true", help="remove a kept emulation and exit")
@@ -105,14 +108,19 @@ def main(argv=None) -> int:
         print("--ha runs its own controllers: not with --static or --controller",
               file=sys.stderr)
         return 2
-    emu = emulation.Emulation(topo, static=args.static, guests=args.guests, ha=args.ha)
+    if args.shards and not args.ha:
+        print("--shards M needs --ha N (the controllers that share them)", file=sys.stderr)
+        return 2
+    emu = emulation.Emulation(topo, static=args.static, guests=args.guests, ha=args.ha,
+                              shards=args.shards)
     status, completed = 0, False
     try:
         mode = "static baseline (tags, GRE trunk, NORMAL)" if args.static else "nsgre controller"
         if args.guests != "namespace":
             mode += f"; vm endpoints as {args.guests} guests"
         if args.ha:
-            mode = (f"{args.ha} nsgre controllers on a 3-member raft cluster, one master"
+            mode = (f"{args.ha} nsgre controllers on a 3-member raft cluster, "
+                    + (f"{args.shards} shards" if args.shards else "one master")
                     + mode[len("nsgre controller"):])
         print(f"{topo.source}: {topo.summary()}; {mode}", flush=True)
         started = time.monotonic()

@@ -277,11 +277,12 @@ class HostOvs:
 # -- the emulation ------------------------------------------------------------
 class Emulation:
     def __init__(self, topo: Topology, run_dir: Path = RUN_DIR, static: bool = False,
-                 guests: str = "namespace", ha: int = 0):
+                 guests: str = "namespace", ha: int = 0, shards: int = 0):
         self.topo = topo
         self.run_dir = run_dir
         self.static = static
         self.ha = ha                  # controllers following a raft cluster (0: one, on the file)
+        self.shards = shards          # with ha: the hosts shared out between this many shards
         self.guests = guests          # how kind: vm endpoints run: namespace | qemu | libvirt
         self.state = State(run_dir)
         self.underlay = underlay_namespace(run_dir)
@@ -344,7 +345,7 @@ class Emulation:
         teardown(self.run_dir)          # whatever a crashed run left
         self._check_names_free()
         self.state.data.update(mode="static" if self.static else "nsgre",
-                               topology=self.topo.source, ha=self.ha)
+                               topology=self.topo.source, ha=self.ha, shards=self.shards)
         self.state.save()
         try:
             if self.guests != "namespace":
@@ -382,11 +383,18 @@ class Emulation:
         return (self.run_dir / f"osken{suffix}.sock", self.run_dir / f"api{suffix}.sock",
                 self.run_dir / f"osken{suffix}.log")
 
+    def preferred(self, k: int) -> list[int]:
+        """The shards controller ``k`` is master of at once (the others'
+        backup): every ``ha``-th, from its own."""
+        return [n for n in range(self.shards) if n % self.ha == k - 1]
+
     def _start_controller(self, k: int = 1, database: str | None = None) -> str:
         sock, api, log_path = self.controller_files(k)
         log = open(log_path, "w")
         if database:
             topo_args = ["--db", database]
+            if self.shards:
+                topo_args += ["--prefer", ",".join(map(str, self.preferred(k)))]
         else:
             topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
         proc = subprocess.Popen(
@@ -446,7 +454,8 @@ class Emulation:
         source.write_bytes(topology.seed_text().encode() if self.topo.source == "seed.yaml"
                            else Path(self.topo.source).read_bytes())
         self.state.data["files"].append(str(source))
-        run([*cli, "apply", str(source), "--db", self.db_remotes()])
+        run([*cli, "apply", str(source), "--db", self.db_remotes(),
+             *(["--shards", str(self.shards)] if self.shards else [])])
         run([*cli, "db", "listen", str(self.db_dir), "--target", f"punix:{CONTROLLERS_SOCKET}",
              "--probe", str(DB_PROBE_MS)])
         remotes = self.db_remotes(controllers=True)
@@ -540,7 +549,7 @@ class Emulation:
         topo = topology_mod.load(None if source == topology_mod.loader.SEED_NAME else source)
         emu = cls(topo, run_dir, static=state.data["mode"] == "static",
                   guests=state.data.get("guests", {}).get("mode", "namespace"),
-                  ha=state.data.get("ha", 0))
+                  ha=state.data.get("ha", 0), shards=state.data.get("shards", 0))
         emu.state = state
         emu.controller_target = state.data.get("controller")
         emu.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")

@@ -71,6 +71,8 @@ def cmd_prepare_host(args) -> int:
 
 
 def cmd_apply(args) -> int:
+    if args.shards is not None and (args.db is None or args.shards < 1):
+        raise SystemExit("nsgre: --shards N: N >= 1, with --db (shards are the database's)")
     if args.db is not None:
         return _apply_to_database(args)
     try:
@@ -99,7 +101,7 @@ def _apply_to_database(args) -> int:
     except OSError as exc:
         raise SystemExit(f"nsgre: {args.file}: cannot read: {exc.strerror}")
     try:
-        done = database.apply(args.db, data, args.file)
+        done = database.apply(args.db, data, args.file, args.shards)
     except topology.TopologyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -288,7 +290,8 @@ def cmd_controller(args) -> int:
         topology.load(args.topology)           # refuse a bad file before starting
     argv = ["osken-manager", "--user-flags", str(FLAGS), "--ofp-listen-host", args.listen,
             "--ofp-tcp-listen-port", str(args.port), "--nsgre-api", args.api,
-            "--nsgre-ovsdb", args.ovsdb, "--nsgre-db", args.db, str(APP)]
+            "--nsgre-ovsdb", args.ovsdb, "--nsgre-db", args.db, "--nsgre-prefer",
+            args.prefer, str(APP)]
     if args.topology:
         argv += ["--nsgre-topology", str(Path(args.topology).resolve())]
     if args.listen.startswith("/") and os.path.exists(args.listen):
@@ -403,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", default="", metavar="REMOTES",
                    help="follow nsgre's topology database instead of a file: every version "
                         "written there is applied as it lands")
+    s.add_argument("--prefer", default="", metavar="SHARDS",
+                   help="with --db: the shards to be master of at once, comma-separated "
+                        "(default: all); the others only as a backup, after a grace delay")
     s.set_defaults(func=cmd_controller)
 
     s = sub.add_parser("show", help="the running fabric: hosts (connected, datapath, "
@@ -439,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write it to nsgre's topology database instead (OVSDB remotes, "
                         "comma-separated: unix:PATH, tcp:IP:PORT), as the difference with "
                         "what it holds, in one guarded transaction")
+    s.add_argument("--shards", type=int, metavar="N",
+                   help="with --db: share the hosts out between N shards, one controller "
+                        "master of each (default: as many as now; a host keeps its shard)")
     with_controller(s)
     s.set_defaults(func=cmd_apply)
 

@@ -52,9 +52,11 @@ def read(remotes: str) -> tuple[str, rows.Held]:
     raise DatabaseError("; ".join(errors) or "no remote given")
 
 
-def apply(remotes: str, data: bytes, source: str) -> Applied:
-    """Apply a topology file's bytes (``TopologyError``: nothing written)."""
-    return _write(remotes, lambda held: (data, source, None))
+def apply(remotes: str, data: bytes, source: str, shards: int | None = None) -> Applied:
+    """Apply a topology file's bytes (``TopologyError``: nothing written);
+    ``shards``: share the hosts out between that many shards (default: as
+    many as now), each host keeping its shard while it exists."""
+    return _write(remotes, lambda held: (data, source, None), shards)
 
 
 def change(remotes: str, what: str, edit) -> Applied:
@@ -71,7 +73,7 @@ def change(remotes: str, what: str, edit) -> Applied:
     return _write(remotes, make)
 
 
-def _write(remotes: str, make) -> Applied:
+def _write(remotes: str, make, shards: int | None = None) -> Applied:
     """Read, ``make(held)`` the file to write (bytes, source, previous:
     default what the database holds), validate and allocate it, write the
     difference; again when another writer landed first."""
@@ -81,7 +83,8 @@ def _write(remotes: str, make) -> Applied:
         if previous is None and held.version is not None:
             previous = rows.topology(held)
         topo = topology.parse(data, source, previous)
-        ops = rows.transaction(held, topo, hashlib.sha256(data).hexdigest())
+        ops = rows.transaction(held, topo, hashlib.sha256(data).hexdigest(),
+                               rows.assign_shards(rows.shards_of(held), topo.hosts, shards))
         if not ops:
             return Applied(topo, held.version or 0, 0, attempt)
         try:

@@ -160,12 +160,14 @@ class Controller:
 
     def __init__(self, topo, *, clock: Callable[[], float], effects: Effects,
                  topology_path: str | None = None, hostdb: HostDb | None = None,
-                 database: str | None = None, roles: bool = False):
+                 database: str | None = None, roles: bool = False,
+                 shards: dict | None = None):
         """``hostdb``: the hosts' OVSDB (tunnels, interfaces' identities,
         readiness marks); None without OVSDB: endpoints are then found by
         port name and nothing is marked.  ``roles``: one of several
-        controllers, master only while it holds the database's lock
-        (``ev.Leadership``), with the generation that came with it."""
+        controllers, master of a host's switch only while it holds the lock
+        of the host's shard (``shards``: host -> shard, default 0) in the
+        database (``ev.Leadership``), with the generation that came with it."""
         self.topology = topo
         self.clock = clock
         self.effects = effects
@@ -194,7 +196,8 @@ class Controller:
         # Several controllers (``roles``): this one writes to a switch only
         # while it holds the lock and the switch answered its MASTER claim.
         self.roles = roles
-        self.generation: int | None = None    # while holding the lock: the one claimed
+        self.shards = dict(shards or {})      # host -> shard
+        self.owned: dict = {}                 # shard whose lock it holds -> generation
         self.xids = itertools.count(XID_BASE)       # one sequence for every connection
         self.audit_round: list = []           # hosts the audit's round reads next
         # Counters for the metrics.
@@ -262,8 +265,17 @@ class Controller:
 
     def _loaded(self, event: ev.Loaded) -> None:
         """A version of the topology the database committed: applied as it
-        is (its writer validated and allocated it around the one before)."""
+        is (its writer validated and allocated it around the one before).
+        A host moved to another shard changes master."""
+        moved = {h for h in event.topology.hosts
+                 if event.shards.get(h, 0) != self.shards.get(h, 0)}
+        self.shards = dict(event.shards)
         self.apply(event.topology)
+        for switch in list(self.switches.values()):
+            if self.roles and switch.host in moved:
+                if switch.role == "master":
+                    self._demote(switch, "its host moved to another shard")
+                self._ask_role(switch)
         self._check_installed()
 
     def _following(self, done) -> bool:
@@ -404,15 +416,20 @@ class Controller:
         return changes
 
     # -- preparing hosts before their switches connect -------------------------
-    def _prepare_hosts(self, topo) -> None:
+    def _prepare_hosts(self, topo, hosts=None) -> None:
         """With OVSDB, read every host's bridge (and put its tunnels in step),
         each read on its own, so a host whose OVSDB is down delays nobody;
-        and watch its interfaces, whose identities bind endpoints."""
+        and watch its interfaces, whose identities bind endpoints.  One of
+        several controllers prepares only the hosts of the shards it holds
+        (``hosts``: those of a shard just granted), and watches every host's
+        interfaces: it binds them at once if it takes a shard over."""
         if self.hostdb is None:
             return
-        for host in topo.hosts:
-            self.effects.io(lambda host=host: self.hostdb.prepare(topo, host))
-            self.hostdb.watch(topo, host)
+        for host in topo.hosts if hosts is None else hosts:
+            if not self.roles or self.generation(host) is not None:
+                self.effects.io(lambda host=host: self.hostdb.prepare(topo, host))
+            if hosts is None:
+                self.hostdb.watch(topo, host)
 
     def _host_ports(self, event: ev.HostPorts) -> None:
         if event.error is not None:
@@ -480,9 +497,10 @@ class Controller:
         the switch its generation, to become SLAVE with it."""
         switch.reading = {ROLE: None}
         xid = switch.role_xid = self.xid()
-        if self.generation is not None:
+        generation = self.generation(switch.host)
+        if generation is not None:
             switch.role = "claiming"
-            switch.conn.send(wire.role_request(OFPCR_ROLE_MASTER, self.generation, xid))
+            switch.conn.send(wire.role_request(OFPCR_ROLE_MASTER, generation, xid))
         else:
             switch.role = "asking"
             switch.conn.send(wire.role_request(OFPCR_ROLE_NOCHANGE, 0, xid))
@@ -492,7 +510,7 @@ class Controller:
         if switch is None or event.xid != switch.role_xid:
             return                       # answers a claim since superseded
         if switch.role == "claiming" and event.role == OFPCR_ROLE_MASTER and \
-                event.generation == self.generation:
+                event.generation == self.generation(switch.host):
             switch.role = "master"
             LOG.info("nsgre: %s: MASTER (generation %d)", switch.host, event.generation)
             del switch.reading[ROLE]
@@ -526,19 +544,30 @@ class Controller:
         if in_round:
             self._audit_step()
 
+    def generation(self, host: str) -> int | None:
+        """The generation to claim MASTER with on ``host``'s switch (None:
+        another controller holds its shard)."""
+        return self.owned.get(self.shards.get(host, 0))
+
     def _leadership(self, event: ev.Leadership) -> None:
-        if event.generation == self.generation:
+        shard, generation = event.shard, event.generation
+        if self.owned.get(shard) == generation:
             return
-        self.generation = event.generation
-        if event.generation is not None:
-            LOG.info("nsgre: the master lock is ours: MASTER with generation %d, claimed on "
-                     "%d switches", event.generation, len(self.switches))
+        hosts = sorted(h for h in self.topology.hosts if self.shards.get(h, 0) == shard)
+        if generation is not None:
+            self.owned[shard] = generation
+            LOG.info("nsgre: shard %d: the lock is ours: MASTER with generation %d of %s",
+                     shard, generation, ", ".join(hosts) or "no host")
         else:
-            LOG.warning("nsgre: the master lock is lost: standing by")
+            self.owned.pop(shard, None)
+            LOG.warning("nsgre: shard %d: the lock is lost: standing by", shard)
         for switch in self.switches.values():
-            if event.generation is None and switch.role == "master":
-                self._demote(switch, "the master lock is lost")
-            self._ask_role(switch)
+            if switch.host in hosts:
+                if generation is None and switch.role == "master":
+                    self._demote(switch, f"the lock of shard {shard} is lost")
+                self._ask_role(switch)
+        if generation is not None:
+            self._prepare_hosts(self.topology, hosts)
 
     def _switch_down(self, event: ev.SwitchDown) -> None:
         if self.strangers.get(event.dpid) is event.conn:

@@ -111,9 +111,11 @@ class RoleStatus:
 
 @dataclass(frozen=True)
 class Leadership:
-    """The database's master lock was granted, with the ``generation`` this
-    master claims on the switches (taken in the database under the lock),
-    or lost (None: the session closed, or its member stopped leading)."""
+    """The lock of a shard of the hosts (``topodb.lock_name``; shard 0: the
+    only one of a fabric not sharded) was granted, with the ``generation``
+    this master claims on their switches (taken in the database under the
+    lock), or lost (None: the session closed, or its member stopped leading)."""
+    shard: int
     generation: int | None
 
 
@@ -137,6 +139,7 @@ class Loaded:
     """A new version of the topology, from the database the controller
     follows (validated and allocated by whoever wrote it)."""
     topology: Any = field(compare=False)
+    shards: dict = field(default_factory=dict, compare=False)   # host -> shard
 
 
 @dataclass(frozen=True)

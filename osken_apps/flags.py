@@ -30,7 +30,11 @@ DB = cfg.StrOpt("nsgre-db", default="",
                      "topology comes from there instead of a file, and every version "
                      "written there (nsgre apply --db, nsgre endpoint add --db) is applied "
                      "as it lands")
-OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB, DB)
+PREFER = cfg.StrOpt("nsgre-prefer", default="",
+                    help="with --nsgre-db: the shards this controller asks for at once, "
+                         "comma-separated (default: all); it asks for the others only "
+                         "after a grace delay, as their backup")
+OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB, DB, PREFER)
 
 
 def register(conf):

@@ -56,9 +56,10 @@ class NsgreApp(app_manager.OSKenApp):
         path = cfg.CONF.nsgre_topology or None
         database = cfg.CONF.nsgre_db or None
         self.queue = hub.Queue()
+        shards = {}
         if database:
-            topo, version = topodb.load(database)
-            hub.spawn(topodb.watch, database, lambda t: self.queue.put(ev.Loaded(t)),
+            topo, version, shards = topodb.load(database)
+            hub.spawn(topodb.watch, database, lambda t, s: self.queue.put(ev.Loaded(t, s)),
                       version, hub.sleep)
             LOG.info("nsgre: following the topology database %s (version %d)", database,
                      version)
@@ -68,12 +69,19 @@ class NsgreApp(app_manager.OSKenApp):
             topo, clock=time.monotonic, effects=self, topology_path=path,
             hostdb=OvsdbHosts(cfg.CONF.nsgre_ovsdb, self.queue.put)
             if cfg.CONF.nsgre_ovsdb else None, database=database,
-            roles=bool(database))
+            roles=bool(database), shards=shards)
         if database:
-            # Master while holding the database's lock (on its raft leader);
-            # every other controller on the same database stands by.
-            hub.spawn(topodb.hold, database, topodb.MASTER_LOCK,
-                      lambda generation: self.queue.put(ev.Leadership(generation)), hub.sleep)
+            # Master of a shard's switches while holding its lock (on the raft
+            # leader); every other controller on the same database stands by.
+            prefer = {int(n) for n in cfg.CONF.nsgre_prefer.split(",") if n.strip()}
+            for shard in sorted(set(shards.values()) or {0}):
+                grace = 0.0 if not prefer or shard in prefer else topodb.GRACE
+                hub.spawn(topodb.hold, database, topodb.lock_name(shard),
+                          lambda g, shard=shard: self.queue.put(ev.Leadership(shard, g)),
+                          hub.sleep, grace=grace)
+            LOG.info("nsgre: shards %s: asking for %s at once, the others after %.0f s",
+                     sorted(set(shards.values()) or {0}),
+                     sorted(prefer) if prefer else "all", topodb.GRACE)
         # The controller holds a large, long-lived heap (the model, every
         # switch's flow records, the caches).  With the default thresholds
         # Python's cyclic collector walks all of it again and again while a

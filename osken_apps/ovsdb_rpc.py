@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 
 
 class OvsdbError(RuntimeError):
@@ -139,13 +140,17 @@ class Session:
     def request(self, method: str, params: list, ident: str) -> None:
         self.send({"method": method, "params": params, "id": ident})
 
-    def next(self) -> dict:
-        """The next message that is not an echo (nor the answer to ours)."""
+    def next(self, until: float | None = None) -> dict | None:
+        """The next message that is not an echo (nor the answer to ours);
+        None if ``until`` (a ``time.monotonic()``) passes first (as soon as
+        the socket's timeout, the probe, notices)."""
         probed = False
         while True:
             try:
                 message = self.messages.next()
             except socket.timeout:
+                if until is not None and time.monotonic() >= until:
+                    return None
                 if probed:
                     raise OvsdbError(f"{self.remote}: no answer to an echo") from None
                 self.request("echo", [], "nsgre-probe")
@@ -194,24 +199,30 @@ class NotLeader(OvsdbError):
 
 
 def lock(remote: str, database: str, name: str, granted: list, alive=lambda: True,
-         probe: float = 1.0):
+         probe: float = 1.0, grace: float = 0.0):
     """Hold OVSDB lock ``name`` on ``remote``: yields None while queued and,
     once granted, the result of the transaction ``granted`` (operations run
     on this session after an ``assert`` of the lock, so they land only while
     it is held), until the session ends (``OvsdbError``) or its member stops
     being the leader of ``database``'s cluster (``NotLeader``, at once if it
-    is not).  Locks are not replicated: each member grants its own, so a
+    is not).  ``grace``: seconds between finding the leader and asking for
+    the lock (a backup's wait).  Locks are not replicated: each member grants its own, so a
     lock counts only on the leader (as ovn-northd's ``leader_only``); a
     standalone server is its own leader."""
     if not LOCK_NAME.match(name):
         raise ValueError(f"{name!r}: an OVSDB lock name is an identifier")
     session = Session(remote, probe=probe)
     rows: dict = {}
+    ask_at = None                 # when to ask for the lock, once the leader is found
     try:
         session.request("monitor", ["_Server", "leader", {"Database": {
             "columns": ["name", "model", "connected", "leader"]}}], "leader")
         while alive():
-            message = session.next()
+            message = session.next(ask_at)
+            if message is None:
+                session.request("lock", [name], "lock")
+                ask_at = None
+                continue
             ident, method = message.get("id"), message.get("method")
             if message.get("error"):
                 raise OvsdbError(f"{remote}: {ident}: {message['error']}")
@@ -228,7 +239,9 @@ def lock(remote: str, database: str, name: str, granted: list, alive=lambda: Tru
                 if mine[0].get("model") == "clustered" and not (
                         mine[0].get("leader") is True and mine[0].get("connected") is True):
                     raise NotLeader(f"{remote}: not the leader of {database}'s cluster")
-                if ident == "leader":
+                if ident == "leader" and grace:
+                    ask_at = time.monotonic() + grace
+                elif ident == "leader":
                     session.request("lock", [name], "lock")
             elif (ident == "lock" and (message.get("result") or {}).get("locked")) or \
                     method == "locked":

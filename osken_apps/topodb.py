@@ -22,7 +22,7 @@ class DatabaseEmpty(Exception):
 
 
 def load(remotes: str):
-    """(topology, version) the database holds now."""
+    """(topology, version, host -> shard) the database holds now."""
     errors = []
     for remote in remotes.split(","):
         try:
@@ -34,12 +34,12 @@ def load(remotes: str):
         if held.version is None:
             raise DatabaseEmpty(f"{remote}: the database holds no topology yet "
                                 f"(nsgre apply FILE --db {remotes})")
-        return rows.topology(held), held.version
+        return rows.topology(held), held.version, rows.shards_of(held)
     raise ovsdb_rpc.OvsdbError("; ".join(errors))
 
 
 def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True) -> None:
-    """Call ``on_change(topology)`` with every new version of the topology,
+    """Call ``on_change(topology, shards)`` with every new version of the topology,
     from whichever member answers (again after a failure, a little later
     each time), until ``alive()`` turns false."""
     failures = 0
@@ -51,7 +51,7 @@ def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True) -> N
                 failures = 0
                 if held.version is not None and held.version != version:
                     version = held.version
-                    on_change(rows.topology(held))
+                    on_change(rows.topology(held), rows.shards_of(held))
         except ovsdb_rpc.OvsdbError as exc:
             if failures == 0:
                 LOG.warning("nsgre: topology database %s: %s (trying again)", remote, exc)
@@ -74,9 +74,19 @@ def _monitor(remote: str, alive):
         yield rows.read([{"rows": list(tables[t].values())} for t in rows.TABLES])
 
 
-#: The lock whose holder is the master controller (as ovn-northd's
-#: ``ovn_northd``): an identifier, see ``ovsdb_rpc.LOCK_NAME``.
-MASTER_LOCK = "nsgre_master"
+def lock_name(shard: int) -> str:
+    """The lock whose holder is the master of a shard's switches (as
+    ovn-northd's ``ovn_northd``; an identifier, see ``ovsdb_rpc.LOCK_NAME``).
+    A fabric not sharded is shard 0 alone."""
+    return f"nsgre_shard_{shard}"
+
+
+#: How long a controller waits before asking for a shard it does not
+#: prefer (and again after every reconnect): longer than an owner takes to
+#: reconnect after a raft leader change, so shards stay where they are;
+#: once asked, a backup is queued and gets the lock the moment its owner's
+#: session ends.
+GRACE = 5.0
 #: Seconds of silence after which a lock session's member is sent an echo
 #: (and given up after as long again): a frozen or cut-off leader must not
 #: keep this controller believing it holds the lock.
@@ -90,14 +100,16 @@ CLAIM = [{"op": "mutate", "table": "Fabric", "where": [],
          {"op": "select", "table": "Fabric", "where": [], "columns": ["generation"]}]
 
 
-def hold(remotes: str, name: str, on_change, sleep, alive=lambda: True) -> None:
+def hold(remotes: str, name: str, on_change, sleep, alive=lambda: True,
+         grace: float = 0.0) -> None:
     """Hold lock ``name`` on whichever member leads the cluster; call
     ``on_change(generation)`` when it is granted, with the fabric's
     generation incremented for this grant (the OpenFlow generation id of
     the new master: newer than any before, so the switches refuse an older
     master), and ``on_change(None)`` when it is lost (its session closed,
     or its member no longer leads); then look for the leader again; until
-    ``alive()`` turns false."""
+    ``alive()`` turns false.  ``grace``: seconds to wait on the leader
+    before asking (a backup's), each time."""
     members = remotes.split(",")
     held, failures, turn = False, 0, 0
     while alive():
@@ -105,7 +117,7 @@ def hold(remotes: str, name: str, on_change, sleep, alive=lambda: True) -> None:
         turn += 1
         try:
             for result in ovsdb_rpc.lock(remote, rows.DATABASE, name, CLAIM, alive,
-                                         LOCK_PROBE):
+                                         LOCK_PROBE, grace):
                 failures = 0
                 if result is not None:
                     fabric = result[1]["rows"]

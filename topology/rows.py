@@ -19,6 +19,8 @@ what they refer to, so a diff does not depend on row uuids:
 
 from __future__ import annotations
 
+from collections import Counter
+
 import ipaddress
 from pathlib import Path
 from typing import NamedTuple
@@ -135,6 +137,26 @@ def read(result: list) -> Held:
             host_name[_ref(r["host"])], r["kind"], tuple(attachments),
             r["mac"], r["port"], _unopt(r["link_local"]), _unopt(r["iface_id"])))
     return Held(tables, version, generation or 0, owned)
+
+
+def shards_of(held: Held) -> dict:
+    """Host -> the shard the database gives it."""
+    return {name: row[2] for name, (_, row) in held.tables.get("Host", {}).items()}
+
+
+def assign_shards(current: dict, hosts, count: int | None = None) -> dict:
+    """Each host's shard among ``count`` (default: as many as now, at
+    least one): the one it has while there is such a shard, else the
+    least loaded (the lowest of equals), so applies move no host needlessly."""
+    if count is None:
+        count = max(current.values(), default=0) + 1
+    shards = {h: s for h, s in current.items() if h in hosts and s < count}
+    load = Counter(shards.values())
+    for host in sorted(hosts):
+        if host not in shards:
+            shards[host] = min(range(count), key=lambda k: (load[k], k))
+            load[shards[host]] += 1
+    return shards
 
 
 def select_ops() -> list[dict]:

@@ -25,9 +25,9 @@ from mininet_scenarios import emulation
 from conftest import ROOT
 
 HOSTS = ("kvm1", "kvm2")
-GRANTED = re.compile(r"^(\S+ \S+) nsgre: the master lock is ours: MASTER with generation (\d+)")
+GRANTED = re.compile(r"^(\S+ \S+) nsgre: shard 0: the lock is ours: MASTER with generation (\d+)")
 CLAIMED = re.compile(r"^(\S+ \S+) nsgre: (\S+): MASTER \(generation (\d+)\)")
-STANDING_BY = re.compile(r"nsgre: (the master lock is lost: standing by|\S+: no longer MASTER)")
+STANDING_BY = re.compile(r"nsgre: (shard 0: the lock is lost: standing by|\S+: no longer MASTER)")
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,11 @@ class Pair:
     """Two controllers (a, b) sharing one generation counter (the
     database's), each connected to every host's bridge."""
 
-    def __init__(self, topo=SEED):
+    def __init__(self, topo=SEED, shards=None):
         self.generations = itertools.count(1)      # the database's counter
         self.claimed = []
-        self.a, self.b = Harness(topo, roles=True), Harness(topo, roles=True)
+        self.a, self.b = (Harness(topo, roles=True, shards=shards),
+                          Harness(topo, roles=True, shards=shards))
         self.bridges = {}
         self.conns = {self.a: {}, self.b: {}}
         for name, host in topo.hosts.items():
@@ -36,13 +37,13 @@ class Pair:
             for conn in self.conns[h].values():
                 h.connect(conn)
 
-    def lock(self, h, held=True, alone=False):
-        """The database grants ``h`` the lock (with the next generation) or
-        tells it the lock is lost; ``alone``: the other controller is frozen
-        meanwhile (handles nothing)."""
+    def lock(self, h, held=True, alone=False, shard=0):
+        """The database grants ``h`` a shard's lock (with the next
+        generation) or tells it the lock is lost; ``alone``: the other
+        controller is frozen meanwhile (handles nothing)."""
         if held:
             self.claimed.append(next(self.generations))
-        h.queue_event(ev.Leadership(self.claimed[-1] if held else None))
+        h.queue_event(ev.Leadership(shard, self.claimed[-1] if held else None))
         h.run() if alone else self.run()
 
     def run(self):
@@ -148,3 +149,32 @@ def test_an_old_generation_claiming_master_is_refused_as_stale():
     assert conn.bridge.generation == 2
     assert conn.role == SLAVE and p.writes(p.b) == writes
     assert p.b.core.switches[conn.dpid].role == "slave"
+
+
+def masters(p, h) -> set:
+    return {name for name, c in p.conns[h].items() if c.role == MASTER}
+
+
+def test_shards_each_have_their_own_master_and_one_master_takes_a_dead_ones_shard():
+    p = Pair(shards={"kvm1": 0, "kvm2": 1})
+    p.lock(p.a, shard=0)
+    p.lock(p.b, shard=1)
+    assert masters(p, p.a) == {"kvm1"} and masters(p, p.b) == {"kvm2"}
+    assert p.as_modelled()
+    assert all(not c.mods() for name, c in p.conns[p.a].items() if name != "kvm1")
+    assert all(not c.mods() for name, c in p.conns[p.b].items() if name != "kvm2")
+    held = {n: b.table() for n, b in p.bridges.items()}
+    p.lock(p.b, shard=0)                 # a died: b, queued for shard 0, is granted it
+    assert masters(p, p.b) == {"kvm1", "kvm2"} and masters(p, p.a) == set()
+    assert {n: b.table() for n, b in p.bridges.items()} == held
+
+
+def test_a_host_moved_to_another_shard_changes_master():
+    p = Pair(shards={"kvm1": 0, "kvm2": 1})
+    p.lock(p.a, shard=0)
+    p.lock(p.b, shard=1)
+    for h in (p.a, p.b):
+        h.queue_event(ev.Loaded(SEED, {"kvm1": 1, "kvm2": 1}))
+    p.run()
+    assert masters(p, p.b) == {"kvm1", "kvm2"} and masters(p, p.a) == set()
+    assert p.as_modelled()
