@@ -230,6 +230,53 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    """The database's members and leader, which controller holds which
+    shard, and each switch's master."""
+    from nsgre_core import paths
+    db_dir = args.db_dir or (str(paths.run_dir() / "db")
+                             if (paths.run_dir() / "db").is_dir() else None)
+    if db_dir:
+        from nsgre_tools import database
+        print(f"database {db_dir}:")
+        try:
+            for line in database.status(db_dir):
+                print(f"  {line}")
+        except database.DatabaseError as exc:
+            print(f"  unreadable: {exc}")
+    controllers = args.controllers or sorted((str(p) for p in paths.run_dir().glob("api*.sock")),
+                                             key=lambda p: (len(p), p))
+    masters: dict = {}
+    print("controllers:")
+    for address in controllers:
+        try:
+            st = _get(address, "/status")
+        except api.ApiError as exc:
+            print(f"  {address}: not answering ({exc})")
+            continue
+        held, backup = [], []
+        for shard, entry in sorted(st["shards"].items(), key=lambda i: int(i[0])):
+            hosts = ", ".join(entry["hosts"])
+            if entry["generation"] is not None:
+                held.append(f"shard {shard} (generation {entry['generation']}: {hosts})")
+            else:
+                backup.append(f"shard {shard} ({hosts})")
+        if not st["several"]:
+            what = "alone (no database: master of every switch)"
+        else:
+            what = ("master of " + ", ".join(held) if held else "master of nothing") + \
+                ("; standing by for " + ", ".join(backup) if backup else "")
+        print(f"  {address}: {what}")
+        for host, role in st["switches"].items():
+            masters.setdefault(host, []).append((role, address))
+    print("switches:")
+    for host, roles in sorted(masters.items()):
+        master = [a for r, a in roles if r == "master"]
+        others = "; ".join(f"{r} {a}" for r, a in roles if r != "master")
+        print(f"  {host}: master {', '.join(master) or 'NONE'}" + (f"; {others}" if others else ""))
+    return 0
+
+
 def _get(address: str, path: str) -> dict:
     status, body = api.request(address, "GET", path)
     if status != 200:
@@ -373,6 +420,15 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
                        help="the running controller's API: unix:PATH, PATH or HOST:PORT "
                             "(default: %(default)s)")
+
+    s = sub.add_parser("status", help="several controllers: the database's members and "
+                       "leader, which controller holds which shard, each switch's master")
+    s.add_argument("--controller", "--api", dest="controllers", action="append", default=[],
+                   metavar="URL", help="a controller's API (again for each; default: every "
+                   "api*.sock in the run directory)")
+    s.add_argument("--db-dir", help="the database's directory (default: db in the run "
+                   "directory, if there)")
+    s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("pipeline", help="print the flows and groups a host should hold "
                        "(ovs-ofctl syntax, from the model alone)")

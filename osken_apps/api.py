@@ -12,6 +12,7 @@ socket: only local users who may read the socket can change the fabric.
     GET  /desired    what each connected host should hold (ovs-ofctl text)
     GET  /diff       desired against installed per host (nsgre diff)
     GET  /trace      ?src=&dst=&proto=&vlan=  a trace through the installed flows
+    GET  /status     this controller among several: shards held, role on each switch
     GET  /metrics    Prometheus text format
     POST /apply      body: topology YAML; validate, then apply the delta
     POST /objects    one endpoint, network or host added or deleted (JSON), kept in the file
@@ -48,7 +49,7 @@ class Api:
     DESCRIBE = {"/topology": "describe_topology", "/switches": "describe_switches",
                 "/fabric": "describe_fabric", "/flows": "describe_flows",
                 "/groups": "describe_groups", "/desired": "describe_desired",
-                "/diff": "describe_diff"}
+                "/diff": "describe_diff", "/status": "describe_status"}
 
     def __init__(self, views, apply, change=None):
         self.views = views

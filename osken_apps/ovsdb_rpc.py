@@ -127,6 +127,7 @@ class Session:
 
     def __init__(self, remote: str, timeout: float = 10.0, probe: float | None = None):
         self.remote = remote
+        self.probe = probe
         self.sock = _connect(remote, timeout)
         self.sock.settimeout(probe)
         self.messages = _Messages(self.sock)
@@ -142,10 +143,17 @@ class Session:
 
     def next(self, until: float | None = None) -> dict | None:
         """The next message that is not an echo (nor the answer to ours);
-        None if ``until`` (a ``time.monotonic()``) passes first (as soon as
-        the socket's timeout, the probe, notices)."""
+        None once ``until`` (a ``time.monotonic()``) has passed (checked
+        before every read: a server's echoes must not keep it waiting)."""
         probed = False
         while True:
+            wait = self.probe
+            if until is not None:
+                left = until - time.monotonic()
+                if left <= 0:
+                    return None
+                wait = left if wait is None else min(wait, left)
+            self.sock.settimeout(wait)
             try:
                 message = self.messages.next()
             except socket.timeout:
@@ -214,6 +222,7 @@ def lock(remote: str, database: str, name: str, granted: list, alive=lambda: Tru
     session = Session(remote, probe=probe)
     rows: dict = {}
     ask_at = None                 # when to ask for the lock, once the leader is found
+    held = False
     try:
         session.request("monitor", ["_Server", "leader", {"Database": {
             "columns": ["name", "model", "connected", "leader"]}}], "leader")
@@ -245,8 +254,12 @@ def lock(remote: str, database: str, name: str, granted: list, alive=lambda: Tru
                     session.request("lock", [name], "lock")
             elif (ident == "lock" and (message.get("result") or {}).get("locked")) or \
                     method == "locked":
-                session.request("transact", [database, {"op": "assert", "lock": name},
-                                             *granted], "granted")
+                # Once per session: ovsdb-server 3.1 was seen to send a holder
+                # "locked" again when another client asked for its lock.
+                if not held:
+                    held = True
+                    session.request("transact", [database, {"op": "assert", "lock": name},
+                                                 *granted], "granted")
             elif ident == "lock":
                 yield None
             elif ident == "granted":

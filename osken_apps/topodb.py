@@ -119,11 +119,15 @@ def hold(remotes: str, name: str, on_change, sleep, alive=lambda: True,
             for result in ovsdb_rpc.lock(remote, rows.DATABASE, name, CLAIM, alive,
                                          LOCK_PROBE, grace):
                 failures = 0
+                if result is None:
+                    LOG.info("nsgre: lock %s: queued on %s behind its holder", name, remote)
                 if result is not None:
                     fabric = result[1]["rows"]
                     if not fabric:
                         raise DatabaseEmpty(f"{remote}: the database holds no topology")
                     held = True
+                    LOG.info("nsgre: lock %s: granted on %s (generation %d)", name, remote,
+                             fabric[0]["generation"])
                     on_change(fabric[0]["generation"])
         except ovsdb_rpc.NotLeader:
             pass                              # the next member may be

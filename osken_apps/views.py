@@ -50,6 +50,21 @@ class Views:
                          "meters": len(s.meters)}
                 for dpid, s in sorted(self.core.switches.items())}
 
+    def describe_status(self) -> dict:
+        """Who this controller is among several (``nsgre status``): the
+        shards whose lock it holds, with their generation and hosts, and its
+        role on each connected switch."""
+        core = self.core
+        shards: dict = {}
+        for host in sorted(core.topology.hosts):
+            shard = core.shards.get(host, 0)
+            entry = shards.setdefault(str(shard), {"hosts": [], "generation": None})
+            entry["hosts"].append(host)
+            entry["generation"] = core.owned.get(shard)
+        return {"database": core.database, "several": core.roles, "shards": shards,
+                "switches": {s.host: s.role or "master" for s in
+                             sorted(core.switches.values(), key=lambda s: s.host)}}
+
     def describe_fabric(self) -> dict:
         """Everything `nsgre show` prints: the model joined with what each
         connected switch reports."""
@@ -187,6 +202,13 @@ class Views:
 
         metric("nsgre_switches_connected", "gauge", "hosts whose bridge is connected",
                [({}, len(self.core.switches))])
+        metric("nsgre_switch_master", "gauge",
+               "1 where this controller is MASTER of the host's switch (always, alone)",
+               [({"host": sw.host}, int(not self.core.roles or sw.role == "master"))
+                for sw in sorted(self.core.switches.values(), key=lambda sw: sw.host)])
+        metric("nsgre_demotions_total", "counter",
+               "times another controller took a switch from this one",
+               [({"host": h}, n) for h, n in sorted(self.core.demotions.items())])
         metric("nsgre_hosts", "gauge", "hosts in the topology in force",
                [({}, len(self.core.topology.hosts))])
         metric("nsgre_topology_version", "gauge", "topology applications since start",

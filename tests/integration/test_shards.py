@@ -17,7 +17,7 @@ import topology
 from mininet_scenarios import emulation
 from osken_apps import topodb
 
-from test_ha import Pings, claimed_at, log
+from test_ha import Pings, claimed_at, log, nsgre
 
 TOPOLOGY = """\
 tunnel: gre
@@ -81,6 +81,17 @@ def test_each_controller_is_master_of_its_preferred_shard_and_only_there(sharded
         assert set(claimed_at(sharded, k, generation, 5)) == set(SHARDS[shard])
     assert "kvm2: MASTER" not in "\n".join(log(sharded, 1))
     assert not any(f"{h}: MASTER" in line for h in SHARDS[0] for line in log(sharded, 2))
+    api1, api2 = (sharded.controller_files(k)[1] for k in (1, 2))
+    out = nsgre("status", "--controller", str(api1), "--controller", str(api2),
+                "--db-dir", str(sharded.db_dir))
+    g0, g1 = now[0][1], now[1][1]
+    assert f"{api1}: master of shard 0 (generation {g0}: kvm1, kvm3); standing by for " \
+           f"shard 1 (kvm2)" in out, out
+    assert f"{api2}: master of shard 1 (generation {g1}: kvm2); standing by for shard 0 " \
+           f"(kvm1, kvm3)" in out, out
+    assert f"  kvm1: master {api1}; slave {api2}\n  kvm2: master {api2}; slave {api1}\n" \
+           f"  kvm3: master {api1}; slave {api2}\n" in out, out
+    assert ": leader, term" in out and "topology: version 1: 3 hosts" in out
 
 
 def test_a_raft_leader_change_moves_no_shard(sharded):
@@ -101,7 +112,13 @@ def test_a_raft_leader_change_moves_no_shard(sharded):
 def test_a_dead_controllers_shard_moves_to_the_survivor_within_a_second(sharded):
     before = wait_owners(sharded, lambda o: len(o) == 2)
     assert before[1][0] == 2
-    time.sleep(topodb.GRACE + 1.5)             # controller 1 queued as shard 1's backup
+    # controller 1 queued as shard 1's backup (after the raft leader change
+    # too: found the new leader, then waited its grace)
+    deadline = time.monotonic() + 3 * topodb.GRACE
+    while not [line for line in log(sharded, 1) if "nsgre_shard_1" in line][-1:] or \
+            "queued" not in [line for line in log(sharded, 1) if "nsgre_shard_1" in line][-1]:
+        assert time.monotonic() < deadline, log(sharded, 1)[-20:]
+        time.sleep(0.1)
     with Pings() as pings:                     # vm1 (kvm1, shard 0) to blue (kvm2, shard 1)
         killed = time.time()
         os.kill(sharded.controller_pid(2), signal.SIGKILL)
@@ -111,5 +128,5 @@ def test_a_dead_controllers_shard_moves_to_the_survivor_within_a_second(sharded)
     print(f"controller of shard 1 killed: kvm2 MASTER again {taken['kvm2'] - killed:.3f} s "
           f"later; {pings.sent} pings, {pings.lost} lost")
     assert taken["kvm2"] - killed < 1.0
-    assert after[0] == before[0]               # shard 0 stays where it was
+    assert after[0][0] == before[0][0]         # shard 0 stays where it was
     assert pings.lost == 0
