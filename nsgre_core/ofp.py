@@ -38,7 +38,6 @@ OFPT_ROLE_REQUEST = 24
 
 # Controller roles (OFPT_ROLE_REQUEST/REPLY) and what a switch says of them.
 OFPCR_ROLE_NOCHANGE, OFPCR_ROLE_EQUAL, OFPCR_ROLE_MASTER, OFPCR_ROLE_SLAVE = 0, 1, 2, 3
-ROLE_NAMES = {0: "NOCHANGE", 1: "EQUAL", 2: "MASTER", 3: "SLAVE"}
 OFPET_BAD_REQUEST, OFPBRC_IS_SLAVE = 1, 10          # a write from a SLAVE, refused
 OFPET_ROLE_REQUEST_FAILED, OFPRRFC_STALE = 11, 0    # a claim with an old generation
 #: OVS's role-status (a demotion notice): an ONF experimenter message

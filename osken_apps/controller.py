@@ -31,8 +31,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 import topology
 from nsgre_core import binding, dhcp, leases, pipeline, reconcile
 from nsgre_core.ofp import (MAX_XID, OFPBRC_IS_SLAVE, OFPCR_ROLE_MASTER, OFPCR_ROLE_NOCHANGE,
-                            OFPCR_ROLE_SLAVE, OFPET_BAD_REQUEST, OFPET_ROLE_REQUEST_FAILED,
-                            ROLE_NAMES)
+                            OFPCR_ROLE_SLAVE, OFPET_BAD_REQUEST, OFPET_ROLE_REQUEST_FAILED)
 from nsgre_core.reconcile import Op, Verb
 from osken_apps import events as ev
 from osken_apps import port_hold, wire

@@ -30,15 +30,19 @@ CLAIMED = re.compile(r"^(\S+ \S+) nsgre: (\S+): MASTER \(generation (\d+)\)")
 STANDING_BY = re.compile(r"nsgre: (shard 0: the lock is lost: standing by|\S+: no longer MASTER)")
 
 
-@pytest.fixture(scope="module")
-def ha():
-    emu = emulation.Emulation(topology.load(), ha=2)
+def running(emu):
+    """An emulation brought up and programmed, torn down after the module."""
     try:
         emu.up(None)
         emu.wait_programmed()
         yield emu
     finally:
         emu.down()
+
+
+@pytest.fixture(scope="module")
+def ha():
+    yield from running(emulation.Emulation(topology.load(), ha=2))
 
 
 def nsgre(*args):

@@ -17,7 +17,7 @@ import topology
 from mininet_scenarios import emulation
 from osken_apps import topodb
 
-from test_ha import Pings, claimed_at, log, nsgre
+from test_ha import Pings, claimed_at, log, nsgre, running
 
 TOPOLOGY = """\
 tunnel: gre
@@ -43,13 +43,7 @@ LOCK = re.compile(r"^(\S+ \S+) nsgre: shard (\d+): the lock is (ours: MASTER wit
 def sharded(tmp_path_factory):
     path = tmp_path_factory.mktemp("shards") / "three.yaml"
     path.write_text(TOPOLOGY)
-    emu = emulation.Emulation(topology.load(str(path)), ha=2, shards=2)
-    try:
-        emu.up(None)
-        emu.wait_programmed()
-        yield emu
-    finally:
-        emu.down()
+    yield from running(emulation.Emulation(topology.load(str(path)), ha=2, shards=2))
 
 
 def owners(emu) -> dict[int, tuple[int, int]]:
