@@ -95,12 +95,14 @@ def test_a_raft_leader_change_moves_no_shard(sharded):
                   if ": leader," in line)
     member = next(m for m in database.members(sharded.db_dir) if m.name == leader)
     with Pings() as pings:
+        killed = time.time()
         os.kill(database.pid(member), signal.SIGKILL)
         after = wait_owners(sharded, lambda o: len(o) == 2 and all(
             o[s][1] > before[s][1] for s in o))
     assert {s: k for s, (k, _) in after.items()} == {s: k for s, (k, _) in before.items()}
     assert all(after[s][1] > before[s][1] for s in before)        # both re-granted
-    assert pings.lost == 0
+    assert pings.lost == 0, (f"raft leader killed at {killed:.3f}: {pings.missing()}\n"
+                             + "\n".join(log(sharded, 1)[-40:] + log(sharded, 2)[-40:]))
 
 
 def test_a_dead_controllers_shard_moves_to_the_survivor_within_a_second(sharded):
@@ -123,4 +125,4 @@ def test_a_dead_controllers_shard_moves_to_the_survivor_within_a_second(sharded)
           f"later; {pings.sent} pings, {pings.lost} lost")
     assert taken["kvm2"] - killed < 1.0
     assert after[0][0] == before[0][0]         # shard 0 stays where it was
-    assert pings.lost == 0
+    assert pings.lost == 0, pings.missing()
