@@ -148,13 +148,10 @@ def cmd_object(args) -> int:
     in force, changed in the database."""
     import re
     from nsgre_tools import database
-    from topology import render
-    section = args.command + "s"
+    from topology.edit import Change
     what = f"nsgre {args.command} {args.action} {args.name}"
-    if args.action == "del":
-        edit = render.removing(section, args.name)
-    else:
-        edit = render.adding(section, args.name, _object_body(args))
+    change = Change(args.command + "s", args.name,
+                    None if args.action == "del" else _object_body(args))
     def refused(problems) -> int:
         for problem in problems:             # lines of a rendered file mean nothing here
             print(re.sub(r"^(nsgre [^:]*):\d+: ", r"\1: ", problem), file=sys.stderr)
@@ -169,7 +166,7 @@ def cmd_object(args) -> int:
         print(f"{what}: done: {answer['topology']}; kept in {answer['saved']}")
         return 0
     try:
-        done = database.change(args.db, what, edit)
+        done = database.change(args.db, what, change)
     except topology.TopologyError as exc:
         return refused(exc.problems)
     except database.DatabaseError as exc:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import topology
 from osken_apps import ovsdb_rpc
-from topology import render, rows
+from topology import edit, rows
 
 #: Applies tried in a row while other writers keep landing first.
 ATTEMPTS = 5
@@ -56,34 +56,34 @@ def apply(remotes: str, data: bytes, source: str, shards: int | None = None) -> 
     """Apply a topology file's bytes (``TopologyError``: nothing written);
     ``shards``: share the hosts out between that many shards (default: as
     many as now), each host keeping its shard while it exists."""
-    return _write(remotes, lambda held: (data, source, None), shards)
+    def make(held):
+        previous = rows.topology(held) if held.version is not None else None
+        return topology.parse(data, source, previous), hashlib.sha256(data).hexdigest()
+    return _write(remotes, make, shards)
 
 
-def change(remotes: str, what: str, edit) -> Applied:
-    """Change one object of the topology the database holds: ``edit`` the
-    document of the topology in force (``topology.render``), which is then
-    validated whole, with the loader's messages (``TopologyError``: nothing
-    written); ``what`` names the change in them."""
+def change(remotes: str, what: str, change) -> Applied:
+    """Make one change (``topology.edit.Change``) to the topology the
+    database holds, validated as ``topology.edit`` does, with the loader's
+    messages (``TopologyError``: nothing written); ``what`` names the change
+    in them.  The fabric's digest is left empty: it holds no file now."""
     def make(held):
         if held.version is None:
             raise DatabaseError("holds no topology yet (nsgre apply FILE --db ...)")
-        current = rows.topology(held)
-        _, data = render.edited(current, what, edit)
-        return data, what, current
+        topo = edit.edited(rows.topology(held), what, change)
+        topo.source = what
+        return topo, ""
     return _write(remotes, make)
 
 
 def _write(remotes: str, make, shards: int | None = None) -> Applied:
-    """Read, ``make(held)`` the file to write (bytes, source, previous:
-    default what the database holds), validate and allocate it, write the
+    """Read, ``make(held)`` the topology to write (validated and allocated
+    around what the database holds) and its file's digest, write the
     difference; again when another writer landed first."""
     for attempt in range(ATTEMPTS):
         remote, held = read(remotes)
-        data, source, previous = make(held)
-        if previous is None and held.version is not None:
-            previous = rows.topology(held)
-        topo = topology.parse(data, source, previous)
-        ops = rows.transaction(held, topo, hashlib.sha256(data).hexdigest(),
+        topo, digest = make(held)
+        ops = rows.transaction(held, topo, digest,
                                rows.assign_shards(rows.shards_of(held), topo.hosts, shards))
         if not ops:
             return Applied(topo, held.version or 0, 0, attempt)

@@ -91,7 +91,7 @@ class Api:
     def _object(self, environ) -> tuple[int, dict]:
         """POST /objects: {"kind": "endpoint"|"network"|"host", "action":
         "add"|"del", "name": ..., "body": {the fields a file would hold}}."""
-        from topology import render
+        from topology.edit import Change
         length = int(environ.get("CONTENT_LENGTH") or 0)
         try:
             req = json.loads(environ["wsgi.input"].read(length))
@@ -101,10 +101,8 @@ class Api:
                 raise ValueError("kind endpoint|network|host, action add|del, name a string")
         except (ValueError, KeyError, TypeError) as exc:
             return 400, {"ok": False, "error": f"not an object change: {exc}"}
-        section = kind + "s"
-        edit = (render.removing(section, name) if action == "del"
-                else render.adding(section, name, req.get("body", {})))
-        return self.change(f"nsgre {kind} {action} {name}", edit)
+        change = Change(kind + "s", name, None if action == "del" else req.get("body", {}))
+        return self.change(f"nsgre {kind} {action} {name}", change)
 
     def _trace(self, q: dict) -> tuple[int, dict]:
         from nsgre_tools.trace import TraceError

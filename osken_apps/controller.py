@@ -35,7 +35,7 @@ from nsgre_core.ofp import (MAX_XID, OFPBRC_IS_SLAVE, OFPCR_ROLE_MASTER, OFPCR_R
 from nsgre_core.reconcile import Op, Verb
 from osken_apps import events as ev
 from osken_apps import port_hold, wire
-from topology import diff, render
+from topology import diff, edit, render
 
 LOG = logging.getLogger("nsgre")
 
@@ -178,6 +178,7 @@ class Controller:
         self.piece_cache: dict = {}           # host -> pipeline.pieces cache, across reconnects
         self.prepared: dict = {}              # host -> networks computed before its switch came
         self.version = 1
+        self.saved_version = 0             # the last version written to the topology file
         # Binding (nsgre_core.binding), per host, across reconnects.
         self.interfaces: dict = {}            # host -> {interface: external_ids} from OVSDB
         self.bound: dict = {}                 # host -> {endpoint: interface}
@@ -216,7 +217,7 @@ class Controller:
             ev.PortChanged: self._port_changed, ev.FlushPorts: self._flush_ports,
             ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
             ev.Reload: self._reload, ev.Apply: self._apply_posted, ev.Validated: self._validated,
-            ev.Change: self._change_posted, ev.Loaded: self._loaded,
+            ev.Change: self._change_posted, ev.Rendered: self._rendered, ev.Loaded: self._loaded,
             ev.HostPorts: self._host_ports, ev.PrepareChunk: self._prepare_chunk,
             ev.AuditTick: self._audit, ev.AuditNext: self._audit_continue,
             ev.Interfaces: self._interfaces, ev.Marked: self._marked,
@@ -301,7 +302,7 @@ class Controller:
             event.done(409, {"ok": False, "error": "this controller runs the embedded seed: "
                              "no topology file to keep the change in (--topology FILE)"})
             return
-        self._validate(lambda previous: render.edited(previous, event.what, event.edit),
+        self._validate(lambda previous: edit.edited(previous, event.what, event.change),
                        event.what, event.done, save=True)
 
     def _validate(self, check, what: str, done=None, wait: bool = False,
@@ -323,9 +324,7 @@ class Controller:
             # Another change landed meanwhile: allocate around it instead.
             self._validate(event.check, event.what, event.done, event.wait, event.save)
             return
-        result, data = event.result, None
-        if event.save and isinstance(result, tuple):
-            result, data = result                        # the topology, and its file
+        result = event.result
         if isinstance(result, topology.TopologyError):
             LOG.error("nsgre: %s refused, the topology in force stays:\n%s", event.what, result)
             if event.done is not None:
@@ -340,8 +339,14 @@ class Controller:
             return
         changes = self.apply(result)
         body = {"ok": True, "topology": result.summary(), "changes": changes}
-        if data is not None:
-            body["saved"] = self._save(data, result.source)
+        if event.save:
+            # The switches have their part; the file is made off the loop
+            # and the change answered once it is written (_rendered).
+            version, what, done = self.version, event.what, event.done
+            self.effects.compute(lambda: ev.Rendered(
+                version, render.text(render.document(result)).encode(), what, body, done))
+            self._check_installed()
+            return
         if event.done is None:
             self._check_installed()
             return
@@ -353,10 +358,20 @@ class Controller:
             self.waiters.append((self.clock(), answer))
         self._check_installed()
 
+    def _rendered(self, event: ev.Rendered) -> None:
+        """Keep a change in the controller's file, unless a later version
+        was written already (it holds this change too), and answer it."""
+        path = self.topology_path
+        if event.version > self.saved_version:
+            self.saved_version = event.version
+            path = self._save(event.data, event.what)
+        if event.done is not None:
+            event.done(200, {**event.body, "saved": str(path)})
+
     def _save(self, data: bytes, what: str) -> str:
-        """Write the topology in force (its file, made off the event loop)
-        to the controller's file, whole or not at all: a temporary file
-        renamed over it."""
+        """Write a version of the topology (its file, made off the event
+        loop) to the controller's file, whole or not at all: a temporary
+        file renamed over it."""
         path = Path(self.topology_path)
         tmp = path.with_name(f".{path.name}.nsgre-tmp")
         tmp.write_bytes(f"# written by the nsgre controller after: {what}\n".encode() + data)

@@ -145,11 +145,23 @@ class Loaded:
 @dataclass(frozen=True)
 class Change:
     """One object of the topology added or removed through the API
-    (``nsgre endpoint add ...``): ``edit`` changes the document of the
-    topology in force (``topology.render``); ``done`` answers the POST."""
+    (``nsgre endpoint add ...``, a ``topology.edit.Change``); ``done``
+    answers the POST."""
     what: str
-    edit: Callable = field(compare=False)
+    change: Any
     done: Callable[[int, dict], None] = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The topology in force after a change as its file (made off the event
+    loop), to write to the controller's file; then ``body`` answers the
+    change's POST through ``done``."""
+    version: int
+    data: bytes
+    what: str
+    body: dict = field(compare=False)
+    done: Callable[[int, dict], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

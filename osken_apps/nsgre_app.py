@@ -144,14 +144,14 @@ class NsgreApp(app_manager.OSKenApp):
                                  f"{', '.join(behind)} not in step"})
         return answer[0]
 
-    def change(self, what: str, edit) -> tuple[int, dict]:
+    def change(self, what: str, change) -> tuple[int, dict]:
         """POST /objects: through the queue; wait for the core's answer."""
         answer, done = [], hub.Event()
 
         def reply(status, body):
             answer.append((status, body))
             done.set()
-        self.queue.put(ev.Change(what, edit, reply))
+        self.queue.put(ev.Change(what, change, reply))
         done.wait()
         return answer[0]
 

@@ -723,64 +723,74 @@ def _attachments(p: _Problems, body, path: str, networks: set) -> list[Attachmen
     return [Attachment(net, ip)] if net and ip else None
 
 
+def endpoint_fields(p: _Problems, name: str, body, hosts, networks, tunnel: str):
+    """One endpoint's own fields checked (not yet against the others):
+    (host, kind, attachments, mac or None, port or None, link_local or None,
+    iface_id or None), or None with its problems in ``p``."""
+    path = f"endpoints.{name}"
+    _check_keys(p, body, path, ENDPOINT_KEYS)
+    ok = True
+    for field in ("host", "kind"):
+        value = body.get(field)
+        if field not in body:
+            p.add(_line(body), f"{path}.{field}", "missing")
+            ok = False
+        elif not isinstance(value, str):
+            p.add(_line(body, field), f"{path}.{field}",
+                  f"must be a name, got {type(value).__name__} {value!r}")
+            ok = False
+    host, kind = body.get("host"), body.get("kind")
+    if ok and host not in hosts:
+        p.add(_line(body, "host"), f"{path}.host",
+              f"unknown host {host!r}{p.hint(host, hosts)}")
+        ok = False
+    if ok and kind not in ENDPOINT_KINDS:
+        p.add(_line(body, "kind"), f"{path}.kind",
+              f"unknown kind {kind!r}; expected one of: {', '.join(ENDPOINT_KINDS)}")
+        ok = False
+    attachments = _attachments(p, body, path, networks)
+    mac = port = None
+    if "mac" in body:
+        mac = str(body["mac"]).lower()
+        if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
+            p.add(_line(body, "mac"), f"{path}.mac",
+                  f"must be a unicast MAC like 02:00:00:00:00:01, got {body['mac']!r}")
+            ok = False
+    if "port" in body:
+        port = str(body["port"])
+        if not IFNAME_RE.match(port):
+            p.add(_line(body, "port"), f"{path}.port",
+                  f"must be a Linux interface name of at most 15 characters, got {port!r}")
+            ok = False
+        elif port.startswith(f"{tunnel}-"):
+            p.add(_line(body, "port"), f"{path}.port",
+                  f"'{port}' is reserved for tunnel ports ({tunnel}-HOST)")
+            ok = False
+    link_local = None
+    if "link_local" in body:
+        link_local = _link_local(p, body, path, attachments)
+        ok = ok and link_local is not None
+    iface_id = None
+    if "iface_id" in body:
+        iface_id = body["iface_id"]
+        if not isinstance(iface_id, str) or not IFACE_ID_RE.match(iface_id):
+            p.add(_line(body, "iface_id"), f"{path}.iface_id",
+                  "must be 1 to 255 printable ASCII characters without spaces (the "
+                  "interface's OVS external_ids:iface-id, e.g. libvirt's interface UUID), "
+                  f"got {iface_id!r}")
+            ok = False
+    if ok and attachments:
+        return (host, kind, attachments, mac, port, link_local, iface_id)
+    return None
+
+
 def _endpoints(p: _Problems, raw: dict, hosts: set, networks: set, tunnel: str,
                previous: dict) -> list[Endpoint]:
-    valid = {}          # name -> (host, kind, attachments, explicit mac, explicit port)
+    valid = {}          # name -> (host, kind, attachments, explicit mac, explicit port, ...)
     for name, body in raw.items():
-        path = f"endpoints.{name}"
-        _check_keys(p, body, path, ENDPOINT_KEYS)
-        ok = True
-        for field in ("host", "kind"):
-            value = body.get(field)
-            if field not in body:
-                p.add(_line(body), f"{path}.{field}", "missing")
-                ok = False
-            elif not isinstance(value, str):
-                p.add(_line(body, field), f"{path}.{field}",
-                      f"must be a name, got {type(value).__name__} {value!r}")
-                ok = False
-        host, kind = body.get("host"), body.get("kind")
-        if ok and host not in hosts:
-            p.add(_line(body, "host"), f"{path}.host",
-                  f"unknown host {host!r}{p.hint(host, hosts)}")
-            ok = False
-        if ok and kind not in ENDPOINT_KINDS:
-            p.add(_line(body, "kind"), f"{path}.kind",
-                  f"unknown kind {kind!r}; expected one of: {', '.join(ENDPOINT_KINDS)}")
-            ok = False
-        attachments = _attachments(p, body, path, networks)
-        mac = port = None
-        if "mac" in body:
-            mac = str(body["mac"]).lower()
-            if not MAC_RE.match(mac) or int(mac[:2], 16) & 1:
-                p.add(_line(body, "mac"), f"{path}.mac",
-                      f"must be a unicast MAC like 02:00:00:00:00:01, got {body['mac']!r}")
-                ok = False
-        if "port" in body:
-            port = str(body["port"])
-            if not IFNAME_RE.match(port):
-                p.add(_line(body, "port"), f"{path}.port",
-                      f"must be a Linux interface name of at most 15 characters, got {port!r}")
-                ok = False
-            elif port.startswith(f"{tunnel}-"):
-                p.add(_line(body, "port"), f"{path}.port",
-                      f"'{port}' is reserved for tunnel ports ({tunnel}-HOST)")
-                ok = False
-        link_local = None
-        if "link_local" in body:
-            link_local = _link_local(p, body, path, attachments)
-            ok = ok and link_local is not None
-        iface_id = None
-        if "iface_id" in body:
-            iface_id = body["iface_id"]
-            if not isinstance(iface_id, str) or not IFACE_ID_RE.match(iface_id):
-                p.add(_line(body, "iface_id"), f"{path}.iface_id",
-                      "must be 1 to 255 printable ASCII characters without spaces (the "
-                      "interface's OVS external_ids:iface-id, e.g. libvirt's interface UUID), "
-                      f"got {iface_id!r}")
-                ok = False
-        if ok and attachments:
-            valid[name] = (host, kind, attachments, mac, port, link_local, iface_id)
+        fields = endpoint_fields(p, name, body, hosts, networks, tunnel)
+        if fields is not None:
+            valid[name] = fields
 
     # Explicit values first, each checked for duplicates; then defaults
     # allocated around them, so a default never collides with anything.
@@ -865,7 +875,8 @@ def _check_iface_ids(p: _Problems, raw: dict, endpoints: list[Endpoint]):
     owners = {e.name: (e.name, "name (its default iface_id)") for e in endpoints
               if e.declared_iface_id is None}
     declared = [e for e in endpoints if e.declared_iface_id is not None]
-    for e in sorted(declared, key=lambda e: (_line(raw[e.name], "iface_id") or 0, e.name)):
+    # In file order (a stable sort: endpoints on one line keep theirs).
+    for e in sorted(declared, key=lambda e: _line(raw[e.name], "iface_id") or 0):
         owner = owners.get(e.iface_id)
         if owner is not None:
             p.add(_line(raw[e.name], "iface_id"), f"endpoints.{e.name}.iface_id",

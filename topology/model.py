@@ -195,8 +195,18 @@ def _node(kind: str, name: str) -> tuple[str, str]:
     return (kind, name)
 
 
+def _by_name(objs) -> dict:
+    return {o.name: o for o in sorted(objs, key=lambda o: o.name)}
+
+
 class Topology:
-    """A validated, fully allocated fabric.  Build it with ``topology.load``."""
+    """A validated, fully allocated fabric.  Build it with ``topology.load``
+    (a whole file), ``topology.edit`` (one object changed) or ``changed``.
+
+    It is held as name-keyed indexes, which answer the pipeline's
+    questions and let a one-object change build the next version in what
+    that object touches; the networkx graph (``graph``) is made from them
+    when first asked for."""
 
     def __init__(self, tunnel: str, hosts: Iterable[Host],
                  networks: Iterable[Network], endpoints: list[Endpoint],
@@ -207,95 +217,154 @@ class Topology:
         self.source = source
         self.broadcast_limit = broadcast_limit
         self.underlay_mtu = underlay_mtu
+        self.hosts: dict[str, Host] = _by_name(hosts)
+        self.networks: dict[str, Network] = _by_name(networks)
+        self.endpoints: dict[str, Endpoint] = _by_name(endpoints)
+        self.local_vlans: dict[tuple[str, str], int] = dict(local_vlans)
+        on_host: dict[str, list] = {h: [] for h in self.hosts}
+        members: dict[str, list] = {n: [] for n in self.networks}
+        for e in self.endpoints.values():                  # by name: lists come sorted
+            on_host[e.host].append(e)
+            for a in e.attachments:
+                members[a.network].append(e)
+        carried: dict[str, list] = {h: [] for h in self.hosts}
+        carrying: dict[str, list] = {n: [] for n in self.networks}
+        for host, net in sorted(self.local_vlans):
+            carried[host].append(net)
+            carrying[net].append(host)
+        self._on_host = {h: tuple(es) for h, es in on_host.items()}
+        self._members = {n: tuple(es) for n, es in members.items()}
+        self._carried = {h: tuple(ns) for h, ns in carried.items()}
+        self._carrying = {n: tuple(hs) for n, hs in carrying.items()}
+        # Per network, all its flows depend on (topology.diff compares them).
+        self.views = {n: self._view(n) for n in self.networks}
+
+    def changed(self, hosts: dict | None = None, networks: dict | None = None,
+                endpoints: dict | None = None, local_vlans: dict | None = None,
+                source: str | None = None) -> "Topology":
+        """This fabric with the objects given replaced (name -> object, or
+        None: removed) and those local VLANs set ((host, network) -> VLAN,
+        or None: no longer carried), built in what they touch: the objects
+        and indexes nobody changed are shared with this version, which
+        stays as it was.  The caller (``topology.edit``, the database's
+        follower) validated the change."""
+        hosts, networks = hosts or {}, networks or {}
+        endpoints, local_vlans = endpoints or {}, local_vlans or {}
+        new = object.__new__(Topology)
+        new.__dict__.update(tunnel=self.tunnel, broadcast_limit=self.broadcast_limit,
+                            underlay_mtu=self.underlay_mtu,
+                            source=self.source if source is None else source)
+        new.hosts = _patched(self.hosts, hosts)
+        new.networks = _patched(self.networks, networks)
+        new.endpoints = _patched(self.endpoints, endpoints)
+        new.local_vlans = dict(self.local_vlans)
+        for pair, vlan in local_vlans.items():
+            if vlan is None:
+                new.local_vlans.pop(pair, None)
+            else:
+                new.local_vlans[pair] = vlan
+        # Which per-host and per-network lists the change reaches.
+        host_touched, net_touched = set(hosts), set(networks)
+        for name in endpoints:
+            for e in (self.endpoints.get(name), new.endpoints.get(name)):
+                if e is not None:
+                    host_touched.add(e.host)
+                    net_touched.update(e.networks)
+        for host, net in local_vlans:
+            host_touched.add(host)
+            net_touched.add(net)
+        new._on_host = _regrouped(self._on_host, new.hosts, host_touched, endpoints,
+                                  new.endpoints, lambda e: (e.host,))
+        new._members = _regrouped(self._members, new.networks, net_touched, endpoints,
+                                  new.endpoints, lambda e: e.networks)
+        new._carried = _regrouped(self._carried, new.hosts, host_touched, {}, {}, None,
+                                  lambda h: _paired(self._carried.get(h, ()), h, 0,
+                                                    local_vlans))
+        new._carrying = _regrouped(self._carrying, new.networks, net_touched, {}, {}, None,
+                                   lambda n: _paired(self._carrying.get(n, ()), n, 1,
+                                                     local_vlans))
+        new.views = {n: (new._view(n) if n in net_touched or n not in self.views
+                         else self.views[n]) for n in new.networks}
+        return new
+
+    def _view(self, name: str) -> NetworkView:
+        n = self.networks[name]
+        members = sorted(Member(e.name, e.host, e.mac, e.port, str(a.ip), a.vlan,
+                                str(e.ipv6_link_local) if a.ip.version == 6 else "")
+                         for e in self._members[name] for a in e.attachments
+                         if a.network == name)
+        carrying = tuple((h, self.local_vlans[(h, name)]) for h in self._carrying[name])
+        return NetworkView(self.tunnel, self.broadcast_limit > 0, n.key, tuple(members),
+                           carrying, n.router, n.dhcp)
+
+    @cached_property
+    def macs(self) -> dict[str, str]:
+        """MAC -> the endpoint that has it."""
+        return {e.mac: e.name for e in self.endpoints.values()}
+
+    @cached_property
+    def iface_ids(self) -> dict[str, str]:
+        """Every endpoint's ``iface_id`` (declared, or its name) -> the endpoint."""
+        return {e.iface_id: e.name for e in self.endpoints.values()}
+
+    # -- the networkx model ---------------------------------------------------
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """The fabric as the typed graph the module's docstring describes."""
         g = nx.DiGraph()
-        for h in hosts:
+        for h in self.hosts.values():
             g.add_node(_node("host", h.name), kind="host", obj=h)
-        for n in networks:
+        for n in self.networks.values():
             g.add_node(_node("network", n.name), kind="network", obj=n)
-        for e in endpoints:
+        for e in self.endpoints.values():
             g.add_node(_node("endpoint", e.name), kind="endpoint", obj=e)
             g.add_edge(_node("endpoint", e.name), _node("host", e.host), kind="attached")
             for a in e.attachments:
                 g.add_edge(_node("endpoint", e.name), _node("network", a.network),
                            kind="member", attachment=a)
-        for (host, net), vlan in local_vlans.items():
+        for (host, net), vlan in self.local_vlans.items():
             g.add_edge(_node("host", host), _node("network", net),
                        kind="carries", local_vlan=vlan)
-        # Per network, all its flows depend on (topology.diff compares them).
-        self.views = _network_views(tunnel, broadcast_limit > 0, g, endpoints, local_vlans)
-        names = sorted(h.name for h in self._objs(g, "host"))
-        for a in names:
-            for b in names:
+        for a in self.hosts:
+            for b in self.hosts:
                 if a != b:
                     g.add_edge(_node("host", a), _node("host", b), kind="tunnel")
-        self.graph = g
+        return g
 
-    # -- whole-fabric views -------------------------------------------------
-    @staticmethod
-    def _objs(g, kind):
-        return [d["obj"] for _, d in g.nodes(data=True) if d["kind"] == kind]
-
-    # A topology never changes once built: these are computed once (a port
-    # event asked for ``hosts`` and walked 16,000 nodes to answer).
-    @cached_property
-    def hosts(self) -> dict[str, Host]:
-        return {h.name: h for h in sorted(self._objs(self.graph, "host"), key=lambda h: h.name)}
-
-    @cached_property
-    def networks(self) -> dict[str, Network]:
-        return {n.name: n for n in sorted(self._objs(self.graph, "network"), key=lambda n: n.name)}
-
-    @cached_property
-    def endpoints(self) -> dict[str, Endpoint]:
-        return {e.name: e for e in sorted(self._objs(self.graph, "endpoint"), key=lambda e: e.name)}
-
+    # -- lookups ----------------------------------------------------------------
     def host(self, name: str) -> Host:
-        return self.graph.nodes[_node("host", name)]["obj"]
+        return self.hosts[name]
 
     def network(self, name: str) -> Network:
-        return self.graph.nodes[_node("network", name)]["obj"]
+        return self.networks[name]
 
     def endpoint(self, name: str) -> Endpoint:
-        return self.graph.nodes[_node("endpoint", name)]["obj"]
+        return self.endpoints[name]
 
     def host_by_dpid(self, dpid: int) -> Host | None:
-        for h in self._objs(self.graph, "host"):
-            if h.dpid == dpid:
-                return h
-        return None
+        return next((h for h in self.hosts.values() if h.dpid == dpid), None)
 
     # -- per-host questions the pipeline asks -------------------------------
-    def _out(self, node, kind):
-        return [v for _, v, d in self.graph.out_edges(node, data=True) if d["kind"] == kind]
-
-    def _in(self, node, kind):
-        return [u for u, _, d in self.graph.in_edges(node, data=True) if d["kind"] == kind]
-
     def endpoints_on(self, host: str) -> list[Endpoint]:
-        nodes = self._in(_node("host", host), "attached")
-        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda e: e.name)
+        return list(self._on_host.get(host, ()))
 
     def networks_on(self, host: str) -> list[Network]:
-        nodes = self._out(_node("host", host), "carries")
-        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda n: n.name)
+        return [self.networks[n] for n in self._carried.get(host, ())]
 
     def carries(self, host: str, network: str) -> bool:
-        return self.graph.has_edge(_node("host", host), _node("network", network))
+        return (host, network) in self.local_vlans
 
     def local_vlan(self, host: str, network: str) -> int:
-        return self.graph.edges[_node("host", host), _node("network", network)]["local_vlan"]
+        return self.local_vlans[(host, network)]
 
     def hosts_carrying(self, network: str) -> list[Host]:
-        nodes = self._in(_node("network", network), "carries")
-        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda h: h.name)
+        return [self.hosts[h] for h in self._carrying.get(network, ())]
 
     def members(self, network: str) -> list[Endpoint]:
-        nodes = self._in(_node("network", network), "member")
-        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda e: e.name)
+        return list(self._members.get(network, ()))
 
     def peers(self, host: str) -> list[Host]:
-        nodes = self._out(_node("host", host), "tunnel")
-        return sorted((self.graph.nodes[n]["obj"] for n in nodes), key=lambda h: h.name)
+        return [h for name, h in self.hosts.items() if name != host]
 
     def endpoint_by_mac(self, network: str, mac: str) -> Endpoint | None:
         mac = mac.lower()
@@ -311,8 +380,7 @@ class Topology:
         version of the file is loaded, so nothing existing is renumbered."""
         return {
             "keys": {n.name: n.key for n in self.networks.values()},
-            "local_vlans": {(u[1], v[1]): d["local_vlan"]
-                            for u, v, d in self.graph.edges(data=True) if d["kind"] == "carries"},
+            "local_vlans": dict(self.local_vlans),
             "macs": {e.name: e.mac for e in self.endpoints.values()},
             "ports": {e.name: e.port for e in self.endpoints.values()},
         }
@@ -324,7 +392,7 @@ class Topology:
     @property
     def ipv6_underlay(self) -> bool:
         """Some host's tunnel endpoint is an IPv6 address."""
-        return any(h.underlay_ip.version == 6 for h in self._objs(self.graph, "host"))
+        return any(h.underlay_ip.version == 6 for h in self.hosts.values())
 
     def endpoint_mtu(self, underlay_mtu: int | None = None) -> int:
         """The largest MTU an endpoint's frames cross the tunnels with
@@ -361,22 +429,53 @@ def tunnel_overhead(tunnel: str, ipv6_underlay: bool = False) -> int:
     return ENCAP_OVERHEAD[tunnel] + (IPV6_EXTRA_OVERHEAD if ipv6_underlay else 0)
 
 
-def _network_views(tunnel, metered, graph, endpoints, local_vlans) -> dict[str, NetworkView]:
-    """Network name -> its ``NetworkView``."""
-    members: dict[str, list] = {}
-    for e in endpoints:
-        for a in e.attachments:
-            members.setdefault(a.network, []).append(
-                Member(e.name, e.host, e.mac, e.port, str(a.ip), a.vlan,
-                       str(e.ipv6_link_local) if a.ip.version == 6 else ""))
-    carrying: dict[str, list] = {}
-    for (host, net), vlan in local_vlans.items():
-        carrying.setdefault(net, []).append((host, vlan))
-    return {name: NetworkView(tunnel, metered, data["obj"].key,
-                              tuple(sorted(members.get(name, ()))),
-                              tuple(sorted(carrying.get(name, ()))), data["obj"].router,
-                              data["obj"].dhcp)
-            for (kind, name), data in graph.nodes(data=True) if kind == "network"}
+def _patched(index: dict, changes: dict) -> dict:
+    """``index`` (name -> object, by name) with ``changes`` made (None:
+    removed), still by name."""
+    if not changes:
+        return index
+    out = dict(index)
+    for name, obj in changes.items():
+        if obj is None:
+            out.pop(name, None)
+        else:
+            out[name] = obj
+    if any(name not in index for name, obj in changes.items() if obj is not None):
+        out = dict(sorted(out.items()))
+    return out
+
+
+def _paired(names: tuple, key: str, side: int, local_vlans: dict) -> tuple:
+    """The hosts carrying a network (``side`` 1) or networks a host carries
+    (``side`` 0: ``key`` is the host) after ``local_vlans`` changed."""
+    out = set(names)
+    for pair, vlan in local_vlans.items():
+        if pair[side] == key:
+            other = pair[1 - side]
+            if vlan is None:
+                out.discard(other)
+            else:
+                out.add(other)
+    return tuple(sorted(out))
+
+
+def _regrouped(groups: dict, keys: dict, touched: set, changes: dict, objs: dict, under,
+               whole=None) -> dict:
+    """A per-key index of sorted tuples (endpoints on a host, members of
+    a network, networks a host carries...) after a change: keys gone are
+    dropped, new ones start empty, and only the ``touched`` keys are
+    rebuilt: by ``whole(key)``, or from the old tuple less the ``changes``'
+    names plus the changed objects filed ``under`` it."""
+    out = {k: groups.get(k, ()) for k in keys} if keys.keys() != groups.keys() \
+        else dict(groups)
+    for key in touched & keys.keys():
+        if whole is not None:
+            out[key] = whole(key)
+            continue
+        kept = [e for e in out[key] if e.name not in changes]
+        added = [objs[n] for n in changes if n in objs and key in under(objs[n])]
+        out[key] = tuple(sorted(kept + added, key=lambda e: e.name))
+    return out
 
 
 def eui64_link_local(mac: str) -> ipaddress.IPv6Address:

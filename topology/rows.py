@@ -69,9 +69,8 @@ def logical(topo: Topology, shards: dict | None = None) -> dict:
     named ``""``); ``shards``: host -> shard (default 0)."""
     shards = shards or {}
     vlans: dict = {h: {} for h in topo.hosts}
-    for u, v, d in topo.graph.edges(data=True):
-        if d["kind"] == "carries":
-            vlans[u[1]][v[1]] = d["local_vlan"]
+    for (host, net), vlan in topo.local_vlans.items():
+        vlans[host][net] = vlan
     return {
         "Fabric": {"": Fabric(topo.tunnel, topo.broadcast_limit, topo.underlay_mtu)},
         "Host": {h.name: (str(h.underlay_ip), h.dpid, shards.get(h.name, 0),

@@ -468,14 +468,13 @@ def test_a_file_is_validated_off_the_event_loop_and_a_change_landing_meanwhile_i
 
 
 def test_an_object_added_through_the_api_is_applied_and_kept_in_the_controllers_file(tmp_path):
-    from topology import render
+    from topology.edit import Change
     path = tmp_path / "fabric.yaml"
     path.write_text(topology.seed_text())
     h, switches = fabric(topology.load(str(path)), topology_path=str(path))
     answers = []
     yellow = {"host": "kvm2", "kind": "namespace", "network": "net10", "ip": "10.1.1.3/24"}
-    h.queue_event(ev.Change("nsgre endpoint add yellow", render.adding("endpoints", "yellow",
-                                                                       yellow),
+    h.queue_event(ev.Change("nsgre endpoint add yellow", Change("endpoints", "yellow", yellow),
                             lambda *a: answers.append(a)))
     h.run()
     (status, body), = answers
@@ -483,8 +482,7 @@ def test_an_object_added_through_the_api_is_applied_and_kept_in_the_controllers_
     kept = topology.load(str(path), previous=h.core.topology)
     assert "yellow" in kept.endpoints and kept.views == h.core.topology.views
     assert_as_modelled(h, switches)
-    h.queue_event(ev.Change("nsgre endpoint add yellow", render.adding("endpoints", "yellow",
-                                                                       yellow),
+    h.queue_event(ev.Change("nsgre endpoint add yellow", Change("endpoints", "yellow", yellow),
                             lambda *a: answers.append(a)))
     h.run()
     status, body = answers[-1]
