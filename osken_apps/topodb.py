@@ -2,7 +2,8 @@
 a controller that follows it instead of a file: read once at start, then
 watched with an OVSDB ``monitor``; each version the database commits (one
 apply is one transaction, so one update) comes as a whole ``Topology``,
-built as it was allocated, with no validation (the writer validated it)."""
+built as it was allocated, with no validation (the writer validated it),
+from the one before in what the update touches (``rows.Follower``)."""
 
 from __future__ import annotations
 
@@ -47,11 +48,12 @@ def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True) -> N
     while alive():
         remote = members[failures % len(members)]
         try:
-            for held in _monitor(remote, alive):
+            for follower in _monitor(remote, alive):
                 failures = 0
+                held = follower.held
                 if held.version is not None and held.version != version:
                     version = held.version
-                    on_change(rows.topology(held), rows.shards_of(held))
+                    on_change(follower.topology, rows.shards_of(held))
         except ovsdb_rpc.OvsdbError as exc:
             if failures == 0:
                 LOG.warning("nsgre: topology database %s: %s (trying again)", remote, exc)
@@ -61,17 +63,12 @@ def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True) -> N
 
 def _monitor(remote: str, alive):
     """What the database holds, after its first answer and after every
-    update, as ``rows.Held``."""
-    tables: dict = {t: {} for t in rows.TABLES}
+    update (``rows.Follower``: each update built in what it touches)."""
+    follower = rows.Follower()
     for updates in ovsdb_rpc.monitor(remote, rows.DATABASE, {t: {} for t in rows.TABLES},
                                      alive):
-        for table, changes in updates.items():
-            for uuid, change in changes.items():
-                if "new" in change:
-                    tables[table][uuid] = {**change["new"], "_uuid": ["uuid", uuid]}
-                else:
-                    tables[table].pop(uuid, None)
-        yield rows.read([{"rows": list(tables[t].values())} for t in rows.TABLES])
+        follower.update(updates)
+        yield follower
 
 
 def lock_name(shard: int) -> str:

@@ -441,7 +441,7 @@ def _patched(index: dict, changes: dict) -> dict:
         else:
             out[name] = obj
     if any(name not in index for name, obj in changes.items() if obj is not None):
-        out = dict(sorted(out.items()))
+        out = {name: out[name] for name in sorted(out)}
     return out
 
 

@@ -134,6 +134,59 @@ def test_after_any_sequence_of_applies_the_database_holds_exactly_the_last(db, s
         spec = mutate(spec, rnd, set(want.allocations()["keys"].values()), GROWTH + EDITS)
 
 
+def assert_same(a, b):
+    """Two topologies hold the same fabric, down to the model's indexes."""
+    assert rows.logical(a) == rows.logical(b)
+    assert a.views == b.views
+    for index in ("hosts", "networks", "endpoints"):
+        assert list(getattr(a, index)) == list(getattr(b, index)), index
+    for index in ("_on_host", "_members", "_carried", "_carrying", "local_vlans"):
+        assert getattr(a, index) == getattr(b, index), index
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fabrics(), st.randoms(use_true_random=False))
+def test_a_follower_kept_from_the_monitors_updates_holds_what_a_fresh_read_builds(db, spec,
+                                                                                   rnd):
+    from nsgre_tools import database
+    from osken_apps import ovsdb_rpc
+    from topology.edit import Change
+    ovsdb.transact(db, [{"op": "delete", "table": t, "where": []}
+                        for t in ("Fabric", "Endpoint", "Attachment", "Host", "Network")],
+                   database=rows.DATABASE)
+    updates = ovsdb_rpc.monitor(db, rows.DATABASE, {t: {} for t in rows.TABLES})
+    follower = rows.Follower()
+    follower.update(next(updates))                          # the (empty) snapshot
+    try:
+        for step in range(6):
+            if step % 2 == 0 or not follower.topology:      # a whole file...
+                wrote = apply(db, build(spec))
+            else:                                           # ...or one object
+                topo = follower.topology
+                net = rnd.choice(sorted(topo.networks))
+                change = rnd.choice([
+                    Change("endpoints", f"obj{step}", {
+                        "host": rnd.choice(sorted(topo.hosts)), "kind": "vm",
+                        "network": net, "ip": f"10.99.{step}.1/16"}),
+                    Change("endpoints", rnd.choice(sorted(topo.endpoints) or ["none"])),
+                    Change("networks", f"objnet{step}", {}),
+                    Change("hosts", f"objhost{step}", {"underlay_ip": f"198.19.1.{step}"})])
+                try:
+                    wrote = database.change(db, "the change", change).operations
+                except topology.TopologyError:
+                    wrote = 0
+            if wrote:
+                follower.update(next(updates))
+            assert follower.held.version == held(db).version
+            assert_same(follower.topology, rows.topology(held(db)))
+            spec = mutate(spec, rnd, {n.key for n in follower.topology.networks.values()},
+                          GROWTH + EDITS)
+        assert follower.whole_reads == 2        # the empty snapshot and the first version
+    finally:
+        updates.close()
+
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
