@@ -27,11 +27,12 @@ COOKIE = "cookie=0x4e53000000000000/0xffff000000000000"
 
 
 class BenchFabric(emulation.Emulation):
-    def __init__(self, topo, live=(), absent=()):
+    def __init__(self, topo, live=(), absent=(), ha=0):
         """``live``: endpoints that are real namespaces; ``absent``: endpoints
         declared in the topology whose ports are not created (a benchmark
-        plugs them in later, as a hypervisor would)."""
-        super().__init__(topo, emulation.RUN_DIR)
+        plugs them in later, as a hypervisor would); ``ha``: that many
+        controllers following a raft cluster of the topology database."""
+        super().__init__(topo, emulation.RUN_DIR, ha=ha)
         self.live = set(live)
         self.absent = set(absent)
         self._patches: dict[str, list[str]] = {}

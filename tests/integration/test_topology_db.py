@@ -17,7 +17,7 @@ from osken_apps import ovsdb
 from topology import rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-from fabrics import EDITS, GROWTH, build, fabrics, mutate  # noqa: E402
+from fabrics import EDITS, GROWTH, assert_same, build, fabrics, mutate  # noqa: E402
 
 
 @pytest.fixture
@@ -132,16 +132,6 @@ def test_after_any_sequence_of_applies_the_database_holds_exactly_the_last(db, s
         assert {h.name: (h.dpid, h.underlay_ip) for h in got.hosts.values()} == \
             {h.name: (h.dpid, h.underlay_ip) for h in want.hosts.values()}
         spec = mutate(spec, rnd, set(want.allocations()["keys"].values()), GROWTH + EDITS)
-
-
-def assert_same(a, b):
-    """Two topologies hold the same fabric, down to the model's indexes."""
-    assert rows.logical(a) == rows.logical(b)
-    assert a.views == b.views
-    for index in ("hosts", "networks", "endpoints"):
-        assert list(getattr(a, index)) == list(getattr(b, index)), index
-    for index in ("_on_host", "_members", "_carried", "_carrying", "local_vlans"):
-        assert getattr(a, index) == getattr(b, index), index
 
 
 @settings(max_examples=25, deadline=None,

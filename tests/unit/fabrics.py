@@ -27,6 +27,17 @@ def fabrics(draw):
     return {"tunnel": tunnel, "hosts": hosts, "networks": networks, "endpoints": endpoints}
 
 
+def assert_same(a, b):
+    """Two topologies hold the same fabric, down to the model's indexes."""
+    from topology import rows
+    assert rows.logical(a) == rows.logical(b)
+    assert a.views == b.views
+    for index in ("hosts", "networks", "endpoints"):
+        assert list(getattr(a, index)) == list(getattr(b, index)), index
+    for index in ("_on_host", "_members", "_carried", "_carrying", "local_vlans"):
+        assert getattr(a, index) == getattr(b, index), index
+
+
 def build(spec) -> str:
     return yaml.safe_dump(spec, sort_keys=False)
 

@@ -14,7 +14,7 @@ from topology import edit, render, rows
 from topology.edit import Change
 from topology.model import Topology
 
-from fabrics import build, fabrics
+from fabrics import assert_same, build, fabrics
 
 SEED = topology.load()
 
@@ -24,15 +24,6 @@ def fresh(topo: Topology) -> Topology:
     return Topology(topo.tunnel, topo.hosts.values(), topo.networks.values(),
                     list(topo.endpoints.values()), topo.local_vlans, topo.source,
                     topo.broadcast_limit, topo.underlay_mtu)
-
-
-def assert_same(a: Topology, b: Topology):
-    assert rows.logical(a) == rows.logical(b)
-    assert a.views == b.views
-    for index in ("hosts", "networks", "endpoints"):
-        assert list(getattr(a, index)) == list(getattr(b, index)), index
-    for index in ("_on_host", "_members", "_carried", "_carrying", "local_vlans"):
-        assert getattr(a, index) == getattr(b, index), index
 
 
 def whole(topo: Topology, change: Change):
