@@ -344,7 +344,7 @@ class Controller:
             # and the change answered once it is written (_rendered).
             version, what, done = self.version, event.what, event.done
             self.effects.compute(lambda: ev.Rendered(
-                version, render.text(render.document(result)).encode(), what, body, done))
+                version, render.file_text(result).encode(), what, body, done))
             self._check_installed()
             return
         if event.done is None:

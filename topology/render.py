@@ -17,41 +17,67 @@ from topology.loader import TopologyError, parse
 from topology.model import DEFAULT_LEASE_TIME, Topology
 
 
+def _network_body(n) -> dict:
+    body: dict = {"key": n.key}
+    if n.router is not None:
+        body["router"] = n.router
+    if not n.dhcp:
+        body["dhcp"] = False
+    if n.dns:
+        body["dns"] = [str(a) for a in n.dns]
+    if n.lease_time != DEFAULT_LEASE_TIME:
+        body["lease_time"] = n.lease_time
+    if n.mtu is not None:
+        body["mtu"] = n.mtu
+    return body
+
+
+def _endpoint_body(e) -> dict:
+    body = {"host": e.host, "kind": e.kind}
+    if e.trunk:
+        body["vlans"] = {a.vlan: {"network": a.network, "ip": str(a.ip)}
+                         for a in e.attachments}
+    else:
+        body.update(network=e.network, ip=str(e.ip))
+    body.update(mac=e.mac, port=e.port)
+    if e.link_local is not None:
+        body["link_local"] = str(e.link_local)
+    if e.declared_iface_id is not None:
+        body["iface_id"] = e.declared_iface_id
+    return body
+
+
+def _host_body(h) -> dict:
+    return {"underlay_ip": str(h.underlay_ip), "dpid": h.dpid}
+
+
+_BODIES = {"hosts": _host_body, "networks": _network_body, "endpoints": _endpoint_body}
+
+
 def document(topo: Topology) -> dict:
     """The topology as the mapping a file holds."""
-    networks = {}
-    for n in topo.networks.values():
-        body: dict = {"key": n.key}
-        if n.router is not None:
-            body["router"] = n.router
-        if not n.dhcp:
-            body["dhcp"] = False
-        if n.dns:
-            body["dns"] = [str(a) for a in n.dns]
-        if n.lease_time != DEFAULT_LEASE_TIME:
-            body["lease_time"] = n.lease_time
-        if n.mtu is not None:
-            body["mtu"] = n.mtu
-        networks[n.name] = body
-    endpoints = {}
-    for e in topo.endpoints.values():
-        body = {"host": e.host, "kind": e.kind}
-        if e.trunk:
-            body["vlans"] = {a.vlan: {"network": a.network, "ip": str(a.ip)}
-                             for a in e.attachments}
-        else:
-            body.update(network=e.network, ip=str(e.ip))
-        body.update(mac=e.mac, port=e.port)
-        if e.link_local is not None:
-            body["link_local"] = str(e.link_local)
-        if e.declared_iface_id is not None:
-            body["iface_id"] = e.declared_iface_id
-        endpoints[e.name] = body
     return {"tunnel": topo.tunnel, "broadcast_limit": topo.broadcast_limit,
             "underlay_mtu": topo.underlay_mtu,
-            "hosts": {h.name: {"underlay_ip": str(h.underlay_ip), "dpid": h.dpid}
-                      for h in topo.hosts.values()},
-            "networks": networks, "endpoints": endpoints}
+            **{section: {o.name: body(o) for o in getattr(topo, section).values()}
+               for section, body in _BODIES.items()}}
+
+
+def file_text(topo: Topology) -> str:
+    """``text(document(topo))``, each object's line remembered: objects are
+    shared between versions (``Topology.changed``), so a controller writing
+    its file after a one-object change formats one line, not 15,000."""
+    out = [f"{key}: {_flow(getattr(topo, key))}"
+           for key in ("tunnel", "broadcast_limit", "underlay_mtu")]
+    for section in _BODIES:
+        objs = getattr(topo, section)
+        out.append(f"{section}:" + ("" if objs else " {}"))
+        out.extend(_line(section, o) for o in objs.values())
+    return "\n".join(out) + "\n"
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _line(section: str, obj) -> str:
+    return f"  {_scalar(obj.name)}: {_flow(_BODIES[section](obj))}"
 
 
 #: A string the loader reads back as that string when written bare: it

@@ -223,6 +223,20 @@ def test_a_chain_of_quick_changes_is_the_fabric_built_from_scratch():
 
 
 # -- the file the controller writes ------------------------------------------------------
+@settings(max_examples=50, deadline=None)
+@given(changes())
+def test_the_controllers_file_is_the_document_as_text_and_reads_back_as_the_fabric(case):
+    topo, change = case
+    versions = [topo]
+    try:
+        versions.append(edit.edited(topo, "x", change))
+    except topology.TopologyError:
+        pass
+    for t in versions:
+        assert render.file_text(t) == render.text(render.document(t))
+        assert_same(topology.parse(render.file_text(t), "again.yaml", t), t)
+
+
 TRICKY = ["yes", "no", "on", "off", "null", "~", "true", "1e3", "0x1F", "1_000", "12:30",
           "2001-01-01", ".inf", "0o17", "'quoted'", "a: b", "#x", "[x]", "{y}", "-dash",
           "x'y", "plain", "10.1.1.2/24", "fd00::1/64", "02:00:00:00:00:01", "007", "1.5"]
