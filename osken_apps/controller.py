@@ -415,8 +415,10 @@ class Controller:
                 del self.switches[dpid]
                 self.strangers[dpid] = switch.conn
             elif switch.ready:
+                before = self.host_index.get(host.name) if switch.host == host.name else None
                 switch.host = host.name
-                self._rebind(switch)
+                if before is None or self._index(host.name).binding is not before.binding:
+                    self._rebind(switch)             # its endpoints or ports changed
                 if host.name in touched or switch.synced != old_version:
                     changes[host.name] = self.sync(switch, touched.get(host.name, set()))
                 else:                        # holds what the new version wants
@@ -723,6 +725,9 @@ class Controller:
     def _index(self, host: str) -> HostIndex:
         """What every port event on ``host`` looks up, built once per topology."""
         index = self.host_index.get(host)
+        if index is not None and index.topology is not self.topology and \
+                self.topology.same_ports(index.topology, host):
+            index = self.host_index[host] = index._replace(topology=self.topology)
         if index is None or index.topology is not self.topology:
             index = self.host_index[host] = HostIndex(
                 self.topology, binding.index(self.topology, host),

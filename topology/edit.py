@@ -100,14 +100,14 @@ def _add_endpoint(cur: Topology, name: str, body) -> Topology | None:
                                   sorted(neighbours.values(), key=lambda e: e.name))
         if p.items:
             return None
-    carried = {n: cur.networks[n].key for n in cur._carried[host]}
+    carried = {n.name: n.key for n in cur.networks_on(host)}
     new_nets = [a.network for a in attachments if a.network not in carried]
     if not new_nets:
         return cur.changed(endpoints={name: ep})
     carried.update((n, cur.networks[n].key) for n in new_nets)
     if len(carried) > VLAN_MAX:
         return None
-    before = {n: cur.local_vlans[(host, n)] for n in cur._carried[host]}
+    before = {n.name: cur.local_vlan(host, n.name) for n in cur.networks_on(host)}
     vlans = allocate.allocate_local_vlans(carried, before)
     if any(vlans[n] != v for n, v in before.items()):
         return None                                      # never renumber: the whole way

@@ -306,6 +306,16 @@ class Topology:
         """Every endpoint's ``iface_id`` (declared, or its name) -> the endpoint."""
         return {e.iface_id: e.name for e in self.endpoints.values()}
 
+    def same_ports(self, other: "Topology", host: str) -> bool:
+        """Nothing ``host``'s ports depend on differs from ``other``'s (one
+        made from the other by ``changed``, which shares what it did not
+        touch): its endpoints, the hosts, and the networks each host carries
+        (a tunnel port's networks are those both ends carry)."""
+        return other is self or (
+            self.hosts is other.hosts and self._on_host.get(host) is other._on_host.get(host)
+            and self._carried.keys() == other._carried.keys()
+            and all(c is other._carried[h] for h, c in self._carried.items()))
+
     # -- the networkx model ---------------------------------------------------
     @cached_property
     def graph(self) -> "networkx.DiGraph":
@@ -467,16 +477,19 @@ def _regrouped(groups: dict, keys: dict, touched: set, changes: dict, objs: dict
     a network, networks a host carries...) after a change: keys gone are
     dropped, new ones start empty, and only the ``touched`` keys are
     rebuilt: by ``whole(key)``, or from the old tuple less the ``changes``'
-    names plus the changed objects filed ``under`` it."""
+    names plus the changed objects filed ``under`` it; a key whose tuple comes
+    out equal keeps the old one."""
     out = {k: groups.get(k, ()) for k in keys} if keys.keys() != groups.keys() \
         else dict(groups)
     for key in touched & keys.keys():
         if whole is not None:
-            out[key] = whole(key)
-            continue
-        kept = [e for e in out[key] if e.name not in changes]
-        added = [objs[n] for n in changes if n in objs and key in under(objs[n])]
-        out[key] = tuple(sorted(kept + added, key=lambda e: e.name))
+            now = whole(key)
+        else:
+            kept = [e for e in out[key] if e.name not in changes]
+            added = [objs[n] for n in changes if n in objs and key in under(objs[n])]
+            now = tuple(sorted(kept + added, key=lambda e: e.name))
+        if now != out[key]:            # an equal one stays the same object (same_ports)
+            out[key] = now
     return out
 
 

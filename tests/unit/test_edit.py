@@ -254,3 +254,17 @@ def test_the_file_text_reads_back_as_the_document_it_was_made_from(section):
     doc = {"tunnel": "gre", "broadcast_limit": 1000, "hosts": section, "networks": {},
            "endpoints": section}
     assert yaml.safe_load(render.text(doc)) == doc
+
+
+def test_a_change_shares_with_the_version_before_what_it_does_not_touch():
+    # The controller keeps a host's port index while same_ports holds:
+    # an endpoint added on kvm1 in a network it carries leaves kvm2's alone.
+    new = edit.edited(SEED, "x", Change("endpoints", "teal", {
+        "host": "kvm1", "kind": "vm", "network": "net10", "ip": "10.1.1.9/24"}))
+    assert new.same_ports(SEED, "kvm2") and not new.same_ports(SEED, "kvm1")
+    assert new.views["net20"] is SEED.views["net20"]
+    # A network new to kvm1: every host's tunnel ports to kvm1 may carry it.
+    wider = edit.edited(SEED, "x", Change("networks", "net30", {}))
+    wider2 = edit.edited(wider, "x", Change("endpoints", "teal", {
+        "host": "kvm1", "kind": "vm", "network": "net30", "ip": "10.3.0.9/24"}))
+    assert not wider2.same_ports(wider, "kvm2")
