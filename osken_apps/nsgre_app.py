@@ -60,7 +60,7 @@ class NsgreApp(app_manager.OSKenApp):
         if database:
             topo, version, shards = topodb.load(database)
             hub.spawn(topodb.watch, database, lambda t, s: self.queue.put(ev.Loaded(t, s)),
-                      version, hub.sleep)
+                      version, hub.sleep, current=topo)
             LOG.info("nsgre: following the topology database %s (version %d)", database,
                      version)
         else:

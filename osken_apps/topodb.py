@@ -39,10 +39,14 @@ def load(remotes: str):
     raise ovsdb_rpc.OvsdbError("; ".join(errors))
 
 
-def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True) -> None:
+def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True,
+          current=None) -> None:
     """Call ``on_change(topology, shards)`` with every new version of the topology,
     from whichever member answers (again after a failure, a little later
-    each time), until ``alive()`` turns false."""
+    each time), until ``alive()`` turns false.  ``current``: the topology
+    of ``version`` (as ``load`` gave it): each version is built from the
+    one handed on before, so the controller's caches of what a change
+    leaves alone stay valid (``Topology.same_ports``)."""
     failures = 0
     members = remotes.split(",")
     while alive():
@@ -51,8 +55,10 @@ def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True) -> N
             for follower in _monitor(remote, alive):
                 failures = 0
                 held = follower.held
-                if held.version is not None and held.version != version:
-                    version = held.version
+                if held.version == version and current is not None:
+                    follower.topology = current          # the same, as the object handed on
+                elif held.version is not None and held.version != version:
+                    version, current = held.version, follower.topology
                     on_change(follower.topology, rows.shards_of(held))
         except ovsdb_rpc.OvsdbError as exc:
             if failures == 0:

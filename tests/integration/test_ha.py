@@ -12,6 +12,7 @@ import datetime
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -21,6 +22,8 @@ import pytest
 
 import topology
 from mininet_scenarios import emulation
+from nsgre_core.ofp import OFPBRC_IS_SLAVE, OFPCR_ROLE_MASTER, OFPET_BAD_REQUEST
+from osken_apps import wire
 
 from conftest import ROOT
 
@@ -213,6 +216,101 @@ def test_a_frozen_master_gives_way_within_3_s_and_once_resumed_installs_nothing(
     assert master(ha) == other
     change(ha, "del")
     assert wait_flows(ha, changed) == before
+
+
+class StaleMaster:
+    """A bare OpenFlow 1.3 connection a bridge makes to a socket of the
+    test's (a Controller row added beside the controllers' own): it claims
+    MASTER with a generation and writes a flow, as a master that missed
+    its demotion would."""
+
+    def __init__(self, emu, host):
+        import socket
+        self.ovs, self.path = emu.ovs[host], emu.ovs[host].dir / "stale.sock"
+        self.path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        listener.listen(1)
+        listener.settimeout(15)
+        self.row = self.ovs.vsctl("--id=@c", "create", "Controller",
+                                  f"target=\"unix:{self.path}\"", "--", "add", "Bridge",
+                                  "br-int", "controller", "@c").strip()
+        self.sock, _ = listener.accept()
+        listener.close()
+        self.sock.settimeout(5)
+        self.sock.sendall(struct.pack("!BBHI", 4, 0, 8, 1))          # HELLO
+        self.buffer = b""
+
+    def _next(self) -> tuple[int, int, bytes]:
+        """The next message from the switch but echoes (answered): (type, xid, body)."""
+        while True:
+            while len(self.buffer) < 8 or len(self.buffer) < struct.unpack_from(
+                    "!H", self.buffer, 2)[0]:
+                data = self.sock.recv(65536)
+                assert data, "the switch closed the connection"
+                self.buffer += data
+            _, kind, length, xid = struct.unpack_from("!BBHI", self.buffer)
+            body, self.buffer = self.buffer[8:length], self.buffer[length:]
+            if kind == 2:                                             # ECHO_REQUEST
+                self.sock.sendall(struct.pack("!BBHI", 4, 3, 8, xid) + body)
+            else:
+                return kind, xid, body
+
+    def until(self, xid: int) -> list[tuple[int, bytes]]:
+        """Messages up to the answer to ``xid``: [(type, body)]."""
+        out = []
+        while True:
+            kind, got, body = self._next()
+            out.append((kind, body))
+            if got == xid:
+                return out
+
+    def claim(self, generation: int) -> int:
+        """Claim MASTER: the role the switch answers with."""
+        self.sock.sendall(wire.role_request(OFPCR_ROLE_MASTER, generation, 7))
+        kind, body = self.until(7)[-1]
+        assert kind == 25, (kind, body)                               # ROLE_REPLY
+        return struct.unpack_from("!I", body)[0]
+
+    def write(self, flow) -> list[tuple[int, int]]:
+        """Send a flow-mod and a barrier: the errors the switch answers."""
+        self.sock.sendall(wire.flow_mod(flow, 0, 8) + wire.barrier(9))
+        return [struct.unpack_from("!HH", body) for kind, body in self.until(9) if kind == 1]
+
+    def close(self):
+        self.sock.close()
+        self.ovs.vsctl("remove", "Bridge", "br-int", "controller", self.row)
+        self.path.unlink(missing_ok=True)
+
+
+def test_a_stale_master_is_refused_by_the_switch_and_writes_nothing(ha):
+    """A master that missed its demotion (here a bare OpenFlow connection
+    holding the master's generation) writes after a newer master claimed
+    the switch: the switch refuses it (OFPBRC_IS_SLAVE) and installs nothing."""
+    from nsgre_core.flows import Flow
+    k = master(ha)
+    other, generation = 3 - k, generations(ha, k)[-1]
+    stale, killed = StaleMaster(ha, "kvm1"), False
+    try:
+        assert stale.claim(generation) == OFPCR_ROLE_MASTER      # it is the master now
+        os.kill(ha.controller_pid(k), signal.SIGKILL)            # the lock moves on:
+        killed = True
+        taken = claimed_at(ha, other, generation + 1, timeout=10)   # a newer generation
+        assert set(taken) == set(HOSTS), log(ha, other)[-20:]
+        before = flows(ha)
+        marker = Flow.make(0, 1, {"eth_src": "02:de:ad:be:ef:01"}, (),
+                           cookie=0x4E53_0000_DEAD_0001)
+        assert stale.write(marker) == [(OFPET_BAD_REQUEST, OFPBRC_IS_SLAVE)]
+        assert flows(ha) == before
+        assert "02:de:ad:be:ef:01" not in ha.ovs["kvm1"].ofctl("dump-flows")
+    finally:
+        stale.close()
+        if killed:
+            ha.restart_controller(k)               # back as the standby
+    deadline = time.monotonic() + 10
+    while sum("SLAVE (generation" in line for line in log(ha, k)) < len(HOSTS):
+        assert time.monotonic() < deadline, log(ha, k)[-20:]
+        time.sleep(0.1)
 
 
 def test_the_raft_leader_killed_under_applies_loses_none_of_them_and_a_master_comes_back(ha):
