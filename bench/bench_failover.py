@@ -71,9 +71,11 @@ class FlowWatch:
     reports a flow added after ``start``."""
 
     def __init__(self, emu):
-        self.procs = {h: subprocess.Popen(
-            ["ovs-ofctl", "-O", "OpenFlow13", "monitor", ovs.mgmt("br-int"), "watch:!initial"],
-            stdout=subprocess.PIPE, text=True, bufsize=1) for h, ovs in emu.ovs.items()}
+        self.procs = {h: subprocess.Popen(                 # its control socket beside the host's
+            ["stdbuf", "-oL",                          # a line as soon as the switch says it
+             "ovs-ofctl", "-O", "OpenFlow13", "monitor", ovs.mgmt("br-int"), "watch:!initial"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,   # events: stderr
+            env={**os.environ, "OVS_RUNDIR": str(ovs.dir)}) for h, ovs in emu.ovs.items()}
         time.sleep(0.3)                  # the monitors are registered
 
     def first_added(self, timeout: float) -> dict[str, float]:
@@ -83,11 +85,9 @@ class FlowWatch:
         while len(seen) < len(self.procs) and time.monotonic() < deadline:
             ready, _, _ = select.select(list(by_fd), [], [], 0.05)
             now = time.time()
-            for fd in ready:
-                host = by_fd[fd]
-                line = self.procs[host].stdout.readline()
-                if "event=ADDED" in line:
-                    seen.setdefault(host, now)
+            for fd in ready:                    # raw reads: no buffer hiding lines from select
+                if b"event=ADDED" in os.read(fd, 65536):
+                    seen.setdefault(by_fd[fd], now)
         return seen
 
     def close(self):
