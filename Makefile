@@ -64,6 +64,8 @@ bench: root setup $(VENV)/.bench
 	$(PY) bench/bench_live_change.py
 	$(PY) bench/bench_port_up.py
 	$(PY) bench/bench_guest_boot.py
+	$(PY) bench/bench_objects.py
+	$(PY) bench/bench_failover.py
 	$(PY) bench/bench_programming.py --curve
 
 down: setup
