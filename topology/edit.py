@@ -54,7 +54,7 @@ def edited(current: Topology, what: str, change: Change) -> Topology:
     if quick is not None:
         return quick
     from topology import render
-    topo, _ = render.edited(current, what, change)
+    topo = render.edited(current, what, change)
     topo.source = current.source
     return topo
 

@@ -126,9 +126,9 @@ def text(doc: dict) -> str:
 
 
 # -- one object at a time ------------------------------------------------------------------
-def edited(current: Topology, what: str, change) -> tuple[Topology, bytes]:
+def edited(current: Topology, what: str, change) -> Topology:
     """``current`` with one object changed (``topology.edit.Change``),
-    validated whole and allocated around it, and its file; ``TopologyError``
+    validated whole and allocated around it; ``TopologyError``
     with the loader's messages, each led by ``what`` (the change's name).
     ``topology.edit.edited`` goes this way only when it must."""
     doc = document(current)
@@ -136,5 +136,4 @@ def edited(current: Topology, what: str, change) -> tuple[Topology, bytes]:
         change.on(doc)
     except TopologyError as exc:
         raise TopologyError([f"{what}: {p}" for p in exc.problems]) from None
-    data = text(doc).encode()
-    return parse(data, what, current), data
+    return parse(text(doc).encode(), what, current)

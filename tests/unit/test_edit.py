@@ -29,7 +29,7 @@ def fresh(topo: Topology) -> Topology:
 def whole(topo: Topology, change: Change):
     """The whole file's answer: the fabric, or the refusal's messages."""
     try:
-        return render.edited(topo, "the change", change)[0]
+        return render.edited(topo, "the change", change)
     except topology.TopologyError as exc:
         return exc.problems
 
