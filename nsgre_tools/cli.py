@@ -264,6 +264,7 @@ def cmd_status(args) -> int:
             what = ("master of " + ", ".join(held) if held else "master of nothing") + \
                 ("; standing by for " + ", ".join(backup) if backup else "")
         print(f"  {address}: {what}")
+        print(f"    holds {st['holds']}")
         for host, role in st["switches"].items():
             masters.setdefault(host, []).append((role, address))
     print("switches:")

@@ -56,13 +56,18 @@ class NsgreApp(app_manager.OSKenApp):
         path = cfg.CONF.nsgre_topology or None
         database = cfg.CONF.nsgre_db or None
         self.queue = hub.Queue()
+        self.watch = None                 # of the topology database, when following one
+        self.held: dict = {}              # shard -> generation of the lock held
         shards = {}
         if database:
-            topo, version, shards = topodb.load(database)
-            hub.spawn(topodb.watch, database, lambda t, s: self.queue.put(ev.Loaded(t, s)),
-                      version, hub.sleep, current=topo)
-            LOG.info("nsgre: following the topology database %s (version %d)", database,
-                     version)
+            start = topodb.load(database)
+            topo, shards = start.topology, start.shards
+            self.watch = topodb.Watch(database, lambda t, s: self.queue.put(ev.Loaded(t, s)),
+                                      start)
+            hub.spawn(self.watch.run, hub.sleep)
+            LOG.info("nsgre: following the topology database %s (version %d)%s", database,
+                     start.version, "" if start.watched is None else
+                     ": the networks of the shards it holds, and their members")
         else:
             topo = topology.load(path)
         self.core = Controller(
@@ -77,7 +82,7 @@ class NsgreApp(app_manager.OSKenApp):
             for shard in sorted(set(shards.values()) or {0}):
                 grace = 0.0 if not prefer or shard in prefer else topodb.GRACE
                 hub.spawn(topodb.hold, database, topodb.lock_name(shard),
-                          lambda g, shard=shard: self.queue.put(ev.Leadership(shard, g)),
+                          lambda g, shard=shard: self._leadership(shard, g),
                           hub.sleep, grace=grace)
             LOG.info("nsgre: shards %s: asking for %s at once, the others after %.0f s",
                      sorted(set(shards.values()) or {0}),
@@ -101,6 +106,28 @@ class NsgreApp(app_manager.OSKenApp):
             hub.spawn(api.serve, Views(self.core, self), self.apply, cfg.CONF.nsgre_api,
                       self.change)
             LOG.info("nsgre: API on %s", cfg.CONF.nsgre_api)
+
+    def _leadership(self, shard: int, generation: int | None) -> None:
+        """A shard's lock granted or lost.  Watching part of the fabric, a
+        new owner first watches the shard's sub-fabric too, and claims its
+        switches once that has come (programming them from less would
+        delete their flows); a shard lost meanwhile is not claimed."""
+        if generation is None:
+            self.held.pop(shard, None)
+        else:
+            self.held[shard] = generation
+        if self.watch is None or self.watch.watched is None:
+            self.queue.put(ev.Leadership(shard, generation))
+            return
+        if generation is None:
+            self.queue.put(ev.Leadership(shard, None))
+            self.watch.want(self.held)
+            return
+
+        def claim():
+            if self.held.get(shard) == generation:
+                self.queue.put(ev.Leadership(shard, generation))
+        self.watch.want(self.held, claim)
 
     # -- the one queue -------------------------------------------------------
     def _run(self):

@@ -173,6 +173,11 @@ class Session:
                 return message
 
     def close(self) -> None:
+        """Closed, and shut down first: a read under way in another thread ends."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 
@@ -195,6 +200,55 @@ def monitor(remote: str, database: str, tables: dict, alive=lambda: True, timeou
                 yield message["params"][1]
     finally:
         session.close()
+
+
+class Monitor:
+    """An OVSDB ``monitor_cond`` of ``database``: ``conditions`` (table ->
+    clauses, any of which selects a row) say which rows it sends, and
+    ``change`` makes them others at any time (from another green thread:
+    it only sends).  ``messages`` yields ``("answer", updates)`` for the
+    first answer (every row selected), ``("answer", None)`` when a
+    change is answered (every row it newly selects, or drops, came
+    before), and ``("update", updates)`` for each commit, all as
+    ``update2`` (``topology.rows.from_update2``), until the connection
+    fails (``OvsdbError``) or ``alive()`` turns false; echoes are
+    answered on the way."""
+
+    def __init__(self, remote: str, database: str, conditions: dict, timeout: float = 10.0,
+                 probe: float | None = None):
+        self.remote = remote
+        self.session = Session(remote, timeout, probe)
+        self.changes = 0
+        self.id = "nsgre-0"
+        self.session.request("monitor_cond", [database, self.id, _where(conditions)], self.id)
+
+    def change(self, conditions: dict) -> None:
+        self.changes += 1
+        new = f"nsgre-{self.changes}"
+        self.session.request("monitor_cond_change", [self.id, new, _where(conditions)], new)
+        self.id = new
+
+    def close(self) -> None:
+        self.session.close()
+
+    def messages(self, alive=lambda: True):
+        try:
+            while alive():
+                message = self.session.next()
+                if message.get("method") == "update2":
+                    yield "update", message["params"][1]
+                elif str(message.get("id", "")).startswith("nsgre-"):
+                    if message.get("error"):
+                        raise OvsdbError(f"{self.remote}: monitor_cond refused: "
+                                         f"{message['error']}")
+                    yield "answer", ((message.get("result") or {})
+                                     if message["id"] == "nsgre-0" else None)
+        finally:
+            self.session.close()
+
+
+def _where(conditions: dict) -> dict:
+    return {table: [{"where": clauses}] for table, clauses in conditions.items()}
 
 
 #: OVSDB lock names are identifiers: anything else is a syntax error, which

@@ -1,13 +1,13 @@
 """The topology from nsgre's database (``topology/nsgre.ovsschema``), for
 a controller that follows it instead of a file: read once at start, then
-watched with an OVSDB ``monitor``; each version the database commits (one
-apply is one transaction, so one update) comes as a whole ``Topology``,
-built as it was allocated, with no validation (the writer validated it),
-from the one before in what the update touches (``rows.Follower``)."""
+watched with an OVSDB ``monitor_cond`` (``Watch``); and the locks that
+make one controller master of a shard's switches (``hold``)."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import NamedTuple
 
 from osken_apps import ovsdb_rpc
 from topology import rows
@@ -22,59 +22,145 @@ class DatabaseEmpty(Exception):
     pass
 
 
-def load(remotes: str):
-    """(topology, version, host -> shard) the database holds now."""
+class Start(NamedTuple):
+    """What a controller starts from: the topology it watches (the whole
+    fabric; or, ``watched`` not None, the hosts alone: it watches the
+    sub-fabric of the shards it holds, none yet), its version, every host's
+    shard, and the Host rows (the watch's conditions start from them)."""
+    topology: object
+    version: int
+    shards: dict
+    hosts: dict
+    watched: set | None
+
+
+def load(remotes: str) -> Start:
+    """What the database holds now, as a controller starts from it: a
+    fabric of several shards is watched in part (``rows.conditions``)."""
     errors = []
     for remote in remotes.split(","):
         try:
-            held = rows.read(ovsdb_rpc.transact(remote, rows.select_ops(),
-                                                database=rows.DATABASE))
+            result = ovsdb_rpc.transact(remote, rows.select_ops(("Fabric", "Host")),
+                                        database=rows.DATABASE)
+            held = rows.read(result)
+            if held.version is None:
+                raise DatabaseEmpty(f"{remote}: the database holds no topology yet "
+                                    f"(nsgre apply FILE --db {remotes})")
+            watched = set() if len(set(rows.shards_of(held).values())) > 1 else None
+            if watched is None:
+                result = ovsdb_rpc.transact(remote, rows.select_ops(),
+                                            database=rows.DATABASE)
+                held = rows.read(result)
         except ovsdb_rpc.OvsdbError as exc:
             errors.append(str(exc))
             continue
-        if held.version is None:
-            raise DatabaseEmpty(f"{remote}: the database holds no topology yet "
-                                f"(nsgre apply FILE --db {remotes})")
-        return rows.topology(held), held.version, rows.shards_of(held)
+        hosts = {r["_uuid"][1]: r for r in result[1]["rows"]}
+        return Start(rows.topology(held), held.version, rows.shards_of(held), hosts, watched)
     raise ovsdb_rpc.OvsdbError("; ".join(errors))
 
 
-def watch(remotes: str, on_change, version: int, sleep, alive=lambda: True,
-          current=None) -> None:
-    """Call ``on_change(topology, shards)`` with every new version of the topology,
-    from whichever member answers (again after a failure, a little later
-    each time), until ``alive()`` turns false.  ``current``: the topology
-    of ``version`` (as ``load`` gave it): each version is built from the
-    one handed on before, so the controller's caches of what a change
-    leaves alone stay valid (``Topology.same_ports``)."""
-    failures = 0
-    members = remotes.split(",")
-    while alive():
-        remote = members[failures % len(members)]
-        try:
-            for follower in _monitor(remote, alive):
-                failures = 0
-                held = follower.held
-                if held.version == version and current is not None:
-                    follower.topology = current          # the same, as the object handed on
-                elif held.version is not None and held.version != version:
-                    version, current = held.version, follower.topology
-                    on_change(follower.topology, rows.shards_of(held))
-        except ovsdb_rpc.OvsdbError as exc:
-            if failures == 0:
-                LOG.warning("nsgre: topology database %s: %s (trying again)", remote, exc)
-        sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
-        failures += 1
+class Watch:
+    """A controller's watch of the topology database: every version it
+    commits (one apply is one transaction, so one update) handed on as a
+    whole ``Topology`` (``on_change(topology, shards)``), built as it was
+    allocated with no validation (the writer validated it), each from the
+    one before in what the update touches (``rows.Follower``), so the
+    controller's caches of what a change leaves alone stay valid.
 
+    ``watched``: None, the whole fabric (a controller of the only shard,
+    or its standby, ready to take over at once); else the shards whose
+    hosts the controller programs: it watches their sub-fabric alone
+    (``rows.conditions``, as ovn-controller watches only the datapaths
+    local to its chassis), and ``want`` changes that set.  A version is
+    handed on once every row the conditions select has come."""
 
-def _monitor(remote: str, alive):
-    """What the database holds, after its first answer and after every
-    update (``rows.Follower``: each update built in what it touches)."""
-    follower = rows.Follower()
-    for updates in ovsdb_rpc.monitor(remote, rows.DATABASE, {t: {} for t in rows.TABLES},
-                                     alive):
-        follower.update(updates)
-        yield follower
+    def __init__(self, remotes: str, on_change, start: Start):
+        self.members = remotes.split(",")
+        self.on_change = on_change
+        self.version, self.current = start.version, start.topology
+        self.watched = start.watched
+        self.hosts = start.hosts              # the Host rows last seen: the conditions' input
+        self.current_asked = self._conditions()   # what ``current`` was read under
+        self.monitor = None
+        self.follower = None
+        self.asked = None                     # the conditions asked of ``monitor``
+        self.unanswered = 0                   # its requests not answered yet
+        self.waiting: list = []               # called once what is wanted has come
+        self.lock = threading.Lock()          # want() comes from other (green) threads
+
+    def _conditions(self) -> dict:
+        return rows.conditions(self.hosts, self.watched)
+
+    def want(self, shards, then=None) -> None:
+        """Watch the sub-fabric of ``shards``; ``then()`` once it has come
+        and been handed on (a shard's new owner programs nothing before)."""
+        with self.lock:
+            self.watched = set(shards)
+            if then is not None:
+                self.waiting.append(then)
+            self._ask()
+            self._settle()
+
+    def _ask(self) -> None:
+        if self.monitor is None:
+            return                            # asked for at the next connection
+        wanted = self._conditions()
+        if wanted != self.asked:
+            try:
+                self.monitor.change(wanted)
+            except ovsdb_rpc.OvsdbError:
+                return                        # the watch finds the connection gone
+            self.asked = wanted
+            self.unanswered += 1
+
+    def _settle(self) -> None:
+        """Hand on the topology, and call the waiting, once every request is answered."""
+        follower = self.follower
+        if self.unanswered or follower is None or follower.held is None:
+            return
+        held = follower.held
+        if held.version is not None and follower.topology is not self.current:
+            if held.version == self.version and self.asked == self.current_asked:
+                follower.topology = self.current     # the same, as the object handed on
+            else:
+                self.version, self.current = held.version, follower.topology
+                self.current_asked = self.asked
+                self.on_change(follower.topology, rows.shards_of(held))
+        waiting, self.waiting = self.waiting, []
+        for then in waiting:
+            then()
+
+    def run(self, sleep, alive=lambda: True) -> None:
+        """Follow whichever member answers (again after a failure, a little
+        later each time) until ``alive()`` turns false."""
+        failures = 0
+        while alive():
+            remote = self.members[failures % len(self.members)]
+            try:
+                with self.lock:
+                    self.follower = follower = rows.Follower()
+                    self.asked = self._conditions()
+                    self.unanswered = 1
+                    self.monitor = ovsdb_rpc.Monitor(remote, rows.DATABASE, self.asked)
+                for kind, updates in self.monitor.messages(alive):
+                    failures = 0
+                    with self.lock:
+                        if updates is not None:
+                            follower.update(rows.from_update2(follower.raw, updates))
+                            self.hosts = follower.raw["Host"]
+                        if kind == "answer":
+                            self.unanswered -= 1
+                        self._ask()
+                        self._settle()
+            except ovsdb_rpc.OvsdbError as exc:
+                if failures == 0:
+                    LOG.warning("nsgre: topology database %s: %s (trying again)", remote, exc)
+            finally:
+                if self.monitor is not None:
+                    self.monitor.close()
+                self.monitor = self.follower = None
+            sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            failures += 1
 
 
 def lock_name(shard: int) -> str:

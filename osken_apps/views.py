@@ -62,6 +62,7 @@ class Views:
             entry["hosts"].append(host)
             entry["generation"] = core.owned.get(shard)
         return {"database": core.database, "several": core.roles, "shards": shards,
+                "holds": core.topology.summary(),
                 "switches": {s.host: s.role or "master" for s in
                              sorted(core.switches.values(), key=lambda s: s.host)}}
 

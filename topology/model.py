@@ -22,7 +22,7 @@ Edge kinds (attribute ``kind``):
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Iterable, NamedTuple
 
@@ -315,6 +315,27 @@ class Topology:
             self.hosts is other.hosts and self._on_host.get(host) is other._on_host.get(host)
             and self._carried.keys() == other._carried.keys()
             and all(c is other._carried[h] for h, c in self._carried.items()))
+
+    def sub_fabric(self, hosts: Iterable[str]) -> "Topology":
+        """What a controller programming ``hosts`` alone needs, as one of
+        several sharing a fabric out holds it (the database's conditions,
+        ``rows.conditions``, select the same rows): every host (each is a
+        tunnel peer), the networks ``hosts`` carry, their local VLANs on
+        every host, and their members -- a trunk elsewhere with its
+        attachments to those networks only.  Each of ``hosts`` gets the same
+        pipeline from it as from the whole fabric."""
+        carried = {n for h in hosts for n in self._carried.get(h, ())}
+        endpoints = []
+        for e in self.endpoints.values():
+            kept = tuple(a for a in e.attachments if a.network in carried)
+            if len(kept) == len(e.attachments):
+                endpoints.append(e)
+            elif kept:
+                endpoints.append(replace(e, attachments=kept))
+        return Topology(self.tunnel, self.hosts.values(),
+                        [n for name, n in self.networks.items() if name in carried], endpoints,
+                        {k: v for k, v in self.local_vlans.items() if k[1] in carried},
+                        self.source, self.broadcast_limit, self.underlay_mtu)
 
     # -- the networkx model ---------------------------------------------------
     @cached_property

@@ -123,8 +123,9 @@ def read(result: list) -> Held:
         tables["Network"][r["name"]] = (_ref(r["_uuid"]), _network_logical(r))
     for r in endpoints:
         owned[r["name"]] = _attachment_refs(r)
-        tables["Endpoint"][r["name"]] = (_ref(r["_uuid"]),
-                                         _endpoint_logical(r, attach, net_name, host_name))
+        row = _endpoint_logical(r, attach, net_name, host_name)
+        if row is not None:
+            tables["Endpoint"][r["name"]] = (_ref(r["_uuid"]), row)
     return Held(tables, version, generation or 0, owned)
 
 
@@ -148,9 +149,16 @@ def _attachment_refs(r) -> tuple:
     return tuple(_ref(a) for a in set_of(r["attachments"]))
 
 
-def _endpoint_logical(r, attach: dict, net_name: dict, host_name: dict) -> tuple:
+def _endpoint_logical(r, attach: dict, net_name: dict, host_name: dict) -> tuple | None:
+    """None: none of its attachments is in view (a controller watching part
+    of the fabric sees an endpoint elsewhere only in the networks its hosts
+    carry, ``conditions``)."""
     attachments = sorted(((net_name[_ref(a["network"])], a["ip"], _unopt(a["vlan"]))
-                          for a in map(attach.get, _attachment_refs(r))), key=_attachment_order)
+                          for a in map(attach.get, _attachment_refs(r))
+                          if a is not None and _ref(a["network"]) in net_name),
+                         key=_attachment_order)
+    if not attachments:
+        return None
     return (host_name[_ref(r["host"])], r["kind"], tuple(attachments),
             r["mac"], r["port"], _unopt(r["link_local"]), _unopt(r["iface_id"]))
 
@@ -173,6 +181,107 @@ def _endpoint_of(name: str, row: tuple) -> Endpoint:
                     mac, port, None if ll is None else ipaddress.IPv6Address(ll), iface_id)
 
 
+# -- what a controller of some shards watches ---------------------------------------
+def conditions(hosts: dict, shards) -> dict:
+    """Table -> the ``monitor_cond`` condition (clauses, any of which
+    selects a row) of what a controller programming the hosts of ``shards``
+    needs (``hosts``: the Host rows, uuid -> row as the server sends them):
+    the fabric and every host (each is a tunnel peer), the networks those
+    hosts carry (their local VLANs name them), those networks' attachments
+    and the endpoints with one of them (``Endpoint.networks``) -- the rows
+    ``Topology.sub_fabric`` holds.  As ovn-controller watches the datapaths
+    local to its chassis.  ``shards`` None: everything."""
+    if shards is None:
+        return {t: [True] for t in TABLES}
+    carried = sorted({_ref(k) for r in hosts.values() if r["shard"] in shards
+                      for k, _ in r["local_vlans"][1]})
+    return {"Fabric": [True], "Host": [True],
+            "Network": [["_uuid", "==", ["uuid", n]] for n in carried] or [False],
+            "Attachment": [["network", "==", ["uuid", n]] for n in carried] or [False],
+            "Endpoint": [["networks", "includes", ["uuid", n]] for n in carried] or [False]}
+
+
+_ATOM_DEFAULTS = {"integer": 0, "real": 0.0, "boolean": False, "string": "",
+                  "uuid": ["uuid", "00000000-0000-0000-0000-000000000000"]}
+
+
+def _column_kinds() -> dict:
+    """Table -> column -> ("set", "map" or "atom", its default value), from the schema."""
+    import json
+    kinds: dict = {}
+    for table, body in json.loads(SCHEMA.read_text())["tables"].items():
+        for column, spec in body["columns"].items():
+            t = spec["type"]
+            key = t if isinstance(t, str) else t["key"]
+            key = key if isinstance(key, str) else key["type"]
+            if isinstance(t, dict) and "value" in t:
+                kind = ("map", ["map", []])
+            elif isinstance(t, dict) and not (t.get("min", 1) == 1 and t.get("max", 1) == 1):
+                kind = ("set", ["set", []])
+            else:
+                kind = ("atom", _ATOM_DEFAULTS[key])
+            kinds.setdefault(table, {})[column] = kind
+    return kinds
+
+
+_KINDS: dict = {}
+
+
+def from_update2(raw: dict, updates: dict) -> dict:
+    """An ``update2`` (what ``monitor_cond`` sends: rows ``initial``,
+    ``insert``, ``delete``, or ``modify`` with each changed column's
+    difference) as ``monitor``'s updates (``{"new": row}``, or ``{}`` for a
+    row gone), the rows modified taken from ``raw`` (table -> uuid -> row
+    held).  Columns left out of a new row hold their default."""
+    if not _KINDS:
+        _KINDS.update(_column_kinds())
+    result: dict = {}
+    for table, changes in updates.items():
+        kinds, out = _KINDS[table], result.setdefault(table, {})
+        for uuid, change in changes.items():
+            if "delete" in change:
+                out[uuid] = {}
+                continue
+            new = change.get("initial") or change.get("insert")
+            if new is not None:
+                row = {c: default for c, (_, default) in kinds.items()}
+                row.update(new)
+            else:
+                row = {c: v for c, v in raw[table][uuid].items() if c != "_uuid"}
+                for column, diff in change["modify"].items():
+                    if column in kinds:                # not _version
+                        row[column] = _modified(kinds[column][0], row.get(column), diff)
+            out[uuid] = {"new": row}
+    return result
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _modified(kind: str, old, diff):
+    """A column's new value from its ``modify`` difference: a set's is
+    the elements added or removed, a map's the pairs added, removed (same
+    value) or changed (a new value); anything else's, the new value."""
+    if kind == "set":
+        now = {_hashable(a): a for a in set_of(old)}
+        for a in set_of(diff):
+            if now.pop(_hashable(a), None) is None:
+                now[_hashable(a)] = a
+        values = list(now.values())
+        return values[0] if len(values) == 1 else ["set", values]
+    if kind == "map":
+        now = {_hashable(k): (k, v) for k, v in old[1]}
+        for k, v in diff[1]:
+            key = _hashable(k)
+            if key in now and now[key][1] == v:
+                del now[key]
+            else:
+                now[key] = (k, v)
+        return ["map", [list(pair) for pair in now.values()]]
+    return diff
+
+
 def shards_of(held: Held) -> dict:
     """Host -> the shard the database gives it."""
     return {name: row[2] for name, (_, row) in held.tables.get("Host", {}).items()}
@@ -193,10 +302,11 @@ def assign_shards(current: dict, hosts, count: int | None = None) -> dict:
     return shards
 
 
-def select_ops() -> list[dict]:
-    """One transaction's worth of selects reading the whole database (what
-    ``read`` takes)."""
-    return [{"op": "select", "table": t, "where": []} for t in TABLES]
+def select_ops(tables=TABLES) -> list[dict]:
+    """One transaction's worth of selects reading the whole database, or
+    only ``tables`` of it (what ``read`` takes)."""
+    return [{"op": "select", "table": t, "where": []} if t in tables else
+            {"op": "comment", "comment": f"{t}: not read"} for t in TABLES]
 
 
 def topology(held: Held, source: str = "nsgre database") -> Topology:
@@ -314,7 +424,9 @@ def _host_row(name, row, ref, counter):
 
 def _endpoint_row(name, row, ref, counter):
     """An endpoint's row and the inserts of its attachments (rows of their
-    own, owned by it: the old ones go when nothing refers to them)."""
+    own, owned by it: the old ones go when nothing refers to them).  Its
+    ``networks`` repeat its attachments' so that a controller can watch the
+    members of the networks its hosts carry (``conditions``)."""
     host, kind, attachments, mac, port, link_local, iface_id = row
     inserts, refs = [], []
     for net, ip, vlan in attachments:
@@ -322,9 +434,11 @@ def _endpoint_row(name, row, ref, counter):
         inserts.append({"op": "insert", "table": "Attachment", "uuid-name": label,
                         "row": {"network": ref("Network", net), "ip": ip, "vlan": _opt(vlan)}})
         refs.append(["named-uuid", label])
+    networks = sorted({net for net, _, _ in attachments})
     return ({"name": name, "host": ref("Host", host), "kind": kind,
              "attachments": ["set", refs], "mac": mac, "port": port,
-             "link_local": _opt(link_local), "iface_id": _opt(iface_id)}, inserts)
+             "link_local": _opt(link_local), "iface_id": _opt(iface_id),
+             "networks": ["set", [ref("Network", net) for net in networks]]}, inserts)
 
 
 # -- following the database ---------------------------------------------------------
@@ -342,7 +456,7 @@ class Follower:
         self.topology: Topology | None = None
         self.whole_reads = 0                           # updates that took a whole rebuild
         self.names: dict = {"Host": {}, "Network": {}}  # uuid -> name
-        self.owner: dict = {}                          # attachment uuid -> its endpoint
+        self.owner: dict = {}                          # attachment uuid -> (endpoint, its uuid)
 
     def update(self, updates: dict) -> None:
         before = {t: {u: self.raw[t].get(u) for u in updates.get(t, {})} for t in TABLES}
@@ -365,8 +479,8 @@ class Follower:
             self.held = read([{"rows": list(self.raw[t].values())} for t in TABLES])
             self.topology = topology(self.held, self.source) \
                 if self.held.version is not None else None
-            self.owner = {ref: name for name, refs in self.held.attachments.items()
-                          for ref in refs}
+            self.owner = {ref: (r["name"], uuid) for uuid, r in self.raw["Endpoint"].items()
+                          for ref in _attachment_refs(r)}
 
     def _step(self, before: dict) -> bool:
         """The update made in what it touches; False: it needs a whole read
@@ -385,7 +499,18 @@ class Follower:
         net_name, host_name = self.names["Network"], self.names["Host"]
         names = {t: {r["name"] for rs in (before[t].values(), map(raw[t].get, before[t]))
                      for r in rs if r is not None} for t in ("Host", "Network", "Endpoint")}
-        names["Endpoint"].update(self.owner[a] for a in before["Attachment"] if a in self.owner)
+        endpoint_uuid = {}            # an endpoint whose attachments alone changed -> its row
+        for a in before["Attachment"]:
+            if a in self.owner:
+                name, endpoint_uuid[name] = self.owner[a]
+                names["Endpoint"].add(name)
+        # A network coming into view or leaving it (a controller watching part
+        # of the fabric, ``conditions``): the hosts' local VLANs of it.
+        seen = {u for u, was in before["Network"].items()
+                if (was is None) != (raw["Network"].get(u) is None)}
+        if seen:
+            names["Host"].update(r["name"] for r in raw["Host"].values()
+                                 if any(_ref(k) in seen for k, _ in r["local_vlans"][1]))
         # The rows now of the names touched (a row may have gone, or come back
         # under a new uuid): only among the rows the update brought.
         rows_now = {t: {r["name"]: r for r in map(raw[t].get, before[t]) if r is not None}
@@ -398,28 +523,32 @@ class Follower:
         for table in ("Host", "Network", "Endpoint"):
             for name in names[table]:
                 r = rows_now[table].get(name)
-                if r is None and name in tables[table] and \
-                        tables[table][name][0] not in before[table]:
-                    r = raw[table].get(tables[table][name][0])   # only its attachments changed
-                if r is None:
-                    if name in tables[table]:
-                        row = tables[table].pop(name)[1]
-                        for ref in owned.pop(name, ()):
-                            self.owner.pop(ref, None)
-                        objects[table][name] = None
-                        if table == "Host":
-                            local_vlans.update(((name, n), None) for n, _ in row[3])
-                    continue
-                row = (_host_logical(r, net_name) if table == "Host" else
-                       _network_logical(r) if table == "Network" else
-                       _endpoint_logical(r, raw["Attachment"], net_name, host_name))
-                was = tables[table].get(name)
-                tables[table][name] = (_ref(r["_uuid"]), row)
-                if table == "Endpoint":
+                if r is None:             # the row unchanged: something it refers to changed
+                    uuid = tables[table][name][0] if name in tables[table] else \
+                        endpoint_uuid.get(name)
+                    if uuid is not None and uuid not in before[table]:
+                        r = raw[table].get(uuid)
+                if r is None:             # gone
+                    for ref in owned.pop(name, ()):
+                        self.owner.pop(ref, None)
+                    row = None
+                elif table == "Endpoint":
                     for ref in owned.get(name, ()):
                         self.owner.pop(ref, None)
                     owned[name] = _attachment_refs(r)
-                    self.owner.update((ref, name) for ref in owned[name])
+                    self.owner.update((ref, (name, _ref(r["_uuid"]))) for ref in owned[name])
+                    row = _endpoint_logical(r, raw["Attachment"], net_name, host_name)
+                else:
+                    row = _host_logical(r, net_name) if table == "Host" else _network_logical(r)
+                if row is None:           # gone, or out of view
+                    if name in tables[table]:
+                        was = tables[table].pop(name)[1]
+                        objects[table][name] = None
+                        if table == "Host":
+                            local_vlans.update(((name, n), None) for n, _ in was[3])
+                    continue
+                was = tables[table].get(name)
+                tables[table][name] = (_ref(r["_uuid"]), row)
                 if was is not None and was[1] == row:
                     continue
                 objects[table][name] = make[table](name, row)

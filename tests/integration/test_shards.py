@@ -27,11 +27,16 @@ hosts:
   kvm3: {underlay_ip: 198.18.0.3}
 networks:
   net10: {key: 10}
+  net20: {key: 20}
+  net30: {key: 30}
 endpoints:
-  vm1:  {host: kvm1, kind: namespace, network: net10, ip: 10.1.1.2/24}
-  blue: {host: kvm2, kind: namespace, network: net10, ip: 10.1.1.1/24}
-  a3:   {host: kvm3, kind: namespace, network: net10, ip: 10.1.1.3/24}
+  vm1:   {host: kvm1, kind: namespace, network: net10, ip: 10.1.1.2/24}
+  blue:  {host: kvm2, kind: namespace, network: net10, ip: 10.1.1.1/24}
+  a3:    {host: kvm3, kind: namespace, network: net10, ip: 10.1.1.3/24}
+  red:   {host: kvm3, kind: namespace, network: net20, ip: 10.1.2.3/24}
+  green: {host: kvm2, kind: namespace, network: net30, ip: 10.1.3.2/24}
 """
+HOSTS = ("kvm1", "kvm2", "kvm3")
 #: Hosts by shard, as ``nsgre apply --shards 2`` shares them out (sorted
 #: names, each to the least loaded shard).
 SHARDS = {0: ("kvm1", "kvm3"), 1: ("kvm2",)}
@@ -86,6 +91,26 @@ def test_each_controller_is_master_of_its_preferred_shard_and_only_there(sharded
     assert f"  kvm1: master {api1}; slave {api2}\n  kvm2: master {api2}; slave {api1}\n" \
            f"  kvm3: master {api1}; slave {api2}\n" in out, out
     assert ": leader, term" in out and "topology: version 1: 3 hosts" in out
+    # each watches only its hosts' networks and their members
+    assert f"{api1}: master of shard 0 (generation {g0}: kvm1, kvm3); standing by for " \
+           f"shard 1 (kvm2)\n    holds 3 hosts, 2 networks, 4 endpoints" in out, out
+    assert model(api1) == (["net10", "net20"], ["a3", "blue", "red", "vm1"])
+    assert model(api2) == (["net10", "net30"], ["a3", "blue", "green", "vm1"])
+
+
+def model(address) -> tuple[list, list]:
+    """The networks and endpoints a controller holds."""
+    from nsgre_tools import client
+    status, body = client.request(str(address), "GET", "/topology")
+    assert status == 200, body
+    return sorted(body["networks"]), body["endpoints"]
+
+
+def flows(emu) -> dict[str, set[str]]:
+    """Every host's nsgre flows, without their counters."""
+    return {h: {line.strip() for line in emu.ovs[h].ofctl(
+        "dump-flows", "--no-stats", "cookie=0x4e53000000000000/0xffff000000000000").splitlines()
+        if "cookie=" in line} for h in HOSTS}
 
 
 def test_a_raft_leader_change_moves_no_shard(sharded):
@@ -115,6 +140,7 @@ def test_a_dead_controllers_shard_moves_to_the_survivor_within_a_second(sharded)
             "queued" not in [line for line in log(sharded, 1) if "nsgre_shard_1" in line][-1]:
         assert time.monotonic() < deadline, log(sharded, 1)[-20:]
         time.sleep(0.1)
+    before_flows = flows(sharded)
     with Pings() as pings:                     # vm1 (kvm1, shard 0) to blue (kvm2, shard 1)
         killed = time.time()
         os.kill(sharded.controller_pid(2), signal.SIGKILL)
@@ -126,3 +152,8 @@ def test_a_dead_controllers_shard_moves_to_the_survivor_within_a_second(sharded)
     assert taken["kvm2"] - killed < 1.0
     assert after[0][0] == before[0][0]         # shard 0 stays where it was
     assert pings.lost == 0, pings.missing()
+    # the survivor watched net30 (kvm2's alone) only once it took kvm2 over,
+    # and claimed kvm2 only once net30 had come: no flow of it deleted
+    api1 = sharded.controller_files(1)[1]
+    assert model(api1) == (["net10", "net20", "net30"], ["a3", "blue", "green", "red", "vm1"])
+    assert flows(sharded) == before_flows

@@ -17,7 +17,7 @@ from osken_apps import ovsdb
 from topology import rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-from fabrics import EDITS, GROWTH, assert_same, build, fabrics, mutate  # noqa: E402
+from fabrics import EDITS, GROWTH, TRUNKS, assert_same, build, fabrics, mutate  # noqa: E402
 
 
 @pytest.fixture
@@ -145,8 +145,9 @@ def test_a_follower_kept_from_the_monitors_updates_holds_what_a_fresh_read_build
     ovsdb.transact(db, [{"op": "delete", "table": t, "where": []}
                         for t in ("Fabric", "Endpoint", "Attachment", "Host", "Network")],
                    database=rows.DATABASE)
-    updates = ovsdb_rpc.monitor(db, rows.DATABASE, {t: {} for t in rows.TABLES})
     follower = rows.Follower()
+    monitor = ovsdb_rpc.Monitor(db, rows.DATABASE, rows.conditions({}, None))
+    updates = (rows.from_update2(follower.raw, u) for _, u in monitor.messages())
     follower.update(next(updates))                          # the (empty) snapshot
     try:
         for step in range(6):
@@ -174,7 +175,95 @@ def test_a_follower_kept_from_the_monitors_updates_holds_what_a_fresh_read_build
                           GROWTH + EDITS)
         assert follower.whole_reads == 2        # the empty snapshot and the first version
     finally:
-        updates.close()
+        monitor.close()
+
+
+class Watching:
+    """A controller's watch of the database (``topodb.Watch``) run in a
+    thread: each version it hands on, kept in order."""
+
+    def __init__(self, remote):
+        import queue
+        import threading
+        import time
+        from osken_apps import topodb
+        self.handed = queue.Queue()
+        self.stopped = False
+        self.watch = topodb.Watch(remote, lambda t, s: self.handed.put((self.watch.version, t)),
+                                  topodb.load(remote))
+        self.thread = threading.Thread(target=self.watch.run,
+                                       args=(time.sleep, lambda: not self.stopped))
+        self.thread.start()
+
+    def version(self, version):
+        """The topology handed on with ``version`` (none of another after it)."""
+        while True:
+            got, topo = self.handed.get(timeout=10)
+            if got == version and self.handed.empty():
+                return topo
+
+    def want(self, shards):
+        """The topology handed on once ``shards``' sub-fabric has come."""
+        import threading
+        came = threading.Event()
+        self.watch.want(shards, came.set)
+        assert came.wait(10)
+        return self.watch.current
+
+    def stop(self):
+        self.stopped = True
+        monitor = self.watch.monitor
+        if monitor is not None:
+            monitor.close()
+        self.thread.join(10)
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.large_base_example])
+@given(fabrics(), st.randoms(use_true_random=False))
+def test_a_watch_of_some_shards_holds_their_sub_fabric_as_the_fabric_and_the_shards_change(
+        db, spec, rnd):
+    """A controller of some shards watches only their hosts' networks and
+    those networks' members (``monitor_cond``); whatever is applied, and
+    whichever shards it takes or gives up, it holds what the whole
+    fabric's ``sub_fabric`` of those hosts is."""
+    from nsgre_tools import database
+    ovsdb.transact(db, [{"op": "delete", "table": t, "where": []}
+                        for t in ("Fabric", "Endpoint", "Attachment", "Host", "Network")],
+                   database=rows.DATABASE)
+    count = rnd.choice([2, 3])
+    for _ in range(2):                      # trunks: seen in part by a shard carrying some of theirs
+        spec = mutate(spec, rnd, set(), TRUNKS)
+    database.apply(db, build(spec).encode(), "t.yaml", shards=count)
+    watching = Watching(db)
+    try:
+        mine: set = set()
+        for step in range(6):
+            if step % 2:
+                mine = set(rnd.sample(range(count), rnd.randint(0, count)))
+                got = watching.want(mine)
+            else:
+                spec = mutate(spec, rnd, {n.key for n in rows.topology(held(db)).networks.values()},
+                              GROWTH + EDITS + TRUNKS + TRUNKS)
+                try:
+                    applied = database.apply(db, build(spec).encode(), "t.yaml", shards=count)
+                except topology.TopologyError:
+                    continue
+                if not applied.operations:
+                    continue
+                got = watching.version(applied.version)
+            now = held(db)
+            if watching.watch.watched is None:             # one shard: all of it
+                assert_same(got, rows.topology(now))
+                continue
+            hosts = [h for h, s in rows.shards_of(now).items() if s in mine]
+            assert_same(got, rows.topology(now).sub_fabric(hosts))
+            raw = watching.watch.follower.raw                # and no row more came
+            for table, names in (("Network", got.networks), ("Endpoint", got.endpoints)):
+                assert sorted(r["name"] for r in raw[table].values()) == sorted(names)
+    finally:
+        watching.stop()
 
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -45,10 +45,18 @@ def build(spec) -> str:
 GROWTH = ("add_net", "del_net", "add_ep", "del_ep", "add_host", "del_host")
 #: Edits that renumber or move what exists (allocation keeps nothing of them).
 EDITS = ("move_ep", "readdress_ep", "rekey_net")
+#: A trunk endpoint added: a guest in two or three networks, one per guest VLAN.
+TRUNKS = ("add_trunk",)
+
+
+def _attached(e) -> list:
+    """An endpoint's (network, ip) pairs, a trunk's per guest VLAN."""
+    return [(v["network"], v["ip"]) for v in e["vlans"].values()] if "vlans" in e \
+        else [(e["network"], e["ip"])]
 
 
 def _fresh_ip(spec, rnd: random.Random) -> str:
-    used = {e["ip"].split("/")[0] for e in spec["endpoints"].values()}
+    used = {ip.split("/")[0] for e in spec["endpoints"].values() for _, ip in _attached(e)}
     while True:
         ip = f"10.9.{rnd.randrange(250)}.{rnd.randrange(1, 250)}"
         if ip not in used:
@@ -67,7 +75,8 @@ def mutate(spec, rnd: random.Random, taken: set, kinds=GROWTH):
     elif what == "del_net" and len(spec["networks"]) > 1:
         gone = rnd.choice(sorted(spec["networks"]))
         del spec["networks"][gone]
-        spec["endpoints"] = {n: e for n, e in spec["endpoints"].items() if e["network"] != gone}
+        spec["endpoints"] = {n: e for n, e in spec["endpoints"].items()
+                             if gone not in dict(_attached(e))}
     elif what == "add_ep":
         spec["endpoints"][f"new{rnd.randrange(1000)}"] = {
             "host": rnd.choice(sorted(spec["hosts"])), "kind": "namespace",
@@ -85,7 +94,15 @@ def mutate(spec, rnd: random.Random, taken: set, kinds=GROWTH):
         ep["host"] = rnd.choice(sorted(spec["hosts"]))
     elif what == "readdress_ep" and spec["endpoints"]:
         ep = spec["endpoints"][rnd.choice(sorted(spec["endpoints"]))]
-        ep["ip"] = _fresh_ip(spec, rnd)
+        if "vlans" not in ep:
+            ep["ip"] = _fresh_ip(spec, rnd)
+    elif what == "add_trunk":
+        nets = rnd.sample(sorted(spec["networks"]), min(len(spec["networks"]), rnd.randint(2, 3)))
+        vlans = {}
+        for i, net in enumerate(nets):
+            vlans[100 + i] = {"network": net, "ip": _fresh_ip(spec, rnd)}   # one per network
+        spec["endpoints"][f"trunk{rnd.randrange(1000)}"] = {
+            "host": rnd.choice(sorted(spec["hosts"])), "kind": "vm", "vlans": vlans}
     elif what == "rekey_net":
         spec["networks"][rnd.choice(sorted(spec["networks"]))] = {"key": free_key}
     return spec
