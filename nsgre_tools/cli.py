@@ -336,7 +336,7 @@ def cmd_controller(args) -> int:
     argv = ["osken-manager", "--user-flags", str(FLAGS), "--ofp-listen-host", args.listen,
             "--ofp-tcp-listen-port", str(args.port), "--nsgre-api", args.api,
             "--nsgre-ovsdb", args.ovsdb, "--nsgre-db", args.db, "--nsgre-prefer",
-            args.prefer, str(APP)]
+            args.prefer, "--nsgre-db-probe", str(args.db_probe), str(APP)]
     if args.topology:
         argv += ["--nsgre-topology", str(Path(args.topology).resolve())]
     if args.listen.startswith("/") and os.path.exists(args.listen):
@@ -463,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prefer", default="", metavar="SHARDS",
                    help="with --db: the shards to be master of at once, comma-separated "
                         "(default: all); the others only as a backup, after a grace delay")
+    s.add_argument("--db-probe", type=float, default=1.0, metavar="SECONDS",
+                   help="with --db: seconds of silence after which a database member is "
+                        "probed, and given up after as long again (default: %(default)s; "
+                        "set the members' own probe alike: nsgre db listen --probe)")
     s.set_defaults(func=cmd_controller)
 
     s = sub.add_parser("show", help="the running fabric: hosts (connected, datapath, "

@@ -34,7 +34,12 @@ PREFER = cfg.StrOpt("nsgre-prefer", default="",
                     help="with --nsgre-db: the shards this controller asks for at once, "
                          "comma-separated (default: all); it asks for the others only "
                          "after a grace delay, as their backup")
-OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB, DB, PREFER)
+DB_PROBE = cfg.FloatOpt("nsgre-db-probe", default=1.0,
+                        help="with --nsgre-db: seconds of silence after which a member of "
+                             "the database is sent an echo, and given up after as long "
+                             "again (lock sessions and the watch): what a frozen leader "
+                             "costs, against what a busy controller tolerates")
+OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB, DB, PREFER, DB_PROBE)
 
 
 def register(conf):

@@ -83,7 +83,7 @@ class NsgreApp(app_manager.OSKenApp):
                 grace = 0.0 if not prefer or shard in prefer else topodb.GRACE
                 hub.spawn(topodb.hold, database, topodb.lock_name(shard),
                           lambda g, shard=shard: self._leadership(shard, g),
-                          hub.sleep, grace=grace)
+                          hub.sleep, grace=grace, probe=cfg.CONF.nsgre_db_probe)
             LOG.info("nsgre: shards %s: asking for %s at once, the others after %.0f s",
                      sorted(set(shards.values()) or {0}),
                      sorted(prefer) if prefer else "all", topodb.GRACE)
@@ -132,9 +132,13 @@ class NsgreApp(app_manager.OSKenApp):
     # -- the one queue -------------------------------------------------------
     def _run(self):
         """Hand events to the core one at a time (``Controller.handle``
-        survives whatever one of them raises)."""
+        survives whatever one of them raises), letting every other green
+        thread run between two: a queue that is never empty (64 switches
+        programmed at once) must not starve the database sessions, whose
+        echo unanswered for a second costs this controller its locks."""
         while True:
             self.core.handle(self.queue.get())
+            hub.sleep(0)
 
     def _ticks(self, interval: float):
         while True:

@@ -153,8 +153,8 @@ class Session:
                 if left <= 0:
                     return None
                 wait = left if wait is None else min(wait, left)
-            self.sock.settimeout(wait)
             try:
+                self.sock.settimeout(wait)
                 message = self.messages.next()
             except socket.timeout:
                 if until is not None and time.monotonic() >= until:

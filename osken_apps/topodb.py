@@ -190,7 +190,7 @@ CLAIM = [{"op": "mutate", "table": "Fabric", "where": [],
 
 
 def hold(remotes: str, name: str, on_change, sleep, alive=lambda: True,
-         grace: float = 0.0) -> None:
+         grace: float = 0.0, probe: float = LOCK_PROBE) -> None:
     """Hold lock ``name`` on whichever member leads the cluster; call
     ``on_change(generation)`` when it is granted, with the fabric's
     generation incremented for this grant (the OpenFlow generation id of
@@ -198,7 +198,7 @@ def hold(remotes: str, name: str, on_change, sleep, alive=lambda: True,
     master), and ``on_change(None)`` when it is lost (its session closed,
     or its member no longer leads); then look for the leader again; until
     ``alive()`` turns false.  ``grace``: seconds to wait on the leader
-    before asking (a backup's), each time."""
+    before asking (a backup's), each time; ``probe``: ``LOCK_PROBE``."""
     members = remotes.split(",")
     held, failures, turn = False, 0, 0
     while alive():
@@ -206,7 +206,7 @@ def hold(remotes: str, name: str, on_change, sleep, alive=lambda: True,
         turn += 1
         try:
             for result in ovsdb_rpc.lock(remote, rows.DATABASE, name, CLAIM, alive,
-                                         LOCK_PROBE, grace):
+                                         probe, grace):
                 failures = 0
                 if result is None:
                     LOG.info("nsgre: lock %s: queued on %s behind its holder", name, remote)

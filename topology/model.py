@@ -269,19 +269,22 @@ class Topology:
                 if e is not None:
                     host_touched.add(e.host)
                     net_touched.update(e.networks)
-        for host, net in local_vlans:
+        by_host: dict = {}                 # the local VLAN changes by host, and by network
+        by_net: dict = {}
+        for (host, net), vlan in local_vlans.items():
             host_touched.add(host)
             net_touched.add(net)
+            by_host.setdefault(host, []).append((net, vlan))
+            by_net.setdefault(net, []).append((host, vlan))
         new._on_host = _regrouped(self._on_host, new.hosts, host_touched, endpoints,
                                   new.endpoints, lambda e: (e.host,))
         new._members = _regrouped(self._members, new.networks, net_touched, endpoints,
                                   new.endpoints, lambda e: e.networks)
         new._carried = _regrouped(self._carried, new.hosts, host_touched, {}, {}, None,
-                                  lambda h: _paired(self._carried.get(h, ()), h, 0,
-                                                    local_vlans))
+                                  lambda h: _paired(self._carried.get(h, ()), by_host.get(h, ())))
         new._carrying = _regrouped(self._carrying, new.networks, net_touched, {}, {}, None,
-                                   lambda n: _paired(self._carrying.get(n, ()), n, 1,
-                                                     local_vlans))
+                                   lambda n: _paired(self._carrying.get(n, ()),
+                                                     by_net.get(n, ())))
         new.views = {n: (new._view(n) if n in net_touched or n not in self.views
                          else self.views[n]) for n in new.networks}
         return new
@@ -478,17 +481,15 @@ def _patched(index: dict, changes: dict) -> dict:
     return out
 
 
-def _paired(names: tuple, key: str, side: int, local_vlans: dict) -> tuple:
-    """The hosts carrying a network (``side`` 1) or networks a host carries
-    (``side`` 0: ``key`` is the host) after ``local_vlans`` changed."""
+def _paired(names: tuple, changes) -> tuple:
+    """The hosts carrying a network, or the networks a host carries, after
+    its local VLANs changed (``changes``: (the other name, VLAN or None))."""
     out = set(names)
-    for pair, vlan in local_vlans.items():
-        if pair[side] == key:
-            other = pair[1 - side]
-            if vlan is None:
-                out.discard(other)
-            else:
-                out.add(other)
+    for other, vlan in changes:
+        if vlan is None:
+            out.discard(other)
+        else:
+            out.add(other)
     return tuple(sorted(out))
 
 
@@ -502,13 +503,17 @@ def _regrouped(groups: dict, keys: dict, touched: set, changes: dict, objs: dict
     out equal keeps the old one."""
     out = {k: groups.get(k, ()) for k in keys} if keys.keys() != groups.keys() \
         else dict(groups)
+    filed: dict = {}                       # key -> the changed objects filed under it
+    for name in changes if whole is None else ():
+        obj = objs.get(name)
+        for key in () if obj is None else under(obj):
+            filed.setdefault(key, []).append(obj)
     for key in touched & keys.keys():
         if whole is not None:
             now = whole(key)
         else:
             kept = [e for e in out[key] if e.name not in changes]
-            added = [objs[n] for n in changes if n in objs and key in under(objs[n])]
-            now = tuple(sorted(kept + added, key=lambda e: e.name))
+            now = tuple(sorted(kept + filed.get(key, []), key=lambda e: e.name))
         if now != out[key]:            # an equal one stays the same object (same_ports)
             out[key] = now
     return out

@@ -290,11 +290,24 @@ def shards_of(held: Held) -> dict:
 def assign_shards(current: dict, hosts, count: int | None = None) -> dict:
     """Each host's shard among ``count`` (default: as many as now, at
     least one): the one it has while there is such a shard, else the
-    least loaded (the lowest of equals), so applies move no host needlessly."""
+    least loaded (the lowest of equals), so applies move no host
+    needlessly; when ``count`` is new, a shard holding more than its even
+    share also gives up its last hosts by name, so the shards come out
+    even with as few hosts moved as that takes."""
     if count is None:
         count = max(current.values(), default=0) + 1
     shards = {h: s for h, s in current.items() if h in hosts and s < count}
     load = Counter(shards.values())
+    if count != max(current.values(), default=count - 1) + 1:
+        # Even: the (hosts mod count) fullest shards keep up to one more.
+        even, extra = divmod(len(hosts), count)
+        fullest = sorted(range(count), key=lambda k: (-load[k], k))
+        for rank, shard in enumerate(fullest):
+            over = load[shard] - (even + (rank < extra))
+            for host in sorted((h for h, s in shards.items() if s == shard),
+                               reverse=True)[:max(0, over)]:
+                del shards[host]
+                load[shard] -= 1
     for host in sorted(hosts):
         if host not in shards:
             shards[host] = min(range(count), key=lambda k: (load[k], k))
