@@ -129,6 +129,9 @@ def cmd_db(args) -> int:
             print(f"{args.dir}: joined the cluster of {args.peer}, serving unix:{member.sock}")
         elif args.action == "stop":
             print(f"{args.dir}: stopped {', '.join(database.stop(args.dir)) or 'nothing'}")
+        elif args.action == "upgrade":
+            remotes = ",".join(f"unix:{m.sock}" for m in database.members(args.dir))
+            print(f"{args.dir}: {database.upgrade(remotes)}")
         elif args.action == "listen":
             if not args.target:
                 raise database.DatabaseError("listen: --target TARGET (e.g. ptcp:6641)")
@@ -511,7 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("db", help="run nsgre's topology database (an OVSDB: standalone, or "
                        "a raft cluster as OVN runs its own)")
-    s.add_argument("action", choices=["create", "join", "status", "stop", "listen"])
+    s.add_argument("action", choices=["create", "join", "status", "stop", "listen", "upgrade"],
+                   help="upgrade: convert a database an older nsgre made to this one's "
+                        "schema, online, and fill what the new schema adds")
     s.add_argument("dir", help="where its files go (database, sockets, pids, logs)")
     s.add_argument("--target", help="listen: what every member serves besides its own "
                    "socket (ptcp:6641, or punix:NAME: a socket in each member's directory)")

@@ -13,6 +13,7 @@ forwards writes to the cluster's leader)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -95,6 +96,47 @@ def _write(remotes: str, make, shards: int | None = None) -> Applied:
             raise DatabaseError(str(exc)) from exc
         return Applied(topo, (held.version or 0) + 1, len(ops), attempt)
     raise DatabaseError(f"{remotes}: another writer landed first {ATTEMPTS} times in a row")
+
+
+def upgrade(remotes: str) -> str:
+    """Bring a database made by an older nsgre to this one's schema, online
+    (``ovsdb-client convert``: its members and clients see it converted,
+    as OVN upgrades its databases), then fill what the new schema adds from
+    what the database holds -- 1.2.0: each endpoint's ``networks``, the
+    networks of its attachments, by which a shard's controller selects the
+    members of the networks its hosts carry.  What it did, in words."""
+    errors = []
+    for remote in remotes.split(","):
+        try:
+            need = _run(["ovsdb-client", "needs-conversion", remote, str(rows.SCHEMA)])
+        except DatabaseError as exc:
+            errors.append(str(exc))
+            continue
+        converted = need.strip() == "yes"
+        if converted:
+            _run(["ovsdb-client", "convert", remote, str(rows.SCHEMA)])
+        result = ovsdb_rpc.transact(remote, [
+            {"op": "select", "table": "Endpoint", "where": [],
+             "columns": ["_uuid", "attachments", "networks"]},
+            {"op": "select", "table": "Attachment", "where": [],
+             "columns": ["_uuid", "network"]}], database=rows.DATABASE)
+        network_of = {r["_uuid"][1]: r["network"][1] for r in result[1]["rows"]}
+        ops = []
+        for r in result[0]["rows"]:
+            want = sorted({network_of[a[1]] for a in rows.set_of(r["attachments"])})
+            if sorted(n[1] for n in rows.set_of(r["networks"])) != want:
+                ops.append({"op": "update", "table": "Endpoint",
+                            "where": [["_uuid", "==", r["_uuid"]]],
+                            "row": {"networks": ["set", [["uuid", n] for n in want]]}})
+        if ops:
+            try:
+                ovsdb_rpc.transact(remote, ops, timeout=30.0, database=rows.DATABASE)
+            except ovsdb_rpc.OvsdbError as exc:
+                raise DatabaseError(str(exc)) from exc
+        version = json.loads(rows.SCHEMA.read_text())["version"]
+        return (f"schema {version} " + ("(converted)" if converted else "already") +
+                f"; {len(ops)} endpoints' networks filled")
+    raise DatabaseError("; ".join(errors) or "no remote given")
 
 
 def listen(remotes: str, target: str, probe_ms: int | None = None) -> str:

@@ -168,23 +168,25 @@ def test_a_master_killed_gives_way_within_a_second_with_no_ping_lost_and_no_flow
     k = master(ha)
     other, generation = 3 - k, generations(ha, k)[-1]
     before = flows(ha)
-    with Pings() as pings:
-        killed = time.time()
-        os.kill(ha.controller_pid(k), signal.SIGKILL)
-        taken = claimed_at(ha, other, generation + 1, timeout=10)
-    assert set(taken) == set(HOSTS), log(ha, other)[-20:]
-    print(f"master killed: MASTER again {max(taken.values()) - killed:.3f} s later; "
-          f"{pings.sent} pings, {pings.lost} lost")
-    assert max(taken.values()) - killed < 1.0
-    assert pings.lost == 0, pings.missing()
-    assert flows(ha) == before
-    # the new master programs a change at once
-    add_teal(ha)
-    added = wait_flows(ha, before)
-    assert all(added[h] > before[h] for h in HOSTS)
-    change(ha, "del")
-    assert wait_flows(ha, added) == before
-    ha.restart_controller(k)                  # back as the standby
+    try:
+        with Pings() as pings:
+            killed = time.time()
+            os.kill(ha.controller_pid(k), signal.SIGKILL)
+            taken = claimed_at(ha, other, generation + 1, timeout=10)
+        assert set(taken) == set(HOSTS), log(ha, other)[-20:]
+        print(f"master killed: MASTER again {max(taken.values()) - killed:.3f} s later; "
+              f"{pings.sent} pings, {pings.lost} lost")
+        assert max(taken.values()) - killed < 1.0
+        assert pings.lost == 0, pings.missing()
+        assert flows(ha) == before
+        # the new master programs a change at once
+        add_teal(ha)
+        added = wait_flows(ha, before)
+        assert all(added[h] > before[h] for h in HOSTS)
+        change(ha, "del")
+        assert wait_flows(ha, added) == before
+    finally:
+        ha.restart_controller(k)              # back as the standby (whatever failed)
     deadline = time.monotonic() + 10
     while sum("SLAVE (generation" in line for line in log(ha, k)) < len(HOSTS):
         assert time.monotonic() < deadline, log(ha, k)[-20:]

@@ -402,3 +402,62 @@ def test_one_object_at_a_time_added_refused_with_the_loaders_words_and_deleted(d
     assert gone.returncode == 0 and "yellow" not in rows.topology(held(db)).endpoints
     host = nsgre("host", "add", "kvm3", "--underlay-ip", "198.18.0.3", "--db", db)
     assert host.returncode == 0 and "kvm3" in rows.topology(held(db)).hosts
+
+
+def test_a_database_of_the_older_schema_is_upgraded_online_and_watched_in_part(tmp_path):
+    """A database made by nsgre before Endpoint.networks (schema 1.1.0)
+    is converted in place by ``nsgre db upgrade``, each endpoint's networks
+    filled from its attachments; a shard's controller then watches exactly
+    its sub-fabric.  Again: nothing to do."""
+    import json
+    from nsgre_tools import database
+    old_schema = json.loads(rows.SCHEMA.read_text())
+    old_schema["version"] = "1.1.0"
+    del old_schema["tables"]["Endpoint"]["columns"]["networks"]
+    (tmp_path / "old.ovsschema").write_text(json.dumps(old_schema))
+    member = database.Member(tmp_path, "nsgre")
+    subprocess.run(["ovsdb-tool", "create", str(member.db), str(tmp_path / "old.ovsschema")],
+                   check=True)
+    member.start(())
+    try:
+        remote = f"unix:{member.sock}"
+        text = build(TRUNKY)
+        topo = topology.parse(text, "t.yaml")
+        ops = rows.transaction(held(remote), topo, "", rows.assign_shards({}, topo.hosts, 2))
+        for op in ops:                               # as the older nsgre wrote it
+            if op.get("table") == "Endpoint" and "row" in op:
+                op["row"].pop("networks", None)
+        ovsdb.transact(remote, ops, database=rows.DATABASE)
+        out = nsgre("db", "upgrade", str(tmp_path))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == f"{tmp_path}: schema 1.2.0 (converted); 4 endpoints' networks " \
+                             "filled\n"
+        now = held(remote)
+        assert_same(rows.topology(now), rows.topology(held(remote)))
+        watching = Watching(remote)
+        try:
+            shard_of = rows.shards_of(now)
+            for shard in (0, 1):
+                got = watching.want({shard})
+                assert_same(got, rows.topology(now).sub_fabric(
+                    [h for h, s in shard_of.items() if s == shard]))
+        finally:
+            watching.stop()
+        again = nsgre("db", "upgrade", str(tmp_path))
+        assert again.stdout == f"{tmp_path}: schema 1.2.0 already; 0 endpoints' networks filled\n"
+    finally:
+        database.stop(tmp_path)
+
+
+#: Two hosts, three networks, a trunk on h0 in all three.
+TRUNKY = {"tunnel": "gre",
+          "hosts": {"h0": {"underlay_ip": "198.18.0.1"}, "h1": {"underlay_ip": "198.18.0.2"}},
+          "networks": {"n0": {}, "n1": {}, "n2": {}},
+          "endpoints": {
+              "a": {"host": "h0", "kind": "vm", "network": "n0", "ip": "10.0.0.1/24"},
+              "b": {"host": "h1", "kind": "vm", "network": "n1", "ip": "10.0.0.2/24"},
+              "c": {"host": "h1", "kind": "vm", "network": "n2", "ip": "10.0.0.3/24"},
+              "t": {"host": "h0", "kind": "vm", "vlans": {
+                  10: {"network": "n0", "ip": "10.0.0.4/24"},
+                  20: {"network": "n1", "ip": "10.0.0.5/24"},
+                  30: {"network": "n2", "ip": "10.0.0.6/24"}}}}}

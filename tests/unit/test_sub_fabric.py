@@ -77,18 +77,10 @@ def test_a_sub_fabric_holds_only_what_its_hosts_carry(case):
 
 
 def test_a_trunk_elsewhere_is_seen_only_in_the_networks_the_shard_carries():
-    topo = topology.parse("""\
-hosts:
-  kvm1: {underlay_ip: 198.18.0.1}
-  kvm2: {underlay_ip: 198.18.0.2}
-networks:
-  net10: {key: 10}
-  net20: {key: 20}
-endpoints:
-  router: {host: kvm1, kind: vm, vlans: {100: {network: net10, ip: 10.1.1.254/24},
-                                         10:  {network: net20, ip: 10.1.2.254/24}}}
-  blue:   {host: kvm2, kind: namespace, network: net10, ip: 10.1.1.1/24}
-""", "t.yaml")
+    from test_trunks import TRUNKS          # the router on kvm1, in net10 and net20
+    text = "".join(line for line in TRUNKS.splitlines(keepends=True)
+                   if not line.lstrip().startswith(("other:", "vm2:")))
+    topo = topology.parse(text, "t.yaml")    # kvm2: blue alone, in net10
     sub = topo.sub_fabric(["kvm2"])
     assert list(sub.networks) == ["net10"]
     assert [(a.network, a.vlan) for a in sub.endpoint("router").attachments] == [("net10", 100)]
