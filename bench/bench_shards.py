@@ -43,13 +43,13 @@ sys.path.insert(0, str(HERE.parent))
 
 import topology                                               # noqa: E402
 from bench_programming import bundle_text, fabric_file        # noqa: E402
+from fabric import COOKIE                                     # noqa: E402
 from report import write_section                              # noqa: E402
 from osken_apps import ovsdb as ovsdb_mod                     # noqa: E402
 from nsgre_tools import database                              # noqa: E402
 
 NAMESPACE = "nsgre-bench-shards"
 RAFT_IP = "198.18.254.9"
-COOKIE = "cookie=0x4e53000000000000/0xffff000000000000"
 CLI = [sys.executable, "-m", "nsgre_tools.cli"]
 #: The database sessions' probe: 1 s (the failover tests' and benchmark's)
 #: dropped sessions here -- 64 switches, a raft cluster and 3 controllers

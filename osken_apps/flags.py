@@ -37,7 +37,7 @@ PREFER = cfg.StrOpt("nsgre-prefer", default="",
 DB_PROBE = cfg.FloatOpt("nsgre-db-probe", default=1.0,
                         help="with --nsgre-db: seconds of silence after which a member of "
                              "the database is sent an echo, and given up after as long "
-                             "again (lock sessions and the watch): what a frozen leader "
+                             "again (the lock sessions): what a frozen leader "
                              "costs, against what a busy controller tolerates")
 OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB, DB, PREFER, DB_PROBE)
 

@@ -116,18 +116,16 @@ class NsgreApp(app_manager.OSKenApp):
             self.held.pop(shard, None)
         else:
             self.held[shard] = generation
-        if self.watch is None or self.watch.watched is None:
+        partial = self.watch is not None and self.watch.watched is not None
+        if generation is None or not partial:
             self.queue.put(ev.Leadership(shard, generation))
-            return
-        if generation is None:
-            self.queue.put(ev.Leadership(shard, None))
-            self.watch.want(self.held)
+        if not partial:
             return
 
         def claim():
             if self.held.get(shard) == generation:
                 self.queue.put(ev.Leadership(shard, generation))
-        self.watch.want(self.held, claim)
+        self.watch.want(self.held, None if generation is None else claim)
 
     # -- the one queue -------------------------------------------------------
     def _run(self):

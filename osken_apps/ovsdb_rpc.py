@@ -212,7 +212,7 @@ class Monitor:
     before), and ``("update", updates)`` for each commit, all as
     ``update2`` (``topology.rows.from_update2``), until the connection
     fails (``OvsdbError``) or ``alive()`` turns false; echoes are
-    answered on the way."""
+    answered on the way.  Its owner closes it."""
 
     def __init__(self, remote: str, database: str, conditions: dict, timeout: float = 10.0,
                  probe: float | None = None):
@@ -232,19 +232,16 @@ class Monitor:
         self.session.close()
 
     def messages(self, alive=lambda: True):
-        try:
-            while alive():
-                message = self.session.next()
-                if message.get("method") == "update2":
-                    yield "update", message["params"][1]
-                elif str(message.get("id", "")).startswith("nsgre-"):
-                    if message.get("error"):
-                        raise OvsdbError(f"{self.remote}: monitor_cond refused: "
-                                         f"{message['error']}")
-                    yield "answer", ((message.get("result") or {})
-                                     if message["id"] == "nsgre-0" else None)
-        finally:
-            self.session.close()
+        while alive():
+            message = self.session.next()
+            if message.get("method") == "update2":
+                yield "update", message["params"][1]
+            elif str(message.get("id", "")).startswith("nsgre-"):
+                if message.get("error"):
+                    raise OvsdbError(f"{self.remote}: monitor_cond refused: "
+                                     f"{message['error']}")
+                yield "answer", ((message.get("result") or {})
+                                 if message["id"] == "nsgre-0" else None)
 
 
 def _where(conditions: dict) -> dict:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import functools
 import ipaddress
+import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -205,9 +207,9 @@ _ATOM_DEFAULTS = {"integer": 0, "real": 0.0, "boolean": False, "string": "",
                   "uuid": ["uuid", "00000000-0000-0000-0000-000000000000"]}
 
 
+@functools.cache
 def _column_kinds() -> dict:
     """Table -> column -> ("set", "map" or "atom", its default value), from the schema."""
-    import json
     kinds: dict = {}
     for table, body in json.loads(SCHEMA.read_text())["tables"].items():
         for column, spec in body["columns"].items():
@@ -224,20 +226,15 @@ def _column_kinds() -> dict:
     return kinds
 
 
-_KINDS: dict = {}
-
-
 def from_update2(raw: dict, updates: dict) -> dict:
     """An ``update2`` (what ``monitor_cond`` sends: rows ``initial``,
     ``insert``, ``delete``, or ``modify`` with each changed column's
     difference) as ``monitor``'s updates (``{"new": row}``, or ``{}`` for a
     row gone), the rows modified taken from ``raw`` (table -> uuid -> row
     held).  Columns left out of a new row hold their default."""
-    if not _KINDS:
-        _KINDS.update(_column_kinds())
     result: dict = {}
     for table, changes in updates.items():
-        kinds, out = _KINDS[table], result.setdefault(table, {})
+        kinds, out = _column_kinds()[table], result.setdefault(table, {})
         for uuid, change in changes.items():
             if "delete" in change:
                 out[uuid] = {}
