@@ -27,7 +27,7 @@ class OvsdbHosts:
     def __init__(self, template: str, put):
         self.template = template
         self.put = put
-        self.watching: dict = {}          # host -> remote being watched
+        self.watching: dict = {}          # host -> (remote, green thread) of its watch
 
     def remote(self, topo, host: str) -> str:
         h = topo.host(host)
@@ -52,22 +52,30 @@ class OvsdbHosts:
 
     def watch(self, topo, host: str) -> None:
         remote = self.remote(topo, host)
-        if self.watching.get(host) == remote:
+        if self.watching.get(host, (None,))[0] == remote:
             return
-        self.watching[host] = remote
-        hub.spawn(self._watch, host, remote)
+        self.unwatch(host)
+        self.watching[host] = (remote, hub.spawn(self._watch, host, remote))
+
+    def unwatch(self, host: str) -> None:
+        remote, thread = self.watching.pop(host, (None, None))
+        if thread is not None:
+            hub.kill(thread)             # its monitor's session is closed on the way out
 
     def _watch(self, host: str, remote: str) -> None:
-        """Until the host is watched elsewhere: monitor, and after a failure
-        wait a little longer each time, as OVSDB clients do."""
-        failures = 0
+        """Until the host is watched elsewhere or no more: monitor, and
+        after a failure wait a little longer each time, as OVSDB clients
+        do.  A host whose OVSDB has not answered yet is reported with no
+        interfaces after the first failure: its switch is then bound by
+        port names, as without OVSDB, rather than kept waiting."""
+        failures, answered = 0, False
 
         def alive():
-            return self.watching.get(host) == remote
+            return self.watching.get(host, (None,))[0] == remote
 
         def changed(interfaces):
-            nonlocal failures
-            failures = 0
+            nonlocal failures, answered
+            failures, answered = 0, True
             self.put(ev.Interfaces(host, interfaces))
         while alive():
             try:
@@ -75,5 +83,7 @@ class OvsdbHosts:
             except ovsdb.OvsdbError as exc:
                 if failures == 0:
                     LOG.warning("nsgre: %s: interfaces not watched: %s (retrying)", host, exc)
+                    if not answered:
+                        self.put(ev.Interfaces(host, {}))
                 hub.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
                 failures += 1

@@ -208,6 +208,8 @@ class FakeHostDb:
         self.ports = ports or {}                   # host -> {name: ofport} for prepare
         self.interfaces: dict = {}                 # host -> {name: external_ids}
         self.watched: set = set()
+        self.put = None                            # the harness's queue (Harness sets it)
+        self.silent: set = set()                   # hosts whose watch has not answered yet
         self.writes: list = []                     # (host, {iface: bool}) in order
         self.fail = False
 
@@ -215,7 +217,21 @@ class FakeHostDb:
         return ev.HostPorts(host, topo, dict(self.ports.get(host, {})))
 
     def watch(self, topo, host):
-        self.watched.add(host)
+        """Watched from now on: the host's interfaces reported at once, as
+        a monitor's first answer."""
+        if host not in self.watched:
+            self.watched.add(host)
+            if host not in self.silent:
+                self.answer(host)
+
+    def answer(self, host):
+        """The watch of ``host`` reports its interfaces as they are now."""
+        self.silent.discard(host)
+        self.put(ev.Interfaces(host, {n: dict(e) for n, e in
+                                      self.interfaces.get(host, {}).items()}))
+
+    def unwatch(self, host):
+        self.watched.discard(host)
 
     def mark(self, topo, host, marks):
         if self.fail:
@@ -269,6 +285,8 @@ class Harness:
         self.events = collections.deque()
         self.timers = []                       # (due, sequence, event)
         self.sequence = itertools.count()
+        if kwargs.get("hostdb") is not None:
+            kwargs["hostdb"].put = self.queue_event
         self.core = Controller(topo, clock=self.clock, effects=self, **kwargs)
         self.core.start()
 

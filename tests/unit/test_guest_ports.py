@@ -123,6 +123,41 @@ def test_of_two_interfaces_claiming_one_iface_id_the_older_keeps_it(caplog):
     assert taps(db) == {"vnet9"}
 
 
+def test_a_restarted_controller_touches_no_guest_until_its_hosts_interfaces_have_come():
+    # vm1 runs on vnet0, programmed by a first controller; a second one
+    # starts while kvm1's OVSDB is slow to answer: bound by name alone,
+    # vnet0 would be nobody's and vm1's flows deleted.
+    h, db, kvm1, kvm2 = guest_fabric()
+    boot(h, db, kvm1, "kvm1", "vnet0", 7)
+    programmed = kvm1.table()
+    db2 = FakeHostDb()
+    db2.interfaces = db.interfaces
+    db2.silent = {"kvm1"}
+    h2 = Harness(SEED, hostdb=db2)
+    again = kvm1.connection(h2)
+    h2.connect(again)
+    h2.advance(SETTLE)
+    assert again.mods() == [] and kvm1.table() == programmed
+    assert not h2.core.switches[kvm1.dpid].ready
+    db2.answer("kvm1")
+    h2.advance(SETTLE)
+    assert h2.core.switches[kvm1.dpid].ready
+    assert again.mods() == [] and kvm1.table() == programmed      # right already: nothing sent
+    assert h2.core.bound["kvm1"][VM1.name] == "vnet0"
+
+
+def test_a_host_whose_ovsdb_never_answered_is_bound_by_port_names_as_without_ovsdb():
+    db = FakeHostDb()
+    db.silent = {"kvm1"}
+    h = Harness(SEED, hostdb=db)
+    kvm1 = FakeSwitch(h, SEED.host("kvm1").dpid, WIRED["kvm1"])
+    h.connect(kvm1)
+    assert kvm1.mods() == []
+    h.queue_event(ev.Interfaces("kvm1", {}))      # what the watch reports on its first failure
+    h.run()
+    assert kvm1.table() == desired(SEED, "kvm1", WIRED["kvm1"])
+
+
 def test_without_an_iface_id_an_endpoint_is_still_found_by_its_port_name():
     h, db, kvm1, kvm2 = guest_fabric(kvm1_ports=WIRED["kvm1"])
     assert kvm1.table() == desired(SEED, "kvm1", WIRED["kvm1"])

@@ -9,7 +9,7 @@ import topology
 from nsgre_core import pipeline
 from osken_apps import events as ev
 
-from fakeswitch import MASTER, SLAVE, FakeSwitch, Harness, desired
+from fakeswitch import MASTER, SLAVE, FakeHostDb, FakeSwitch, Harness, desired
 
 SEED = topology.load()
 PORTS = pipeline.offline_ports(SEED)
@@ -21,11 +21,15 @@ class Pair:
     """Two controllers (a, b) sharing one generation counter (the
     database's), each connected to every host's bridge."""
 
-    def __init__(self, topo=SEED, shards=None):
+    def __init__(self, topo=SEED, shards=None, ovsdb=False):
         self.generations = itertools.count(1)      # the database's counter
         self.claimed = []
-        self.a, self.b = (Harness(topo, roles=True, shards=shards),
-                          Harness(topo, roles=True, shards=shards))
+        self.dbs = {}                              # with ``ovsdb``: each one's FakeHostDb
+        for name in ("a", "b"):
+            kwargs = {}
+            if ovsdb:
+                kwargs["hostdb"] = self.dbs[name] = FakeHostDb(PORTS)
+            setattr(self, name, Harness(topo, roles=True, shards=shards, **kwargs))
         self.bridges = {}
         self.conns = {self.a: {}, self.b: {}}
         for name, host in topo.hosts.items():
@@ -178,3 +182,16 @@ def test_a_host_moved_to_another_shard_changes_master():
     p.run()
     assert masters(p, p.b) == {"kvm1", "kvm2"} and masters(p, p.a) == set()
     assert p.as_modelled()
+
+
+def test_a_controller_watches_the_interfaces_of_the_hosts_it_is_master_of_only():
+    p = Pair(shards={"kvm1": 0, "kvm2": 1}, ovsdb=True)
+    assert p.dbs["a"].watched == p.dbs["b"].watched == set()       # standing by: none
+    p.lock(p.a, shard=0)
+    p.lock(p.b, shard=1)
+    assert p.dbs["a"].watched == {"kvm1"} and p.dbs["b"].watched == {"kvm2"}
+    assert p.as_modelled()
+    p.lock(p.a, held=False, shard=0)                # a loses kvm1's shard, b takes it
+    p.lock(p.b, shard=0)
+    assert p.dbs["a"].watched == set() and p.dbs["b"].watched == {"kvm1", "kvm2"}
+    assert p.conns[p.b]["kvm1"].role == MASTER and p.as_modelled()
