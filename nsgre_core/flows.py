@@ -72,6 +72,23 @@ class Flow:
     cookie: int = field(default=0, compare=False)
     meter: int | None = None            # meter instruction (before the actions)
 
+    def __hash__(self) -> int:
+        """Computed once: a flow is hashed wherever it goes (the packing
+        cache, every plan's sets), and hashing its nested tuples again each
+        time was a tenth of a controller's CPU programming a fabric."""
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = self.__dict__["_hash"] = hash((self.table, self.priority, self.match,
+                                                   self.actions, self.goto,
+                                                   self.write_metadata, self.meter))
+            return value
+
+    def __getstate__(self) -> dict:
+        """Copied or pickled without its hash: another process hashes
+        strings differently."""
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     @staticmethod
     def make(table, priority, match=None, actions=(), goto=None,
              write_metadata=None, cookie=0, meter=None) -> "Flow":

@@ -206,3 +206,26 @@ def test_open_vswitch_reads_the_nd_responder_as_nsgre_means_it():
             assert "set_field:2->nd_options_type,goto_table:4" in acts
         else:
             assert acts == f"set_field:{flow.actions[0][2]}->nd_tll,IN_PORT"
+
+
+@given(fabrics())
+@settings(max_examples=20, deadline=None)
+def test_a_flow_hashes_as_its_fields_say_once_cached_and_copies_carry_no_hash(spec):
+    # The hash is kept on the flow after its first use; a flow equal to it
+    # (built afresh, or decoded from a switch) must hash the same, and a
+    # copy or pickle must not carry a hash made with another process's seed.
+    import copy
+    import pickle
+    topo = topology.parse(build(spec), "t.yaml")
+    ports = offline_ports(topo)
+    for host in topo.hosts:
+        first = pipeline.compute(topo, host, ports[host]).flows
+        again = pipeline.compute(topo, host, ports[host]).flows
+        assert {hash(f) for f in first} == {hash(f) for f in again}
+        assert set(first) == set(again)
+        for flow in first[:5]:
+            fields = (flow.table, flow.priority, flow.match, flow.actions, flow.goto,
+                      flow.write_metadata, flow.meter)
+            assert hash(flow) == hash(fields) == hash(dataclasses.replace(flow, cookie=0))
+            for clone in (copy.deepcopy(flow), pickle.loads(pickle.dumps(flow))):
+                assert "_hash" not in vars(clone) and clone == flow and hash(clone) == hash(flow)
