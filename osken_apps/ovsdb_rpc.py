@@ -8,8 +8,10 @@ decoder; and the tools never load it).  Unix and TCP remotes
 from __future__ import annotations
 
 import json
+import queue
 import re
 import socket
+import threading
 import time
 
 
@@ -123,20 +125,51 @@ class Session:
     messages read one at a time, the server's echoes answered on the way.
     With ``probe``, a server silent that long is sent an echo, and one
     silent for as long again is given up (``OvsdbError``): a frozen member
-    must not hold a controller's lock session or watch forever."""
+    must not hold a controller's lock session or watch forever.
 
-    def __init__(self, remote: str, timeout: float = 10.0, probe: float | None = None):
+    ``writer``: every message is sent by a thread of its own, in order, and
+    ``send`` never waits.  ovsdb-server reads a client's requests only once
+    it has sent that client everything it owes it; a reader that blocks in
+    a send (a watch's conditions run to megabytes) while the server is
+    sending it a large update waits for itself, for ever."""
+
+    def __init__(self, remote: str, timeout: float = 10.0, probe: float | None = None,
+                 writer: bool = False):
         self.remote = remote
         self.probe = probe
         self.sock = _connect(remote, timeout)
         self.sock.settimeout(probe)
         self.messages = _Messages(self.sock)
+        self.outbox: queue.Queue | None = None
+        self.failed: str | None = None           # why the writer stopped
+        if writer:
+            self.outbox = queue.Queue()
+            out = self.sock.dup()            # its own timeout (none): the reader's is per read
+            out.settimeout(None)
+            threading.Thread(target=self._write, args=(out,), daemon=True,
+                             name=f"ovsdb-writer {remote}").start()
 
     def send(self, message: dict) -> None:
+        data = json.dumps(message).encode()
+        if self.outbox is not None:
+            if self.failed:
+                raise OvsdbError(f"{self.remote}: {self.failed}")
+            self.outbox.put(data)
+            return
         try:
-            self.sock.sendall(json.dumps(message).encode())
+            self.sock.sendall(data)
         except OSError as exc:
             raise OvsdbError(f"{self.remote}: {exc}") from exc
+
+    def _write(self, out: socket.socket) -> None:
+        try:
+            while (data := self.outbox.get()) is not None:
+                out.sendall(data)
+        except OSError as exc:
+            self.failed = str(exc)
+            self._shut()                     # the reader finds the connection gone
+        finally:
+            out.close()
 
     def request(self, method: str, params: list, ident: str) -> None:
         self.send({"method": method, "params": params, "id": ident})
@@ -174,11 +207,16 @@ class Session:
 
     def close(self) -> None:
         """Closed, and shut down first: a read under way in another thread ends."""
+        if self.outbox is not None:
+            self.outbox.put(None)
+        self._shut()
+        self.sock.close()
+
+    def _shut(self) -> None:
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self.sock.close()
 
 
 def monitor(remote: str, database: str, tables: dict, alive=lambda: True, timeout=10.0,
@@ -217,7 +255,7 @@ class Monitor:
     def __init__(self, remote: str, database: str, conditions: dict, timeout: float = 10.0,
                  probe: float | None = None):
         self.remote = remote
-        self.session = Session(remote, timeout, probe)
+        self.session = Session(remote, timeout, probe, writer=True)
         self.changes = 0
         self.id = "nsgre-0"
         self.session.request("monitor_cond", [database, self.id, _where(conditions)], self.id)

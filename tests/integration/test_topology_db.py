@@ -461,3 +461,38 @@ TRUNKY = {"tunnel": "gre",
                   10: {"network": "n0", "ip": "10.0.0.4/24"},
                   20: {"network": "n1", "ip": "10.0.0.5/24"},
                   30: {"network": "n2", "ip": "10.0.0.6/24"}}}}}
+
+
+def test_a_watch_asking_for_more_never_waits_for_the_server_to_read_it(db):
+    # ovsdb-server reads a client's next request only once it has sent it
+    # everything it owes: a watch that blocked sending its (large)
+    # conditions while the server was sending it a large answer would wait
+    # for itself for ever.  The asks return at once; both are answered.
+    import threading
+    import uuid
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from gen_topology import generate
+    from osken_apps import ovsdb_rpc
+    apply(db, generate(8, 1500, 3000, seed=3))
+    result = ovsdb.transact(db, rows.select_ops(("Fabric", "Host")), database=rows.DATABASE)
+    hosts = {r["_uuid"][1]: r for r in result[1]["rows"]}
+    monitor = ovsdb_rpc.Monitor(db, rows.DATABASE, rows.conditions(hosts, set()))
+    try:
+        messages = monitor.messages()
+        assert next(messages)[0] == "answer"            # the hosts alone
+        everything = {t: [True] for t in rows.conditions(hosts, None)}
+        many = {**everything, "Network": [["_uuid", "==", ["uuid", str(uuid.uuid4())]]
+                                          for _ in range(60_000)]}
+        asked = threading.Thread(target=lambda: (monitor.change(everything),
+                                                 monitor.change(many)), daemon=True)
+        asked.start()
+        asked.join(30)
+        assert not asked.is_alive(), "asking blocked on the server"
+        answers, rows_seen = 0, 0
+        while answers < 2:
+            kind, updates = next(messages)
+            answers += kind == "answer"
+            rows_seen += sum(len(t) for t in (updates or {}).values())
+        assert rows_seen >= 1500 + 3000
+    finally:
+        monitor.close()
