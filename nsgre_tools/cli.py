@@ -54,13 +54,34 @@ def _known_host(topo, host: str) -> None:
                          f"; hosts: {', '.join(topo.hosts)}")
 
 
+def _credentials(path: str, kind: str, name: str | None = None):
+    """A party's credentials (a directory ``nsgre pki`` wrote), refused
+    unless they are whole and name a ``kind`` (``name``, if given)."""
+    from nsgre_tools.pki import Credentials, PkiError
+    try:
+        cred = Credentials(path)
+    except PkiError as exc:
+        raise SystemExit(f"nsgre: --tls: {exc}")
+    if cred.identity.kind != kind or name is not None and cred.identity.name != name:
+        want = f"{kind} {name}" if name else f"a {kind}"
+        raise SystemExit(f"nsgre: --tls {path}: its certificate names {cred.identity}, "
+                         f"not {want}")
+    return cred
+
+
 def cmd_prepare_host(args) -> int:
     from osken_apps import ovsdb              # the host side: the only tool that needs OVSDB
     topo = topology.load(args.topology)
     _known_host(topo, args.host)
+    cred = None
+    if args.tls:
+        cred = _credentials(args.tls, "host", args.host)
+        if not all(t.startswith("ssl:") for t in args.controller.split(",")):
+            raise SystemExit(f"nsgre: --tls: controller targets must be ssl:IP:PORT, "
+                             f"not {args.controller}")
     try:
         ovsdb.prepare_host(topo, args.host, args.db, args.controller,
-                           datapath_type=args.datapath_type)
+                           datapath_type=args.datapath_type, tls=cred)
     except ovsdb.OvsdbError as exc:
         print(f"nsgre: {exc}", file=sys.stderr)
         return 1
@@ -68,6 +89,34 @@ def cmd_prepare_host(args) -> int:
     print(f"{args.host}: br-int datapath {topo.host(args.host).dpid:016x} "
           f"({args.datapath_type}, fail_mode=secure) -> {args.controller}; tunnels: {peers or 'none'}")
     return 0
+
+
+def cmd_pki(args) -> int:
+    from nsgre_tools.pki import Pki, PkiError
+    try:
+        if args.pki_action == "init":
+            print(f"CA created: {Pki(args.dir).init() / 'cert.pem'} (its key: keep "
+                  f"{Path(args.dir) / 'ca' / 'key.pem'} off the fabric)")
+            return 0
+        pki = Pki(args.pki)
+        if args.pki_action == "list":
+            for e in pki.issued():
+                state = f"revoked {e['revoked']}" if e["revoked"] else f"valid to {e['not_after']}"
+                print(f"{e['kind']:<10} {e['name']:<20} serial {e['serial']:<34} {state}")
+            return 0
+        if args.pki_action == "revoke":
+            serials = pki.revoke(args.kind, args.name)
+            print(f"{args.kind} {args.name}: revoked {', '.join(serials)}; CRL "
+                  f"{pki.ca_dir / 'crl.pem'} (copy it to every controller's crl.pem)")
+            return 0
+        kind = {"read": "reader", "write": "writer"}[args.role] \
+            if args.pki_action == "client" else args.pki_action
+        out = pki.issue(kind, args.name, days=args.days)
+        print(f"{kind} {args.name}: {out}/key.pem, cert.pem, ca.pem, crl.pem "
+              f"(valid {args.days} days)")
+        return 0
+    except PkiError as exc:
+        raise SystemExit(f"nsgre: pki: {exc}")
 
 
 def cmd_apply(args) -> int:
@@ -336,10 +385,16 @@ def cmd_diff(args) -> int:
 def cmd_controller(args) -> int:
     if args.topology:
         topology.load(args.topology)           # refuse a bad file before starting
+    if args.tls:
+        _credentials(args.tls, "controller")   # refuse bad credentials before starting
+        if args.listen.startswith("/"):
+            raise SystemExit("nsgre: --tls: OpenFlow with TLS listens on an address "
+                             "(--listen IP), not a Unix socket")
     argv = ["osken-manager", "--user-flags", str(FLAGS), "--ofp-listen-host", args.listen,
             "--ofp-tcp-listen-port", str(args.port), "--nsgre-api", args.api,
             "--nsgre-ovsdb", args.ovsdb, "--nsgre-db", args.db, "--nsgre-prefer",
-            args.prefer, "--nsgre-db-probe", str(args.db_probe), str(APP)]
+            args.prefer, "--nsgre-db-probe", str(args.db_probe), "--nsgre-tls", args.tls,
+            str(APP)]
     if args.topology:
         argv += ["--nsgre-topology", str(Path(args.topology).resolve())]
     if args.listen.startswith("/") and os.path.exists(args.listen):
@@ -450,7 +505,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OVSDB remote (default: %(default)s)")
     s.add_argument("--datapath-type", default="system", choices=["system", "netdev"],
                    help="system: kernel datapath; netdev: userspace (default: %(default)s)")
+    s.add_argument("--tls", default="", metavar="DIR",
+                   help="the host's credentials (nsgre pki host HOST wrote DIR): set as the "
+                        "switch's key, certificate and CA, for ssl: controller targets")
     s.set_defaults(func=cmd_prepare_host)
+
+    s = sub.add_parser("pki", help="nsgre's certificate authority: a CA the operator owns, "
+                       "certificates bound to hosts, controllers and clients, revocation")
+    pki_sub = s.add_subparsers(dest="pki_action", required=True)
+    q = pki_sub.add_parser("init", help="create the CA in DIR")
+    q.add_argument("dir")
+    q.set_defaults(func=cmd_pki)
+    for kind, what in (("host", "a host's switch: it may be that host's switch only"),
+                       ("controller", "a controller: OpenFlow listener, topology database"),
+                       ("client", "an API or database client, reading or also writing")):
+        q = pki_sub.add_parser(kind, help=f"issue the certificate of {what}")
+        q.add_argument("name")
+        if kind == "client":
+            q.add_argument("--role", choices=["read", "write"], required=True)
+        q.add_argument("--days", type=int, default=365)
+        q.add_argument("--pki", default=os.environ.get("NSGRE_PKI", "pki"), metavar="DIR",
+                       help="the CA's directory (default: $NSGRE_PKI or ./pki)")
+        q.set_defaults(func=cmd_pki)
+    q = pki_sub.add_parser("revoke", help="revoke a certificate (CRL signed again)")
+    q.add_argument("kind", choices=["host", "controller", "reader", "writer"])
+    q.add_argument("name")
+    q.add_argument("--pki", default=os.environ.get("NSGRE_PKI", "pki"), metavar="DIR")
+    q.set_defaults(func=cmd_pki)
+    q = pki_sub.add_parser("list", help="every certificate issued, its expiry, revoked or not")
+    q.add_argument("--pki", default=os.environ.get("NSGRE_PKI", "pki"), metavar="DIR")
+    q.set_defaults(func=cmd_pki)
 
     s = sub.add_parser("controller", help="run osken-manager with the nsgre app")
     with_topology(s)
@@ -473,6 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --db: seconds of silence after which a database member is "
                         "probed, and given up after as long again (default: %(default)s; "
                         "set the members' own probe alike: nsgre db listen --probe)")
+    s.add_argument("--tls", default="", metavar="DIR",
+                   help="this controller's credentials (nsgre pki controller NAME wrote "
+                        "DIR): serve OpenFlow with TLS only, each switch bound to the host "
+                        "its certificate names")
     s.set_defaults(func=cmd_controller)
 
     s = sub.add_parser("show", help="the running fabric: hosts (connected, datapath, "

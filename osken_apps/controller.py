@@ -217,10 +217,12 @@ class Controller:
         self.port_flaps: Counter = Counter()           # (host, port) -> events while flapping
         self.dhcp: Counter = Counter()                 # (host, outcome) -> DHCP messages
         self.demotions: Counter = Counter()            # host -> times it was taken from us
+        self.switches_refused: Counter = Counter()     # (identity, why in short) -> connections
         self.reconciles = 0
         self.reconcile_seconds = 0.0
         self._handlers = {
             ev.SwitchUp: self._switch_up, ev.SwitchDown: self._switch_down,
+            ev.SwitchRefused: self._switch_refused,
             ev.StateReply: self._state_reply, ev.FlowCount: self._flow_count,
             ev.PortChanged: self._port_changed, ev.FlushPorts: self._flush_ports,
             ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
@@ -507,6 +509,15 @@ class Controller:
             return
         LOG.info("nsgre: %s connected (datapath %016x)", host.name, event.dpid)
         self._adopt(event.dpid, event.conn, host.name)
+
+    def _switch_refused(self, event: ev.SwitchRefused) -> None:
+        """Refused before it was anyone's switch (``osken_apps.tls``): nothing
+        of any host was sent to it."""
+        claimed = "" if event.dpid is None else f" presenting datapath {event.dpid:016x}"
+        LOG.warning("nsgre: OpenFlow connection from %s refused (%s%s): %s", _peer(event.address),
+                    event.identity or "no nsgre identity", claimed, event.why)
+        kind = "handshake" if event.dpid is None else "identity"
+        self.switches_refused[event.identity or "none", kind] += 1
 
     def _adopt(self, dpid: int, conn, host: str) -> None:
         switch = self.switches[dpid] = Switch(dpid=dpid, host=host, conn=conn)
@@ -1222,3 +1233,9 @@ def _identity(ext) -> tuple:
 def _tunnel_plan(topo) -> tuple:
     """What the tunnel ports of every host depend on."""
     return topo.tunnel, tuple((h.name, str(h.underlay_ip)) for h in topo.hosts.values())
+
+
+def _peer(address) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)

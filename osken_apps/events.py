@@ -31,6 +31,17 @@ class SwitchDown:
 
 
 @dataclass(frozen=True)
+class SwitchRefused:
+    """A connection refused before it could be anyone's switch (``osken_apps.tls``):
+    its TLS handshake failed (``dpid`` None), or its certificate does not
+    allow the datapath id it presented."""
+    address: Any
+    identity: str | None
+    dpid: int | None
+    why: str
+
+
+@dataclass(frozen=True)
 class PortChanged:
     """A port came (or changed number) or went (``ofport`` None)."""
     dpid: int

@@ -39,7 +39,12 @@ DB_PROBE = cfg.FloatOpt("nsgre-db-probe", default=1.0,
                              "the database is sent an echo, and given up after as long "
                              "again (the lock sessions): what a frozen leader "
                              "costs, against what a busy controller tolerates")
-OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB, DB, PREFER, DB_PROBE)
+TLS = cfg.StrOpt("nsgre-tls", default="",
+                 help="a controller's credentials (a directory nsgre pki controller wrote: "
+                      "key.pem, cert.pem, ca.pem, crl.pem): OpenFlow is then served with "
+                      "TLS on --ofp-listen-host:--ofp-tcp-listen-port, and a switch may only "
+                      "be the host its certificate names")
+OPTIONS = (TOPOLOGY, AUDIT, API, OVSDB, DB, PREFER, DB_PROBE, TLS)
 
 
 def register(conf):

@@ -33,7 +33,8 @@ from os_ken.ofproto import ofproto_v1_3
 import topology
 from nsgre_core import ids
 from nsgre_core.ofp import ONF_ET_ROLE_STATUS, ONF_EXPERIMENTER_ID, ROLE_STATUS
-from osken_apps import api, flags, openflow, topodb, unix_socket
+from nsgre_core import identity
+from osken_apps import api, flags, openflow, tls, topodb, unix_socket
 from osken_apps import events as ev
 from osken_apps.controller import XID_BASE, Controller
 from osken_apps.hostdb import OvsdbHosts
@@ -43,6 +44,7 @@ LOG = logging.getLogger("nsgre")
 
 flags.register(cfg.CONF)
 unix_socket.install()
+tls.fence_datapaths()
 
 
 class NsgreApp(app_manager.OSKenApp):
@@ -75,6 +77,13 @@ class NsgreApp(app_manager.OSKenApp):
             hostdb=OvsdbHosts(cfg.CONF.nsgre_ovsdb, self.queue.put)
             if cfg.CONF.nsgre_ovsdb else None, database=database,
             roles=bool(database), shards=shards)
+        if cfg.CONF.nsgre_tls:
+            from nsgre_tools.pki import Credentials
+            tls.install(Credentials(cfg.CONF.nsgre_tls), cfg.CONF.ofp_listen_host,
+                        cfg.CONF.ofp_tcp_listen_port,
+                        lambda who, dpid: identity.switch_refusal(who, dpid, self.core.topology),
+                        lambda address, who, dpid, why: self.queue.put(ev.SwitchRefused(
+                            address, None if who is None else str(who), dpid, why)))
         if database:
             # Master of a shard's switches while holding its lock (on the raft
             # leader); every other controller on the same database stands by.

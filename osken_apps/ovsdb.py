@@ -35,7 +35,8 @@ HOST_KEY = "nsgre-host"        # external_ids key on the bridge we own
 #: The columns nsgre reads or writes.  The IDL copies (and parses) only
 #: these: registering all of them made a host of 2,500 ports cost ~1.2 s.
 COLUMNS = {
-    "Open_vSwitch": ["bridges"],
+    "Open_vSwitch": ["bridges", "ssl"],
+    "SSL": ["private_key", "certificate", "ca_cert"],
     "Bridge": ["name", "ports", "datapath_type", "fail_mode", "protocols", "other_config",
                "external_ids", "controller"],
     "Port": ["name", "interfaces", "external_ids"],
@@ -159,6 +160,17 @@ class Ovsdb:
                     rows[-1].target = target
                 br.controller = rows
         self.transact(build, f"bridge {name}")
+
+    def ensure_ssl(self, key: str, cert: str, ca: str) -> None:
+        """The switch's key, certificate and CA (``ovs-vsctl set-ssl``): what
+        an ``ssl:`` controller target and OVSDB remote use."""
+        def build(txn):
+            root = self.rows("Open_vSwitch")[0]
+            row = root.ssl[0] if root.ssl else txn.insert(self.idl.tables["SSL"])
+            row.private_key, row.certificate, row.ca_cert = key, cert, ca
+            if not root.ssl:
+                root.ssl = [row]
+        self.transact(build, "ssl")
 
     def add_port(self, bridge, name, external_ids=None):
         """Attach an existing Linux interface (an endpoint's port)."""
@@ -304,10 +316,14 @@ def tunnel_ports(topo: Topology, host: str) -> dict[str, tuple[str, dict, str]]:
 
 
 def prepare_host(topo: Topology, host: str, db: str, controller: str | None,
-                 datapath_type: str = "netdev", bridge: str = BRIDGE):
-    """Bring one host's OVS to what the model says: bridge and tunnels."""
+                 datapath_type: str = "netdev", bridge: str = BRIDGE, tls=None):
+    """Bring one host's OVS to what the model says: bridge and tunnels;
+    ``tls``: its credentials (``nsgre_tools.pki.Credentials``) for ``ssl:``
+    controller targets."""
     h = topo.host(host)
     with Ovsdb(db) as ovsdb:
+        if tls is not None:
+            ovsdb.ensure_ssl(str(tls.key), str(tls.cert), str(tls.ca))
         ovsdb.ensure_bridge(bridge, dpid=h.dpid, datapath_type=datapath_type,
                             controller=controller, host=host)
     tunnels_to_step(db, tunnel_ports(topo, host), bridge)

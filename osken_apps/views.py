@@ -210,6 +210,11 @@ class Views:
         metric("nsgre_demotions_total", "counter",
                "times another controller took a switch from this one",
                [({"host": h}, n) for h, n in sorted(self.core.demotions.items())])
+        metric("nsgre_switches_refused_total", "counter",
+               "OpenFlow connections refused: TLS handshake failed, or a certificate that "
+               "does not allow the datapath id presented",
+               [({"identity": i, "reason": r}, n)
+                for (i, r), n in sorted(self.core.switches_refused.items())])
         metric("nsgre_hosts", "gauge", "hosts in the topology in force",
                [({}, len(self.core.topology.hosts))])
         metric("nsgre_topology_version", "gauge", "topology applications since start",

@@ -1,0 +1,236 @@
+"""OpenFlow with TLS, each switch bound to the host its certificate names:
+a real controller and real ``ovs-vswitchd`` switches (dummy datapaths, in
+one namespace this module creates), certificates from ``nsgre pki``.  The
+impostors are real switches too: a host's certificate presenting another
+host's datapath id, a certificate from another CA, a revoked one and an
+expired one."""
+
+import datetime
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import topology
+from nsgre_tools import client
+from nsgre_tools.pki import Pki
+from osken_apps import ovsdb
+
+NAMESPACE = f"nsgre-tls-{os.getpid()}"
+ADDRESS = "198.18.252.1"
+PORT = 16653
+TARGET = f"ssl:{ADDRESS}:{PORT}"
+COOKIE = "cookie=0x4e00000000000000/0xff00000000000000"
+SEED = topology.load()
+
+
+def run(*cmd, check=True):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=check)
+
+
+def in_ns(*cmd):
+    return ["ip", "netns", "exec", NAMESPACE, *map(str, cmd)]
+
+
+class Switch:
+    """One host's Open vSwitch: its own ovsdb-server and ``ovs-vswitchd
+    --enable-dummy``, br-int prepared as ``nsgre prepare-host --tls`` does,
+    stopped by the PIDs it recorded."""
+
+    def __init__(self, directory: Path, host: str, credentials, dpid: int | None = None):
+        self.dir, self.host = directory, host
+        self.dir.mkdir(parents=True)
+        self.pids = []
+        env = {**os.environ, "OVS_RUNDIR": str(self.dir), "OVS_LOGDIR": str(self.dir),
+               "OVS_DBDIR": str(self.dir)}
+        d = self.dir
+        try:
+            run("ovsdb-tool", "create", d / "conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
+            subprocess.run(in_ns("ovsdb-server", d / "conf.db", f"--remote=punix:{d}/db.sock",
+                                 f"--pidfile={d}/ovsdb.pid", f"--unixctl={d}/ovsdb.ctl",
+                                 f"--log-file={d}/ovsdb.log", "--detach"), env=env, check=True)
+            self.pids.append(int((d / "ovsdb.pid").read_text()))
+            run("ovs-vsctl", f"--db={self.db}", "--no-wait", "init")
+            subprocess.run(in_ns("ovs-vswitchd", self.db, "--enable-dummy",
+                                 "--disable-system-route", f"--pidfile={d}/vs.pid",
+                                 f"--unixctl={d}/vs.ctl", f"--log-file={d}/vs.log", "--detach"),
+                           env=env, check=True)
+            self.pids.append(int((d / "vs.pid").read_text()))
+            ovsdb.prepare_host(SEED, host, self.db, TARGET, datapath_type="dummy",
+                               tls=credentials)
+            if dpid is not None:          # an impostor: another host's datapath id
+                run("ovs-vsctl", f"--db={self.db}", "set", "bridge", "br-int",
+                    f"other-config:datapath-id={dpid:016x}")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def db(self):
+        return f"unix:{self.dir}/db.sock"
+
+    def flows(self) -> list[str]:
+        out = run("ovs-ofctl", "-O", "OpenFlow13", "--no-stats", "dump-flows",
+                  f"unix:{self.dir}/br-int.mgmt", COOKIE).stdout
+        return [line for line in out.splitlines() if "cookie=" in line]
+
+    def connected(self) -> bool:
+        out = run("ovs-vsctl", f"--db={self.db}", "--columns=is_connected", "list",
+                  "controller").stdout
+        return "true" in out
+
+    def stop(self):
+        for pid in reversed(self.pids):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in self.pids:
+            for _ in range(100):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.05)
+        self.pids = []
+
+
+def until(what, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not in {timeout} s: {what.__doc__ or what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def fabric(tmp_path_factory):
+    """The seed's two hosts over TLS, and the controller they trust."""
+    tmp = tmp_path_factory.mktemp("tls")
+    pki = Pki(tmp / "pki")
+    pki.init()
+    for host in SEED.hosts:
+        pki.issue("host", host)
+    controller_dir = pki.issue("controller", "c1")
+    run("ip", "netns", "add", NAMESPACE)
+    switches, proc = [], None
+    try:
+        run(*in_ns("ip", "link", "set", "lo", "up"))
+        run(*in_ns("ip", "addr", "add", f"{ADDRESS}/32", "dev", "lo"))
+        api = tmp / "api.sock"
+        log = open(tmp / "controller.log", "w")
+        proc = subprocess.Popen(in_ns(sys.executable, "-m", "nsgre_tools.cli", "controller",
+                                      "--tls", controller_dir, "--listen", ADDRESS,
+                                      "--port", PORT, "--api", api),
+                                stdout=log, stderr=subprocess.STDOUT)
+        until(lambda: "OpenFlow with TLS on" in (tmp / "controller.log").read_text())
+        for host in SEED.hosts:
+            switches.append(Switch(tmp / host, host, credentials(pki, "host", host)))
+        for sw in switches:
+            until(lambda sw=sw: len(sw.flows()) > 0)
+        yield {"pki": pki, "tmp": tmp, "api": str(api), "switches": switches,
+               "log": tmp / "controller.log", "proc": proc}
+    finally:
+        for sw in switches:
+            sw.stop()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        run("ip", "netns", "delete", NAMESPACE, check=False)
+
+
+def credentials(pki, kind, name):
+    from nsgre_tools.pki import Credentials
+    return Credentials(pki.dir / kind / name)
+
+
+def refused(fab, identity: str, reason: str) -> int:
+    text = client.request_text(fab["api"], "/metrics")
+    label = f'identity="{identity}",reason="{reason}"'
+    found = re.search(r"^nsgre_switches_refused_total\{" + re.escape(label) + r"\} (\d+)",
+                      text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+@pytest.fixture
+def impostor(fabric):
+    made = []
+
+    def start(name, creds, dpid=None):
+        sw = Switch(fabric["tmp"] / f"impostor-{name}-{len(made)}", "kvm1", creds, dpid)
+        made.append(sw)
+        return sw
+    yield start
+    for sw in made:
+        sw.stop()
+
+
+def genuine_untouched(fab, before):
+    """Both real switches still the controller's, on their own datapaths,
+    their flows as they were."""
+    status, switches = client.request(fab["api"], "GET", "/switches")
+    return {h: s["datapath"] for h, s in switches.items()} == \
+        {h: f"{SEED.host(h).dpid:016x}" for h in SEED.hosts} and snapshot(fab) == before
+
+
+def snapshot(fab):
+    return [sorted(sw.flows()) for sw in fab["switches"]]
+
+
+def test_each_host_is_programmed_over_tls_with_its_own_certificate(fabric):
+    kvm1, kvm2 = fabric["switches"]
+    until(lambda: kvm1.connected() and kvm2.connected())     # OVS's status, every few seconds
+    status, switches = client.request(fabric["api"], "GET", "/switches")
+    assert status == 200 and sorted(switches) == ["kvm1", "kvm2"]
+    assert "ssl" in run("ovs-vsctl", f"--db={kvm1.db}", "get-controller", "br-int").stdout
+
+
+def test_a_hosts_certificate_presenting_another_hosts_datapath_is_refused_and_sent_nothing(
+        fabric, impostor):
+    before = snapshot(fabric)
+    sw = impostor("stolen", credentials(fabric["pki"], "host", "kvm1"),
+                  dpid=SEED.host("kvm2").dpid)
+    until(lambda: refused(fabric, "host kvm1", "identity") >= 1)
+    log = fabric["log"].read_text()
+    assert re.search(r"refused \(host kvm1 presenting datapath %016x\): its certificate names "
+                     r"host kvm1 .* but it presented host kvm2's datapath id"
+                     % SEED.host("kvm2").dpid, log)
+    assert sw.flows() == []
+    assert genuine_untouched(fabric, before)        # the real kvm2 was not displaced
+
+
+def test_a_certificate_from_another_ca_never_completes_the_handshake(fabric, impostor):
+    before = snapshot(fabric)
+    other = Pki(fabric["tmp"] / "other-pki")
+    other.init()
+    other.issue("host", "kvm1")
+    sw = impostor("other-ca", credentials(other, "host", "kvm1"))
+    until(lambda: refused(fabric, "none", "handshake") >= 1)
+    assert sw.flows() == []
+    assert genuine_untouched(fabric, before)
+
+
+def test_a_revoked_certificate_is_refused_from_the_next_handshake_on(fabric, impostor):
+    pki = fabric["pki"]
+    pki.issue("host", "spare")
+    pki.revoke("host", "spare")                   # the CRL beside the controller's key too
+    before_count = refused(fabric, "none", "handshake")
+    sw = impostor("revoked", credentials(pki, "host", "spare"), dpid=SEED.host("kvm2").dpid)
+    until(lambda: refused(fabric, "none", "handshake") > before_count)
+    assert "certificate revoked" in fabric["log"].read_text()
+    assert sw.flows() == []
+
+
+def test_an_expired_certificate_is_refused(fabric, impostor):
+    pki = fabric["pki"]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    pki.issue("host", "old", not_before=now - datetime.timedelta(days=30),
+              not_after=now - datetime.timedelta(days=1))
+    before_count = refused(fabric, "none", "handshake")
+    sw = impostor("expired", credentials(pki, "host", "old"))
+    until(lambda: refused(fabric, "none", "handshake") > before_count)
+    assert "certificate has expired" in fabric["log"].read_text()
+    assert sw.flows() == []
