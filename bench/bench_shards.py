@@ -18,6 +18,9 @@ its own shard):
   should (``dump-aggregate`` and ``dump-group-stats`` polled);
 - each controller's CPU seconds (user + system, from its start until the
   fabric is programmed) and peak memory (VmHWM);
+- beside the 3, a standby holding no shard (connected to every switch,
+  following the database): what any controller costs before it programs
+  anything, and so what sharding cannot divide;
 - the limit, side by side: the same flows and groups by ``ovs-ofctl
   bundle``, one bundle per bridge, all at once.
 
@@ -175,7 +178,11 @@ class DummyFabric:
             self.ofctl(host, "del-flows", COOKIE)
             self.ofctl(host, "del-groups")
 
-    def start_controllers(self, count: int, source: Path) -> list[subprocess.Popen]:
+    def start_controllers(self, count: int, source: Path,
+                          standby: bool = False) -> list[subprocess.Popen]:
+        """``count`` controllers, each preferring its shard; ``standby``: one
+        more (the last), preferring a shard that does not exist, so it
+        holds none while the others live."""
         run([*CLI, "apply", str(source), "--db", self.remotes(), "--shards", str(count)])
         if not self.listening:               # the controllers' socket on every member
             run(in_ns([*CLI, "db", "listen", str(self.db_dir), "--target",
@@ -183,10 +190,10 @@ class DummyFabric:
             self.listening = True
         controllers = ",".join(f"unix:{m.rundir / 'controllers.sock'}"
                                for m in database.members(self.db_dir))
-        for k in range(count):
+        for k in range(count + standby):
             log = open(self.dir / f"controller-{count}-{k}.log", "w")
             proc = subprocess.Popen(in_ns([
-                *CLI, "controller", "--db", controllers, "--prefer", str(k),
+                *CLI, "controller", "--db", controllers, "--prefer", str(k if k < count else 999),
                 "--db-probe", str(PROBE_MS / 1000),
                 "--listen", str(self.dir / f"of-{k}.sock"),
                 "--api", str(self.dir / f"api-{k}.sock"),
@@ -276,15 +283,18 @@ def peak_mb(pid: int) -> float:
 
 def round_nsgre(fab: DummyFabric, count: int, source: Path, want: dict) -> dict:
     fab.empty()
-    procs = fab.start_controllers(count, source)
+    standby = count == 3
+    procs = fab.start_controllers(count, source, standby)
     fab.wait_prepared(count)
     start = time.monotonic()
-    fab.connect(count)
+    fab.connect(count + standby)
     fab.wait_counts(want)
     seconds = time.monotonic() - start
     time.sleep(0.5)                                   # the last barrier replies
-    result = {"seconds": seconds, "cpu": [cpu_seconds(p.pid) for p in procs],
-              "rss": [peak_mb(p.pid) for p in procs]}
+    cpu, rss = [cpu_seconds(p.pid) for p in procs], [peak_mb(p.pid) for p in procs]
+    result = {"seconds": seconds, "cpu": cpu[:count], "rss": rss[:count]}
+    if standby:
+        result["standby"] = (cpu[-1], rss[-1])
     fab.stop_controllers()
     return result
 
@@ -367,6 +377,9 @@ def summarise(r: dict) -> dict:
                   "cpu": statistics.median(max(x["cpu"]) for x in rounds),
                   "rss": statistics.median(max(x["rss"]) for x in rounds),
                   "all_cpu": [x["cpu"] for x in rounds], "all_rss": [x["rss"] for x in rounds]}
+        if all("standby" in x for x in rounds):
+            out[n]["standby"] = (statistics.median(x["standby"][0] for x in rounds),
+                                 statistics.median(x["standby"][1] for x in rounds))
     return out
 
 
@@ -402,7 +415,16 @@ def headline(r: dict) -> str:
         lines.append(f"| {n} | {x['seconds']:.2f} s | {x['seconds'] / limit:.2f}x | "
                      f"{x['cpu']:.1f} s | {cpu:.2f}x | {x['rss']:.0f} MB | {rss:.2f}x | {target} |")
     lines += ["", f"`ovs-ofctl bundle`, all bridges at once: {limit:.2f} s (rounds "
-              f"{', '.join(f'{x:.2f}' for x in r['limit'])}).", "",
+              f"{', '.join(f'{x:.2f}' for x in r['limit'])})."]
+    if "standby" in s.get(3, {}):
+        (sc, sm), three = s[3]["standby"], s[3]
+        lines += ["", f"A standby holding no shard, beside the three (every switch connected, "
+                  f"the database followed): {sc:.1f} s of CPU and {sm:.0f} MB, what sharding "
+                  "cannot divide. Beyond it, the busiest of three does "
+                  f"{(three['cpu'] - sc) / (one['cpu'] - sc):.2f}x the CPU and "
+                  f"{(three['rss'] - sm) / (one['rss'] - sm):.2f}x the memory of one "
+                  "controller doing it all."]
+    lines += ["",
               "Every controller, every round (CPU s / peak MB):", ""]
     for n, x in s.items():
         lines.append(f"- {n}: " + "; ".join(

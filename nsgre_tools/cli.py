@@ -57,10 +57,10 @@ def _known_host(topo, host: str) -> None:
 def _credentials(path: str, kind: str, name: str | None = None):
     """A party's credentials (a directory ``nsgre pki`` wrote), refused
     unless they are whole and name a ``kind`` (``name``, if given)."""
-    from nsgre_tools.pki import Credentials, PkiError
+    from nsgre_core.credentials import Credentials, CredentialsError
     try:
         cred = Credentials(path)
-    except PkiError as exc:
+    except CredentialsError as exc:
         raise SystemExit(f"nsgre: --tls: {exc}")
     if cred.identity.kind != kind or name is not None and cred.identity.name != name:
         want = f"{kind} {name}" if name else f"a {kind}"
@@ -385,6 +385,9 @@ def cmd_diff(args) -> int:
 def cmd_controller(args) -> int:
     if args.topology:
         topology.load(args.topology)           # refuse a bad file before starting
+    if not args.tls and args.api and "/" not in args.api:
+        raise SystemExit(f"nsgre: --api {args.api}: the API on TCP serves only TLS, with "
+                         "client certificates: give the controller its credentials (--tls DIR)")
     if args.tls:
         _credentials(args.tls, "controller")   # refuse bad credentials before starting
         if args.listen.startswith("/"):
@@ -479,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--controller", "--api", dest="api", default=api.DEFAULT, metavar="URL",
                        help="the running controller's API: unix:PATH, PATH or HOST:PORT "
                             "(default: %(default)s)")
+        s.add_argument("--tls", dest="client_tls", default=os.environ.get("NSGRE_TLS", ""),
+                       metavar="DIR", help="this client's credentials, for an API on TCP "
+                       "(nsgre pki client NAME wrote DIR; default: $NSGRE_TLS)")
 
     s = sub.add_parser("status", help="several controllers: the database's members and "
                        "leader, which controller holds which shard, each switch's master")
@@ -487,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "api*.sock in the run directory)")
     s.add_argument("--db-dir", help="the database's directory (default: db in the run "
                    "directory, if there)")
+    s.add_argument("--tls", dest="client_tls", default=os.environ.get("NSGRE_TLS", ""),
+                   metavar="DIR", help="this client's credentials, for APIs on TCP")
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("pipeline", help="print the flows and groups a host should hold "
@@ -705,6 +713,12 @@ def main(argv=None) -> int:
         # or switch hanging up mid-write would kill it (Python ignores
         # SIGPIPE and raises an error the controller handles).
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if getattr(args, "client_tls", ""):
+        from nsgre_core.credentials import Credentials, CredentialsError
+        try:
+            api.use(Credentials(args.client_tls))
+        except CredentialsError as exc:
+            raise SystemExit(f"nsgre: --tls: {exc}")
     try:
         return args.func(args)
     except topology.TopologyError as exc:

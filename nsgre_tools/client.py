@@ -21,6 +21,16 @@ class ApiError(RuntimeError):
     pass
 
 
+#: This client's credentials (``nsgre_tools.pki.Credentials``): a controller
+#: on TCP is reached only with TLS, and only with them (``use``).
+_credentials = None
+
+
+def use(credentials) -> None:
+    global _credentials
+    _credentials = credentials
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)
@@ -39,8 +49,14 @@ def _raw(address: str, method: str, path: str, body: bytes | None = None,
     if "/" in address:
         conn = _UnixConnection(address, timeout)
     else:
-        host, port = address.removeprefix("http://").rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        host, port = address.removeprefix("https://").rsplit(":", 1)
+        if _credentials is None:
+            raise ApiError(f"controller at {address}: its API on TCP serves only TLS: "
+                           "give this client its credentials (--tls DIR, from "
+                           "nsgre pki client NAME --role read|write)")
+        from nsgre_core.credentials import client_context
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout,
+                                           context=client_context(_credentials))
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nsgre_core import identity as ident
+from nsgre_core.credentials import Credentials, CredentialsError  # noqa: F401 (re-exported)
 
 CA_DAYS = 3650
 DAYS = 365
@@ -195,46 +196,3 @@ class Pki:
                     .revocation_date(datetime.datetime.fromisoformat(e["revoked"])).build())
         _write(self.ca_dir / "crl.pem",
                builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
-
-
-class Credentials:
-    """What one party holds (DIR/kind/name): its key and certificate, the
-    CA's certificate and the CRL; checked whole before anything uses them."""
-
-    FILES = ("key.pem", "cert.pem", "ca.pem")
-
-    def __init__(self, directory: str | Path):
-        self.dir = Path(directory)
-        missing = [f for f in self.FILES if not (self.dir / f).is_file()]
-        if missing:
-            raise PkiError(f"{self.dir}: missing {', '.join(missing)} "
-                           "(a directory nsgre pki host/controller/client wrote)")
-        try:
-            cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
-        except ValueError as exc:
-            raise PkiError(f"{self.cert}: not a PEM certificate: {exc}") from None
-        uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName) \
-            .value.get_values_for_type(x509.UniformResourceIdentifier) \
-            if _has_san(cert) else []
-        found = [i for i in map(ident.from_uri, uris) if i is not None]
-        if len(found) != 1:
-            raise PkiError(f"{self.cert}: names no nsgre identity (urn:nsgre:KIND:NAME)")
-        self.identity = found[0]
-        self.not_after = cert.not_valid_after_utc
-
-    key = property(lambda self: self.dir / "key.pem")
-    cert = property(lambda self: self.dir / "cert.pem")
-    ca = property(lambda self: self.dir / "ca.pem")
-
-    @property
-    def crl(self) -> Path | None:
-        path = self.dir / "crl.pem"
-        return path if path.is_file() else None
-
-
-def _has_san(cert) -> bool:
-    try:
-        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        return True
-    except x509.ExtensionNotFound:
-        return False

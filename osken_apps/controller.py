@@ -218,11 +218,12 @@ class Controller:
         self.dhcp: Counter = Counter()                 # (host, outcome) -> DHCP messages
         self.demotions: Counter = Counter()            # host -> times it was taken from us
         self.switches_refused: Counter = Counter()     # (identity, why in short) -> connections
+        self.clients_refused = 0                       # API clients whose handshake failed
         self.reconciles = 0
         self.reconcile_seconds = 0.0
         self._handlers = {
             ev.SwitchUp: self._switch_up, ev.SwitchDown: self._switch_down,
-            ev.SwitchRefused: self._switch_refused,
+            ev.SwitchRefused: self._switch_refused, ev.ClientRefused: self._client_refused,
             ev.StateReply: self._state_reply, ev.FlowCount: self._flow_count,
             ev.PortChanged: self._port_changed, ev.FlushPorts: self._flush_ports,
             ev.BarrierReply: self._barrier_reply, ev.SwitchError: self._switch_error,
@@ -518,6 +519,11 @@ class Controller:
                     event.identity or "no nsgre identity", claimed, event.why)
         kind = "handshake" if event.dpid is None else "identity"
         self.switches_refused[event.identity or "none", kind] += 1
+
+    def _client_refused(self, event: ev.ClientRefused) -> None:
+        LOG.warning("nsgre: API client %s refused: TLS handshake failed: %s",
+                    _peer(event.address), event.why)
+        self.clients_refused += 1
 
     def _adopt(self, dpid: int, conn, host: str) -> None:
         switch = self.switches[dpid] = Switch(dpid=dpid, host=host, conn=conn)

@@ -42,6 +42,13 @@ class SwitchRefused:
 
 
 @dataclass(frozen=True)
+class ClientRefused:
+    """An API client whose TLS handshake failed."""
+    address: Any
+    why: str
+
+
+@dataclass(frozen=True)
 class PortChanged:
     """A port came (or changed number) or went (``ofport`` None)."""
     dpid: int

@@ -77,9 +77,11 @@ class NsgreApp(app_manager.OSKenApp):
             hostdb=OvsdbHosts(cfg.CONF.nsgre_ovsdb, self.queue.put)
             if cfg.CONF.nsgre_ovsdb else None, database=database,
             roles=bool(database), shards=shards)
+        credentials = None
         if cfg.CONF.nsgre_tls:
-            from nsgre_tools.pki import Credentials
-            tls.install(Credentials(cfg.CONF.nsgre_tls), cfg.CONF.ofp_listen_host,
+            from nsgre_core.credentials import Credentials
+            credentials = Credentials(cfg.CONF.nsgre_tls)
+            tls.install(credentials, cfg.CONF.ofp_listen_host,
                         cfg.CONF.ofp_tcp_listen_port,
                         lambda who, dpid: identity.switch_refusal(who, dpid, self.core.topology),
                         lambda address, who, dpid, why: self.queue.put(ev.SwitchRefused(
@@ -112,9 +114,14 @@ class NsgreApp(app_manager.OSKenApp):
         signal.signal(signal.SIGHUP, lambda *_: hub.spawn(self.queue.put, ev.Reload()))
         self.core.start()
         if cfg.CONF.nsgre_api:
-            hub.spawn(api.serve, Views(self.core, self), self.apply, cfg.CONF.nsgre_api,
-                      self.change)
-            LOG.info("nsgre: API on %s", cfg.CONF.nsgre_api)
+            address = cfg.CONF.nsgre_api
+            if "/" not in address and credentials is None:
+                raise SystemExit(f"nsgre: API on {address}: on TCP it serves only TLS "
+                                 "(--nsgre-tls DIR)")
+            hub.spawn(api.serve, Views(self.core, self), self.apply, address, self.change,
+                      credentials, lambda peer, why: self.queue.put(ev.ClientRefused(peer, why)))
+            LOG.info("nsgre: API on %s%s", address,
+                     "" if "/" in address else " (TLS, client certificates)")
 
     def _leadership(self, shard: int, generation: int | None) -> None:
         """A shard's lock granted or lost.  Watching part of the fabric, a

@@ -318,7 +318,7 @@ def tunnel_ports(topo: Topology, host: str) -> dict[str, tuple[str, dict, str]]:
 def prepare_host(topo: Topology, host: str, db: str, controller: str | None,
                  datapath_type: str = "netdev", bridge: str = BRIDGE, tls=None):
     """Bring one host's OVS to what the model says: bridge and tunnels;
-    ``tls``: its credentials (``nsgre_tools.pki.Credentials``) for ``ssl:``
+    ``tls``: its credentials (``nsgre_core.credentials.Credentials``) for ``ssl:``
     controller targets."""
     h = topo.host(host)
     with Ovsdb(db) as ovsdb:

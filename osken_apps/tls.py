@@ -21,59 +21,18 @@ displace the real H2 before any app could refuse it.  Here:
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 
 from os_ken.controller import controller, ofp_event
 from os_ken.lib import hub
 
 from nsgre_core import identity
+from nsgre_core.credentials import ServerContext
 
 LOG = logging.getLogger("nsgre")
 
 #: Seconds a peer has to complete its TLS handshake.
 HANDSHAKE_SECONDS = 10.0
-
-
-class ServerContext:
-    """The listener's TLS context, made again when the CRL file changes
-    (a certificate revoked is refused from the next handshake on)."""
-
-    def __init__(self, credentials):
-        self.cred = credentials
-        self.stamp = None
-        self.context = None
-
-    def get(self) -> ssl.SSLContext:
-        crl = self.cred.crl
-        stamp = os.stat(crl).st_mtime_ns if crl is not None else None
-        if self.context is None or stamp != self.stamp:
-            self.context, self.stamp = server_context(self.cred), stamp
-        return self.context
-
-
-def server_context(cred) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cred.cert, cred.key)
-    ctx.load_verify_locations(cafile=cred.ca)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    if cred.crl is not None:
-        ctx.load_verify_locations(cafile=cred.crl)
-        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    return ctx
-
-
-def client_context(cred) -> ssl.SSLContext:
-    """For nsgre's own clients (API, tools): the CA's certificates only, the
-    peer's identity checked by its nsgre URI, not a host name."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = False
-    ctx.load_cert_chain(cred.cert, cred.key)
-    ctx.load_verify_locations(cafile=cred.ca)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
 
 
 def install(credentials, host: str, port: int, check, refused) -> None:

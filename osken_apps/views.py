@@ -215,6 +215,8 @@ class Views:
                "does not allow the datapath id presented",
                [({"identity": i, "reason": r}, n)
                 for (i, r), n in sorted(self.core.switches_refused.items())])
+        metric("nsgre_api_clients_refused_total", "counter",
+               "API connections whose TLS handshake failed", [({}, self.core.clients_refused)])
         metric("nsgre_hosts", "gauge", "hosts in the topology in force",
                [({}, len(self.core.topology.hosts))])
         metric("nsgre_topology_version", "gauge", "topology applications since start",

@@ -6,6 +6,7 @@ host's datapath id, a certificate from another CA, a revoked one and an
 expired one."""
 
 import datetime
+import json
 import os
 import re
 import signal
@@ -17,13 +18,14 @@ from pathlib import Path
 import pytest
 
 import topology
-from nsgre_tools import client
 from nsgre_tools.pki import Pki
 from osken_apps import ovsdb
 
 NAMESPACE = f"nsgre-tls-{os.getpid()}"
 ADDRESS = "198.18.252.1"
 PORT = 16653
+API = f"{ADDRESS}:16654"
+PROBE = Path(__file__).resolve().parent / "api_probe.py"
 TARGET = f"ssl:{ADDRESS}:{PORT}"
 COOKIE = "cookie=0x4e00000000000000/0xff00000000000000"
 SEED = topology.load()
@@ -115,23 +117,24 @@ def fabric(tmp_path_factory):
     for host in SEED.hosts:
         pki.issue("host", host)
     controller_dir = pki.issue("controller", "c1")
+    for kind, name in (("reader", "observer"), ("writer", "ops")):
+        pki.issue(kind, name)
     run("ip", "netns", "add", NAMESPACE)
     switches, proc = [], None
     try:
         run(*in_ns("ip", "link", "set", "lo", "up"))
         run(*in_ns("ip", "addr", "add", f"{ADDRESS}/32", "dev", "lo"))
-        api = tmp / "api.sock"
         log = open(tmp / "controller.log", "w")
         proc = subprocess.Popen(in_ns(sys.executable, "-m", "nsgre_tools.cli", "controller",
                                       "--tls", controller_dir, "--listen", ADDRESS,
-                                      "--port", PORT, "--api", api),
+                                      "--port", PORT, "--api", API),
                                 stdout=log, stderr=subprocess.STDOUT)
         until(lambda: "OpenFlow with TLS on" in (tmp / "controller.log").read_text())
         for host in SEED.hosts:
             switches.append(Switch(tmp / host, host, credentials(pki, "host", host)))
         for sw in switches:
             until(lambda sw=sw: len(sw.flows()) > 0)
-        yield {"pki": pki, "tmp": tmp, "api": str(api), "switches": switches,
+        yield {"pki": pki, "tmp": tmp, "switches": switches,
                "log": tmp / "controller.log", "proc": proc}
     finally:
         for sw in switches:
@@ -143,12 +146,27 @@ def fabric(tmp_path_factory):
 
 
 def credentials(pki, kind, name):
-    from nsgre_tools.pki import Credentials
+    from nsgre_core.credentials import Credentials
     return Credentials(pki.dir / kind / name)
 
 
+def probe(fab, case, creds=("reader", "observer")) -> dict:
+    """What the API answers ``case`` (api_probe.py), asked from inside the
+    namespace with ``creds`` (kind, name; None: no certificate)."""
+    who = "-" if creds is None else str(fab["pki"].dir / creds[0] / creds[1])
+    out = run(*in_ns(sys.executable, PROBE, API, who, case)).stdout
+    return json.loads(out)
+
+
+def nsgre(fab, *args, creds=("reader", "observer")):
+    return subprocess.run(in_ns(sys.executable, "-m", "nsgre_tools.cli", *args,
+                                "--controller", API, "--tls",
+                                fab["pki"].dir / creds[0] / creds[1]),
+                          capture_output=True, text=True)
+
+
 def refused(fab, identity: str, reason: str) -> int:
-    text = client.request_text(fab["api"], "/metrics")
+    text = probe(fab, "/metrics")["body"]
     label = f'identity="{identity}",reason="{reason}"'
     found = re.search(r"^nsgre_switches_refused_total\{" + re.escape(label) + r"\} (\d+)",
                       text, re.M)
@@ -171,7 +189,7 @@ def impostor(fabric):
 def genuine_untouched(fab, before):
     """Both real switches still the controller's, on their own datapaths,
     their flows as they were."""
-    status, switches = client.request(fab["api"], "GET", "/switches")
+    switches = json.loads(probe(fab, "/switches")["body"])
     return {h: s["datapath"] for h, s in switches.items()} == \
         {h: f"{SEED.host(h).dpid:016x}" for h in SEED.hosts} and snapshot(fab) == before
 
@@ -183,8 +201,8 @@ def snapshot(fab):
 def test_each_host_is_programmed_over_tls_with_its_own_certificate(fabric):
     kvm1, kvm2 = fabric["switches"]
     until(lambda: kvm1.connected() and kvm2.connected())     # OVS's status, every few seconds
-    status, switches = client.request(fabric["api"], "GET", "/switches")
-    assert status == 200 and sorted(switches) == ["kvm1", "kvm2"]
+    answer = probe(fabric, "/switches")
+    assert answer["status"] == 200 and sorted(json.loads(answer["body"])) == ["kvm1", "kvm2"]
     assert "ssl" in run("ovs-vsctl", f"--db={kvm1.db}", "get-controller", "br-int").stdout
 
 
@@ -234,3 +252,54 @@ def test_an_expired_certificate_is_refused(fabric, impostor):
     until(lambda: refused(fabric, "none", "handshake") > before_count)
     assert "certificate has expired" in fabric["log"].read_text()
     assert sw.flows() == []
+
+
+def version(fab) -> int:
+    text = probe(fab, "/metrics")["body"]
+    return int(re.search(r"^nsgre_topology_version (\d+)", text, re.M).group(1))
+
+
+def test_a_reader_reads_and_its_changes_get_403_and_change_nothing(fabric):
+    shown = nsgre(fabric, "show")
+    assert shown.returncode == 0 and "kvm1: connected" in shown.stdout
+    before = version(fabric)
+    seed = fabric["tmp"] / "seed.yaml"
+    seed.write_text(topology.seed_text())
+    refused_apply = nsgre(fabric, "apply", seed)
+    assert refused_apply.returncode == 1 and "reader observer may only read" in refused_apply.stderr
+    assert probe(fabric, "post-objects")["status"] == 403
+    assert version(fabric) == before
+
+
+def test_a_writer_may_change_the_fabric(fabric):
+    seed = fabric["tmp"] / "seed.yaml"
+    seed.write_text(topology.seed_text())
+    applied = nsgre(fabric, "apply", seed, creds=("writer", "ops"))
+    assert applied.returncode == 0, applied.stderr
+    assert "applied" in applied.stdout
+
+
+def test_a_client_without_a_certificate_or_with_a_hosts_gets_nothing(fabric):
+    before = int(re.search(r"^nsgre_api_clients_refused_total (\d+)",
+                           probe(fabric, "/metrics")["body"], re.M).group(1))
+    assert "error" in probe(fabric, "/status", creds=None)
+    assert int(re.search(r"^nsgre_api_clients_refused_total (\d+)",
+                         probe(fabric, "/metrics")["body"], re.M).group(1)) > before
+    answer = probe(fabric, "/status", creds=("host", "kvm1"))
+    assert answer["status"] == 403 and "host kvm1 may not use the API" in answer["body"]
+
+
+@pytest.mark.parametrize("case,status,says", [
+    ("huge", 413, "at most"), ("no-length", 411, "Content-Length"),
+    ("bad-wait", 400, "wait='soon'"), ("not-utf8", 400, "UTF-8"),
+    ("bad-json", 400, "not an object change"), ("bad-yaml", 400, "posted.yaml")])
+def test_bad_requests_get_a_clear_4xx_and_change_nothing(fabric, case, status, says):
+    before = version(fabric)
+    answer = probe(fabric, case, creds=("writer", "ops"))
+    assert answer["status"] == status and says in answer["body"], answer
+    assert version(fabric) == before
+
+
+def test_a_client_stalling_mid_request_holds_no_one_else_and_is_cut_off(fabric):
+    answer = probe(fabric, "slow")
+    assert answer["other"] == 200 and answer["cut"], answer

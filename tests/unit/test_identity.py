@@ -11,7 +11,8 @@ from hypothesis import given, strategies as st
 
 import topology
 from nsgre_core import identity
-from nsgre_tools.pki import Credentials, Pki, PkiError
+from nsgre_core.credentials import Credentials, CredentialsError
+from nsgre_tools.pki import Pki, PkiError
 
 SEED = topology.load()
 KVM1, KVM2 = SEED.host("kvm1").dpid, SEED.host("kvm2").dpid
@@ -99,7 +100,7 @@ def test_a_bad_kind_or_name_is_refused_and_nothing_is_written(pki, kind, name, e
 def test_credentials_missing_a_file_or_an_identity_are_refused_naming_them(pki, tmp_path):
     out = pki.issue("writer", "ops")
     (out / "ca.pem").unlink()
-    with pytest.raises(PkiError, match="missing ca.pem"):
+    with pytest.raises(CredentialsError, match="missing ca.pem"):
         Credentials(out)
     with pytest.raises(PkiError, match="no CA here"):
         Pki(tmp_path / "none").issue("host", "kvm1")

@@ -44,7 +44,8 @@ LOADED = "print('loaded:', *sorted(m for m in sys.modules if m.split('.')[0] in 
 
 @pytest.mark.parametrize("argv", [["validate"], ["pipeline", "kvm1"], ["trace", "vm1", "blue"],
                                   ["draw", "-o", "{tmp}/seed.svg"], ["--help"],
-                                  ["apply", "topology/seed.yaml", "--db", "unix:{tmp}/no.sock"]],
+                                  ["apply", "topology/seed.yaml", "--db", "unix:{tmp}/no.sock"],
+                                  ["pki", "init", "{tmp}/pki"]],
                          ids=lambda a: a[0])
 def test_the_operator_tools_run_without_osken_eventlet_or_the_ovsdb_idl(argv, tmp_path):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
