@@ -514,11 +514,15 @@ class Controller:
     def _switch_refused(self, event: ev.SwitchRefused) -> None:
         """Refused before it was anyone's switch (``osken_apps.tls``): nothing
         of any host was sent to it."""
-        claimed = "" if event.dpid is None else f" presenting datapath {event.dpid:016x}"
-        LOG.warning("nsgre: OpenFlow connection from %s refused (%s%s): %s", _peer(event.address),
-                    event.identity or "no nsgre identity", claimed, event.why)
-        kind = "handshake" if event.dpid is None else "identity"
-        self.switches_refused[event.identity or "none", kind] += 1
+        if event.reason == "malformed":
+            LOG.warning("nsgre: OpenFlow connection from %s closed: it sent %s",
+                        _peer(event.address), event.why)
+        else:
+            claimed = "" if event.dpid is None else f" presenting datapath {event.dpid:016x}"
+            LOG.warning("nsgre: OpenFlow connection from %s refused (%s%s): %s",
+                        _peer(event.address), event.identity or "no nsgre identity", claimed,
+                        event.why)
+        self.switches_refused[event.identity or "none", event.reason] += 1
 
     def _client_refused(self, event: ev.ClientRefused) -> None:
         LOG.warning("nsgre: API client %s refused: TLS handshake failed: %s",

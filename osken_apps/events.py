@@ -32,13 +32,14 @@ class SwitchDown:
 
 @dataclass(frozen=True)
 class SwitchRefused:
-    """A connection refused before it could be anyone's switch (``osken_apps.tls``):
-    its TLS handshake failed (``dpid`` None), or its certificate does not
-    allow the datapath id it presented."""
+    """An OpenFlow connection refused: its TLS handshake failed, its
+    certificate does not allow the datapath id it presented
+    (``osken_apps.tls``), or it sent a malformed message (``osken_apps.guard``)."""
     address: Any
     identity: str | None
     dpid: int | None
     why: str
+    reason: str                  # handshake | identity | malformed
 
 
 @dataclass(frozen=True)

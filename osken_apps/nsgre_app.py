@@ -34,7 +34,7 @@ import topology
 from nsgre_core import ids
 from nsgre_core.ofp import ONF_ET_ROLE_STATUS, ONF_EXPERIMENTER_ID, ROLE_STATUS
 from nsgre_core import identity
-from osken_apps import api, flags, openflow, tls, topodb, unix_socket
+from osken_apps import api, flags, guard, openflow, tls, topodb, unix_socket
 from osken_apps import events as ev
 from osken_apps.controller import XID_BASE, Controller
 from osken_apps.hostdb import OvsdbHosts
@@ -44,7 +44,11 @@ LOG = logging.getLogger("nsgre")
 
 flags.register(cfg.CONF)
 unix_socket.install()
-tls.fence_datapaths()
+#: Where the guard reports a connection closed for a malformed message
+#: (the app's queue, once it exists).
+_GUARD_REFUSED: list = []
+guard.install(lambda address, why: [put(address, why) for put in _GUARD_REFUSED])
+tls.fence_datapaths()                # after the guard: it finds a connection by its TLS socket
 
 
 class NsgreApp(app_manager.OSKenApp):
@@ -77,6 +81,8 @@ class NsgreApp(app_manager.OSKenApp):
             hostdb=OvsdbHosts(cfg.CONF.nsgre_ovsdb, self.queue.put)
             if cfg.CONF.nsgre_ovsdb else None, database=database,
             roles=bool(database), shards=shards)
+        _GUARD_REFUSED[:] = [lambda address, why: self.queue.put(
+            ev.SwitchRefused(address, None, None, why, "malformed"))]
         credentials = None
         if cfg.CONF.nsgre_tls:
             from nsgre_core.credentials import Credentials
@@ -85,7 +91,8 @@ class NsgreApp(app_manager.OSKenApp):
                         cfg.CONF.ofp_tcp_listen_port,
                         lambda who, dpid: identity.switch_refusal(who, dpid, self.core.topology),
                         lambda address, who, dpid, why: self.queue.put(ev.SwitchRefused(
-                            address, None if who is None else str(who), dpid, why)))
+                            address, None if who is None else str(who), dpid, why,
+                            "handshake" if dpid is None else "identity")))
         if database:
             # Master of a shard's switches while holding its lock (on the raft
             # leader); every other controller on the same database stands by.

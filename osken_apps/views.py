@@ -15,6 +15,7 @@ from typing import Protocol
 from nsgre_core import pipeline, reconcile
 from nsgre_core.flows import Group, Meter
 from nsgre_core.reconcile import Verb
+from osken_apps import guard
 
 
 class SwitchReader(Protocol):
@@ -211,10 +212,15 @@ class Views:
                "times another controller took a switch from this one",
                [({"host": h}, n) for h, n in sorted(self.core.demotions.items())])
         metric("nsgre_switches_refused_total", "counter",
-               "OpenFlow connections refused: TLS handshake failed, or a certificate that "
-               "does not allow the datapath id presented",
+               "OpenFlow connections refused or closed: TLS handshake failed, a "
+               "certificate that does not allow the datapath id presented, a malformed message",
                [({"identity": i, "reason": r}, n)
                 for (i, r), n in sorted(self.core.switches_refused.items())])
+        metric("nsgre_openflow_dropped_total", "counter",
+               "messages from switches dropped before parsing: over a flood budget "
+               "(packet-in, port-status), or malformed (the connection closed)",
+               [({"type": str(k), "reason": r}, n) for (k, r), n in sorted(
+                   guard.DROPPED.items(), key=lambda item: (str(item[0][0]), item[0][1]))])
         metric("nsgre_api_clients_refused_total", "counter",
                "API connections whose TLS handshake failed", [({}, self.core.clients_refused)])
         metric("nsgre_hosts", "gauge", "hosts in the topology in force",

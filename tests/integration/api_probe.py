@@ -76,9 +76,25 @@ def slow(address, creds) -> dict:
             "cut_after": round(time.monotonic() - started, 1)}
 
 
+def garbage_record(address, creds) -> dict:
+    """A TLS connection with a good certificate, then a record of noise
+    written under TLS: the server's TLS layer fails from then on."""
+    import os
+    sock = connect(address, creds)
+    os.write(sock.fileno(), b"\x17\x03\x03\x00\x20" + os.urandom(32))
+    sock.settimeout(10)
+    try:
+        closed = sock.recv(4096) == b""
+    except (ssl.SSLError, OSError):
+        closed = True
+    return {"closed": closed}
+
+
 def main() -> None:
     address, creds, case = sys.argv[1:4]
-    if case == "slow":
+    if case == "garbage-record":
+        result = garbage_record(address, creds)
+    elif case == "slow":
         result = slow(address, creds)
     elif case.startswith("/"):
         result = exchange(address, creds, request("GET", case))

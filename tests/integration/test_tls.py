@@ -303,3 +303,24 @@ def test_bad_requests_get_a_clear_4xx_and_change_nothing(fabric, case, status, s
 def test_a_client_stalling_mid_request_holds_no_one_else_and_is_cut_off(fabric):
     answer = probe(fabric, "slow")
     assert answer["other"] == 200 and answer["cut"], answer
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_tls_record_of_noise_closes_that_connection_and_holds_nothing_else(fabric):
+    # os-ken retries a read that raised a TLS error, for ever, without
+    # yielding: one peer's corrupt record would freeze the controller.
+    before = snapshot(fabric)
+    pid = fabric["proc"].pid
+    who = str(fabric["pki"].dir / "host" / "kvm1")
+    answer = json.loads(run(*in_ns(sys.executable, PROBE, f"{ADDRESS}:{PORT}", who,
+                                   "garbage-record")).stdout)
+    assert answer["closed"]
+    spent = cpu_seconds(pid)
+    time.sleep(2)
+    assert cpu_seconds(pid) - spent < 0.5               # not spinning
+    assert probe(fabric, "/status")["status"] == 200
+    assert genuine_untouched(fabric, before)

@@ -1,0 +1,57 @@
+"""Malformed OpenFlow thrown at a running controller (``openflow_fuzz``)
+while the seed fabric carries pings across its tunnel: none lost, the
+fabric in sync afterwards, the controller alive and its event loop
+answering throughout."""
+
+import random
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import topology
+
+import openflow_fuzz
+from conftest import ns
+
+SEED = topology.load()
+MESSAGES = 10_000
+PEERS = 4                      # connections at once
+
+
+def nsgre(*args):
+    return subprocess.run([sys.executable, "-m", "nsgre_tools.cli", *args],
+                          capture_output=True, text=True)
+
+
+def test_ten_thousand_malformed_openflow_messages_lose_no_ping_and_leave_the_fabric_in_sync(up):
+    emu = up(SEED)
+    sock, api, log = emu.controller_files(1)
+    pinging = subprocess.Popen(["ip", "netns", "exec", "blue", "ping", "-i", "0.01", "-w", "600",
+                                "-q", "10.1.1.2"], stdout=subprocess.PIPE, text=True)
+    rng = random.Random(1)
+    sent, peers, slowest = 0, 0, 0.0
+    try:
+        with ThreadPoolExecutor(PEERS) as pool:
+            while sent < MESSAGES:
+                seeds = [(rng.getrandbits(32), 0xf000_0000_0000_0000 + peers + k)
+                         for k in range(PEERS)]
+                peers += PEERS
+                sent += sum(pool.map(lambda a: openflow_fuzz.peer(
+                    str(sock), random.Random(a[0]), 200, a[1]), seeds))
+                started = time.monotonic()          # the API answers between rounds
+                assert nsgre("metrics", "--controller", str(api)).returncode == 0
+                slowest = max(slowest, time.monotonic() - started)
+    finally:
+        pinging.send_signal(2)
+        out, _ = pinging.communicate(timeout=10)
+    transmitted = int(out.split(" packets transmitted")[0].split()[-1])
+    received = int(out.split(" received")[0].split()[-1])
+    assert sent >= MESSAGES and transmitted > 100
+    assert received == transmitted, out
+    diff = nsgre("diff", "--controller", str(api))
+    assert diff.returncode == 0, diff.stdout
+    assert emu.controller_pid(1) is not None
+    assert ns("blue", "ping", "-c", "1", "-W", "2", "10.1.1.2", check=False).returncode == 0
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
