@@ -112,3 +112,62 @@ def features_request(sock) -> int | None:
         if not chunk:
             return None
         seen += chunk
+
+
+# -- HTTP: what a broken or hostile client sends the controller's API ------------------
+PATHS = ("/", "/apply", "/objects", "/topology", "/metrics", "/trace", "/diff", "/%ff",
+         "/apply?wait=x", "/trace?src=&dst=", "/objects?wait=-1", "/" + "a" * 9000)
+
+
+def http_request(rng: random.Random) -> bytes:
+    """One request that is wrong some way: a bad request line or method,
+    headers too long or without colons, a body shorter or longer than its
+    length, lengths that are not numbers, chunked bodies gone wrong, YAML
+    and JSON of noise, bytes that are not UTF-8."""
+    kind = rng.randrange(10)
+    path = rng.choice(PATHS)
+    method = rng.choice(("GET", "POST", "PUT", "DELETE", "BREW", "G\xffT", ""))
+    body = rng.choice((b"", rng.randbytes(rng.randrange(1, 400)), b"hosts: [a, {",
+                       b'{"kind": "endpoint", "action": "add"', b"\xff\xfe\x00tunnel: gre",
+                       b"- " * 500, b"a: &x [*x]"))
+    if kind == 0:
+        return rng.randbytes(rng.randrange(1, 200)) + b"\r\n\r\n"
+    if kind == 1:
+        return f"{method} {path} HTTP/1.1\r\n\r\n".encode("latin-1")
+    if kind == 2:
+        return f"POST {path} HTTP/1.1\r\nContent-Length: {len(body) + 50}\r\n\r\n".encode() \
+            + body
+    if kind == 3:
+        return f"POST {path} HTTP/1.1\r\nContent-Length: {rng.choice(['-1', 'x', '1e9'])}" \
+               "\r\n\r\n".encode() + body
+    if kind == 4:
+        return b"POST /apply HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" \
+            + rng.choice((b"zz\r\n", b"ffffffff\r\n", b"5\r\nab")) + body
+    if kind == 5:
+        return f"GET {path} HTTP/1.1\r\nX: {'y' * rng.randrange(9000, 70000)}\r\n\r\n".encode()
+    if kind == 6:
+        return b"GET /metrics HTTP/1.1\r\n" + b"no colon here\r\n" * rng.randrange(1, 200) \
+            + b"\r\n"
+    if kind == 7:
+        return f"GET {path} HTTP/9.9\r\n\r\n".encode()
+    return f"POST {path} HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def http_client(path: str, rng: random.Random) -> bool:
+    """One malformed request on a connection of its own; whether the
+    controller answered it (or hung up) within 15 s."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(15)
+    try:
+        sock.connect(path)
+        sock.sendall(http_request(rng))
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+        return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True                               # hung up on: an answer too
+    finally:
+        sock.close()

@@ -1,7 +1,7 @@
-"""Malformed OpenFlow thrown at a running controller (``openflow_fuzz``)
-while the seed fabric carries pings across its tunnel: none lost, the
-fabric in sync afterwards, the controller alive and its event loop
-answering throughout."""
+"""Malformed OpenFlow and HTTP thrown at a running controller
+(``openflow_fuzz``) while the seed fabric carries pings across its tunnel:
+none lost, the fabric in sync afterwards, the controller alive and its
+event loop answering throughout."""
 
 import random
 import subprocess
@@ -55,3 +55,27 @@ def test_ten_thousand_malformed_openflow_messages_lose_no_ping_and_leave_the_fab
     assert ns("blue", "ping", "-c", "1", "-W", "2", "10.1.1.2", check=False).returncode == 0
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+def test_a_thousand_malformed_api_requests_lose_no_ping_and_leave_the_fabric_in_sync(up):
+    emu = up(SEED)
+    sock, api, log = emu.controller_files(1)
+    pinging = subprocess.Popen(["ip", "netns", "exec", "blue", "ping", "-i", "0.01", "-w", "600",
+                                "-q", "10.1.1.2"], stdout=subprocess.PIPE, text=True)
+    rng = random.Random(2)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answered = list(pool.map(lambda seed: openflow_fuzz.http_client(
+                str(api), random.Random(seed)), [rng.getrandbits(32) for _ in range(1000)]))
+        status = nsgre("metrics", "--controller", str(api))
+    finally:
+        pinging.send_signal(2)
+        out, _ = pinging.communicate(timeout=10)
+    assert all(answered), f"{answered.count(False)} requests left hanging"
+    assert status.returncode == 0
+    transmitted = int(out.split(" packets transmitted")[0].split()[-1])
+    received = int(out.split(" received")[0].split()[-1])
+    assert transmitted > 20 and received == transmitted, out      # every 10 ms throughout
+    diff = nsgre("diff", "--controller", str(api))
+    assert diff.returncode == 0, diff.stdout
+    assert "Traceback" not in log.read_text()
