@@ -188,13 +188,31 @@ def serve(views, apply, address: str, change=None, tls=None, refused=None):
     app = Api(views, apply, change)
     if "/" in address:
         eventlet.wsgi.server(listen(address), app, log_output=False,
-                             socket_timeout=CLIENT_TIMEOUT)
+                             socket_timeout=CLIENT_TIMEOUT, protocol=_protocol())
         return
     if tls is None:
         raise ValueError(f"the API on TCP ({address}) serves only TLS: give the controller "
                          "its credentials (--tls DIR)")
     eventlet.wsgi.server(listen(address), app, log_output=False, socket_timeout=CLIENT_TIMEOUT,
                          protocol=_tls_protocol(tls, refused or (lambda *_: None)))
+
+
+def _protocol():
+    """eventlet's HTTP protocol, its error log made safe: answering a
+    malformed request on a Unix socket, it formats the client's address,
+    which is an empty string there, and dies with a traceback."""
+    import logging
+    import eventlet.wsgi
+    log = logging.getLogger("nsgre")
+
+    class Protocol(eventlet.wsgi.HttpProtocol):
+        def address_string(self):
+            address = self.client_address
+            return str(address[0]) if isinstance(address, tuple) and address else "unix"
+
+        def log_message(self, format, *args):
+            log.debug("nsgre: API %s: %s", self.address_string(), format % args)
+    return Protocol
 
 
 def _tls_protocol(credentials, refused):
@@ -208,7 +226,7 @@ def _tls_protocol(credentials, refused):
     contexts = ServerContext(credentials)
     contexts.get()
 
-    class TlsProtocol(eventlet.wsgi.HttpProtocol):
+    class TlsProtocol(_protocol()):
         def setup(self):
             self.identity, self.rejected = None, False
             self.request.settimeout(CLIENT_TIMEOUT)
