@@ -170,6 +170,7 @@ def teardown(run_dir: Path = RUN_DIR) -> bool:
     # else may keep its sockets here.  (osken.log stays for a post-mortem.)
     shutil.rmtree(run_dir / "hosts", ignore_errors=True)
     shutil.rmtree(run_dir / "db", ignore_errors=True)     # the raft cluster's (--ha)
+    shutil.rmtree(run_dir / "pki", ignore_errors=True)    # the CA and certificates (--tls)
     for name in state.data.get("files", []):
         Path(name).unlink(missing_ok=True)
     state.path.unlink(missing_ok=True)
@@ -277,8 +278,9 @@ class HostOvs:
 # -- the emulation ------------------------------------------------------------
 class Emulation:
     def __init__(self, topo: Topology, run_dir: Path = RUN_DIR, static: bool = False,
-                 guests: str = "namespace", ha: int = 0, shards: int = 0):
+                 guests: str = "namespace", ha: int = 0, shards: int = 0, tls: bool = False):
         self.topo = topo
+        self.tls = tls                # OpenFlow over TLS, every host its own certificate
         self.run_dir = run_dir
         self.static = static
         self.ha = ha                  # controllers following a raft cluster (0: one, on the file)
@@ -342,6 +344,9 @@ class Emulation:
                                  f"this topology has {len(self.topo.hosts)} hosts")
         if self.guests not in ("namespace", "qemu", "libvirt"):
             raise EmulationError(f"--guests {self.guests}: one of namespace, qemu, libvirt")
+        if self.tls and (self.static or self.ha or controller):
+            raise EmulationError("--tls runs its own controller, alone: not with --static, "
+                                 "--ha or --controller (the database has no TLS yet)")
         teardown(self.run_dir)          # whatever a crashed run left
         self._check_names_free()
         self.state.data.update(mode="static" if self.static else "nsgre",
@@ -388,9 +393,40 @@ class Emulation:
         backup): every ``ha``-th, from its own."""
         return [n for n in range(self.shards) if n % self.ha == k - 1]
 
+    def tls_address(self):
+        """With --tls, where the controller listens: the last address of the
+        first host's underlay network, on the underlay namespace's bridge, so
+        every host reaches it through its br-phy as a real host reaches its
+        controllers (nothing leaves namespaces the emulation made)."""
+        return underlay_network(self.topo, next(iter(self.topo.hosts)))[-2]
+
+    def _pki(self):
+        """The emulation's own CA: one certificate per host, one for the controller."""
+        from nsgre_tools.pki import Pki
+        pki = Pki(self.run_dir / "pki")
+        pki.init(name="nsgre emulation CA")
+        for host in self.topo.hosts:
+            pki.issue("host", host)
+        pki.issue("controller", "c1")
+        return pki
+
+    def host_credentials(self, host: str):
+        from nsgre_core.credentials import Credentials
+        return Credentials(self.run_dir / "pki" / "host" / host)
+
     def _start_controller(self, k: int = 1, database: str | None = None) -> str:
         sock, api, log_path = self.controller_files(k)
         log = open(log_path, "w")
+        prefix, listen = [], ["--listen", str(sock)]
+        if self.tls:
+            self._pki()
+            address = self.tls_address()
+            netns_exec(self.underlay, ["ip", "addr", "add",
+                                       f"{address}/{underlay_network(self.topo, next(iter(self.topo.hosts))).prefixlen}",
+                                       "dev", "br0"])
+            prefix = ["ip", "netns", "exec", self.underlay]
+            listen = ["--listen", str(address), "--port", "6653",
+                      "--tls", str(self.run_dir / "pki" / "controller" / "c1")]
         if database:
             topo_args = ["--db", database]
             if self.shards:
@@ -398,8 +434,8 @@ class Emulation:
         else:
             topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nsgre_tools.cli", "controller", *topo_args,
-             "--listen", str(sock), "--api", str(api),
+            [*prefix, sys.executable, "-m", "nsgre_tools.cli", "controller", *topo_args,
+             *listen, "--api", str(api),
              "--ovsdb", f"unix:{self.run_dir}/hosts/{{host}}/db.sock"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.state.add_process(proc.pid, "nsgre_tools.cli")
@@ -407,12 +443,13 @@ class Emulation:
         self.state.data["files"] += [str(sock), str(api)]
         self.state.save()
         deadline = time.monotonic() + 20
-        while not sock.exists():
+        while not (api.exists() and "OpenFlow with TLS on" in log_path.read_text()
+                   if self.tls else sock.exists()):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise EmulationError(f"controller did not start; see {log_path}:\n"
                                      + log_path.read_text()[-2000:])
             time.sleep(0.1)
-        return f"unix:{sock}"
+        return f"ssl:{self.tls_address()}:6653" if self.tls else f"unix:{sock}"
 
     def controller_pid(self, k: int = 1) -> int | None:
         return self.state.data.get("controllers", {}).get(str(k))
@@ -489,13 +526,21 @@ class Emulation:
         prefix = UNDERLAY_PREFIX if h.underlay_ip.version == 4 else 64
         netns_exec(host, ["ip", "addr", "add", f"{h.underlay_ip}/{prefix}", "dev", "br-phy"])
         netns_exec(host, ["ip", "link", "set", "br-phy", "up"])
+        if self.tls:
+            # The switch's TCP to the controller crosses the userspace
+            # datapath (br-phy) both ways: each kernel sending it must compute
+            # its checksums, or the other drops every segment.
+            netns_exec(host, ["ethtool", "-K", "br-phy", "tx", "off"], check=False)
+            for dev in ("br0", ul_port):
+                netns_exec(self.underlay, ["ethtool", "-K", dev, "tx", "off"], check=False)
         ovs.underlay_route(underlay_network(self.topo, host))
         if self.static:
             ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int",
                       "datapath_type=netdev")
         else:
             ovsdb_mod.prepare_host(self.topo, host, ovs.db, ovs.controller(self.controller_target),
-                                   datapath_type="netdev")
+                                   datapath_type="netdev",
+                                   tls=self.host_credentials(host) if self.tls else None)
 
     def _underlay_flows(self, host: str):
         """br-phy just joins the underlay port and the host's own stack."""

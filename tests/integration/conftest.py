@@ -47,8 +47,8 @@ def up():
     one, static); always torn down after the test."""
     made = []
 
-    def bring_up(topo, controller=None, static=False):
-        emu = emulation.Emulation(topo, static=static)
+    def bring_up(topo, controller=None, static=False, **options):
+        emu = emulation.Emulation(topo, static=static, **options)
         made.append(emu)
         emu.up(controller)
         emu.wait_programmed()

@@ -324,3 +324,19 @@ def test_a_tls_record_of_noise_closes_that_connection_and_holds_nothing_else(fab
     assert cpu_seconds(pid) - spent < 0.5               # not spinning
     assert probe(fabric, "/status")["status"] == 200
     assert genuine_untouched(fabric, before)
+
+
+def test_the_emulation_over_tls_carries_every_host_on_its_own_certificate(up):
+    from conftest import ping
+    emu = up(SEED, tls=True)
+    assert emu.controller_target == f"ssl:{emu.tls_address()}:6653"
+    for host in SEED.hosts:
+        assert run("ovs-vsctl", f"--db={emu.ovs[host].db}", "get-controller",
+                   "br-int").stdout.strip() == emu.controller_target
+        assert f"/pki/host/{host}/cert.pem" in run("ovs-vsctl", f"--db={emu.ovs[host].db}",
+                                                   "get-ssl").stdout
+    assert ping("blue", "10.1.1.2").returncode == 0                # across the GRE tunnel
+    _, api, log = emu.controller_files(1)
+    assert subprocess.run([sys.executable, "-m", "nsgre_tools.cli", "diff", "--controller",
+                           str(api)], capture_output=True).returncode == 0
+    assert "OpenFlow with TLS on" in log.read_text()
