@@ -168,7 +168,9 @@ def cmd_db(args) -> int:
     from nsgre_tools import database
     try:
         if args.action == "create":
-            made = database.create(args.dir, args.cluster, args.address, args.port, args.remote)
+            tls = _credentials(args.tls, "controller") if args.tls else None
+            made = database.create(args.dir, args.cluster, args.address, args.port, args.remote,
+                                   tls)
             what = ("a standalone database" if not args.cluster else
                     "a cluster of 1 member" if len(made) == 1 else
                     f"a cluster of {len(made)} members")
@@ -629,6 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="create, join: raft port (create: the first member's; the next "
                         "ones count up)")
     s.add_argument("--peer", help="join: a member's raft address, tcp:IP:PORT")
+    s.add_argument("--tls", default="", metavar="DIR",
+                   help="create: the members' credentials (nsgre pki controller NAME): raft "
+                        "over ssl:, and pssl: remotes serve only clients with a certificate "
+                        "from the CA")
     s.add_argument("--remote", action="append", default=[], metavar="REMOTE",
                    help="create, join: serve clients here too (e.g. ptcp:6640:IP), "
                         "besides each member's Unix socket")
@@ -717,6 +723,8 @@ def main(argv=None) -> int:
         from nsgre_core.credentials import Credentials, CredentialsError
         try:
             api.use(Credentials(args.client_tls))
+            from osken_apps import ovsdb_rpc      # --db ssl: remotes too
+            ovsdb_rpc.use(Credentials(args.client_tls))
         except CredentialsError as exc:
             raise SystemExit(f"nsgre: --tls: {exc}")
     try:

@@ -202,10 +202,14 @@ class Member(NamedTuple):
         database's connections (``listen``) lands here, one per member."""
         return self.dir / self.name
 
-    def start(self, remotes=()) -> None:
+    def start(self, remotes=(), tls=None) -> None:
+        """Served; ``tls``: the member's credentials (a controller's), for
+        ``pssl:`` remotes and raft over ``ssl:``."""
         self.rundir.mkdir(exist_ok=True)
+        keys = [] if tls is None else [f"--private-key={tls.key}", f"--certificate={tls.cert}",
+                                       f"--ca-cert={tls.ca}"]
         _run(["ovsdb-server", str(self.db), f"--remote=punix:{self.sock}", *(
-            f"--remote={r}" for r in remotes), f"--remote={CONNECTIONS}",
+            f"--remote={r}" for r in remotes), f"--remote={CONNECTIONS}", *keys,
             f"--pidfile={self.pidfile}", f"--unixctl={self.ctl}",
             f"--log-file={self.dir / self.name}.log", "--detach", "--no-chdir"],
             env={**os.environ, "OVS_RUNDIR": str(self.rundir)})
@@ -228,7 +232,7 @@ def _run(argv: list[str], env=None) -> str:
 
 
 def create(directory: str, cluster: int = 0, address: str | None = None,
-           port: int = 6641, remotes=()) -> list[Member]:
+           port: int = 6641, remotes=(), tls=None) -> list[Member]:
     """A new database in ``directory`` (which must hold none), served at
     once: one standalone ovsdb-server, or ``cluster`` members of a raft
     cluster on this machine, at ``address`` ports ``port``, ``port`` + 1...
@@ -246,15 +250,16 @@ def create(directory: str, cluster: int = 0, address: str | None = None,
             made.append(Member(d, "nsgre"))
             _run(["ovsdb-tool", "create", str(made[0].db), str(rows.SCHEMA)])
         else:
-            first = f"tcp:{address}:{port}"
+            raft = "tcp" if tls is None else "ssl"
+            first = f"{raft}:{address}:{port}"
             made.append(Member(d, "m1"))
             _run(["ovsdb-tool", "create-cluster", str(made[0].db), str(rows.SCHEMA), first])
             for k in range(2, cluster + 1):
                 made.append(Member(d, f"m{k}"))
                 _run(["ovsdb-tool", "join-cluster", str(made[-1].db), rows.DATABASE,
-                      f"tcp:{address}:{port + k - 1}", first])
+                      f"{raft}:{address}:{port + k - 1}", first])
         for member in made:
-            member.start(remotes)
+            member.start(remotes, tls)
     except BaseException:
         stop(d)
         for member in made:

@@ -61,6 +61,12 @@ class NsgreApp(app_manager.OSKenApp):
                 handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         path = cfg.CONF.nsgre_topology or None
         database = cfg.CONF.nsgre_db or None
+        credentials = None
+        if cfg.CONF.nsgre_tls:
+            from nsgre_core.credentials import Credentials
+            from osken_apps import ovsdb_rpc
+            credentials = Credentials(cfg.CONF.nsgre_tls)
+            ovsdb_rpc.use(credentials)              # the database's ssl: remotes
         self.queue = hub.Queue()
         self.watch = None                 # of the topology database, when following one
         self.held: dict = {}              # shard -> generation of the lock held
@@ -83,10 +89,7 @@ class NsgreApp(app_manager.OSKenApp):
             roles=bool(database), shards=shards)
         _GUARD_REFUSED[:] = [lambda address, why: self.queue.put(
             ev.SwitchRefused(address, None, None, why, "malformed"))]
-        credentials = None
-        if cfg.CONF.nsgre_tls:
-            from nsgre_core.credentials import Credentials
-            credentials = Credentials(cfg.CONF.nsgre_tls)
+        if credentials is not None:
             tls.install(credentials, cfg.CONF.ofp_listen_host,
                         cfg.CONF.ofp_tcp_listen_port,
                         lambda who, dpid: identity.switch_refusal(who, dpid, self.core.topology),

@@ -19,6 +19,17 @@ class OvsdbError(RuntimeError):
     pass
 
 
+#: This program's credentials (``nsgre_core.credentials.Credentials``) for
+#: ``ssl:`` remotes (``use``): the database serves only clients whose
+#: certificate comes from its CA.
+_credentials = None
+
+
+def use(credentials) -> None:
+    global _credentials
+    _credentials = credentials
+
+
 class OvsdbTimeout(OvsdbError):
     """No answer in time, or a transaction's ``wait`` whose condition did
     not hold (OVSDB reports both as "timed out"): worth reading again and
@@ -69,12 +80,15 @@ def _connect(remote: str, timeout: float) -> socket.socket:
     kind, _, where = remote.partition(":")
     if kind == "unix":
         family, address = socket.AF_UNIX, where
-    elif kind == "tcp":
+    elif kind in ("tcp", "ssl"):
         ip, _, port = where.rpartition(":")
         ip = ip.strip("[]")
         family, address = (socket.AF_INET6 if ":" in ip else socket.AF_INET), (ip, int(port))
+        if kind == "ssl" and _credentials is None:
+            raise OvsdbError(f"{remote}: an ssl: remote needs this program's certificate "
+                             "(--tls DIR)")
     else:
-        raise OvsdbError(f"{remote}: only unix: and tcp: remotes can be used directly")
+        raise OvsdbError(f"{remote}: only unix:, tcp: and ssl: remotes can be used directly")
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -85,6 +99,15 @@ def _connect(remote: str, timeout: float) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise OvsdbError(f"{remote}: {exc}") from exc
+    if kind == "ssl":
+        import ssl
+        from nsgre_core.credentials import client_context
+        try:
+            sock = client_context(_credentials).wrap_socket(sock)
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise OvsdbError(f"{remote}: TLS handshake failed: "
+                             f"{getattr(exc, 'verify_message', None) or exc}") from None
     return sock
 
 
@@ -144,8 +167,11 @@ class Session:
         self.failed: str | None = None           # why the writer stopped
         if writer:
             self.outbox = queue.Queue()
-            out = self.sock.dup()            # its own timeout (none): the reader's is per read
-            out.settimeout(None)
+            if hasattr(self.sock, "getpeercert"):
+                out = self.sock              # TLS: one connection state, no second descriptor
+            else:
+                out = self.sock.dup()        # its own timeout (none): the reader's is per read
+                out.settimeout(None)
             threading.Thread(target=self._write, args=(out,), daemon=True,
                              name=f"ovsdb-writer {remote}").start()
 
@@ -169,7 +195,8 @@ class Session:
             self.failed = str(exc)
             self._shut()                     # the reader finds the connection gone
         finally:
-            out.close()
+            if out is not self.sock:
+                out.close()
 
     def request(self, method: str, params: list, ident: str) -> None:
         self.send({"method": method, "params": params, "id": ident})

@@ -340,3 +340,47 @@ def test_the_emulation_over_tls_carries_every_host_on_its_own_certificate(up):
     assert subprocess.run([sys.executable, "-m", "nsgre_tools.cli", "diff", "--controller",
                            str(api)], capture_output=True).returncode == 0
     assert "OpenFlow with TLS on" in log.read_text()
+
+
+def cli(*args):
+    return subprocess.run(in_ns(sys.executable, "-m", "nsgre_tools.cli", *args),
+                          capture_output=True, text=True)
+
+
+def test_the_topology_database_over_tls_serves_certificates_from_its_ca_only(fabric, tmp_path):
+    pki = fabric["pki"]
+    db_dir, remote = tmp_path / "db", f"ssl:{ADDRESS}:16640"
+    created = cli("db", "create", db_dir, "--tls", pki.dir / "controller" / "c1",
+                  "--remote", f"pssl:16640:{ADDRESS}")
+    assert created.returncode == 0, created.stderr
+    log = tmp_path / "follower.log"
+    follower = None
+    try:
+        seed = tmp_path / "seed.yaml"
+        seed.write_text(topology.seed_text())
+        applied = cli("apply", seed, "--db", remote, "--tls", pki.dir / "writer" / "ops")
+        assert applied.returncode == 0, applied.stderr
+        bare = cli("apply", seed, "--db", remote)
+        assert bare.returncode == 1 and "needs this program's certificate" in bare.stderr
+        other = Pki(tmp_path / "other-pki")
+        other.init()
+        stranger = other.issue("writer", "ops")
+        refused_apply = cli("apply", seed, "--db", remote, "--tls", stranger)
+        assert refused_apply.returncode == 1 and "TLS handshake failed" in refused_apply.stderr
+        # a controller follows it over TLS with its own certificate
+        follower = subprocess.Popen(in_ns(
+            sys.executable, "-m", "nsgre_tools.cli", "controller", "--db", remote,
+            "--tls", pki.dir / "controller" / "c1", "--listen", ADDRESS, "--port", 16655,
+            "--api", tmp_path / "api.sock"), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        until(lambda: "lock nsgre_shard_0: granted on ssl:" in log.read_text())
+        grown = tmp_path / "grown.yaml"                 # its watch takes the next version
+        grown.write_text(topology.seed_text().replace(
+            "  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n"))
+        assert cli("apply", grown, "--db", remote, "--tls", pki.dir / "writer" / "ops"
+                   ).returncode == 0
+        until(lambda: "reloaded: 2 hosts, 3 networks, 4 endpoints" in log.read_text())
+    finally:
+        if follower is not None:
+            follower.terminate()
+            follower.wait(timeout=10)
+        cli("db", "stop", db_dir)
