@@ -176,7 +176,9 @@ def cmd_db(args) -> int:
                     f"a cluster of {len(made)} members")
             print(f"{args.dir}: {what}, serving " + ",".join(f"unix:{m.sock}" for m in made))
         elif args.action == "join":
-            member = database.join(args.dir, args.address, args.port, args.peer, args.remote)
+            tls = _credentials(args.tls, "controller") if args.tls else None
+            member = database.join(args.dir, args.address, args.port, args.peer, args.remote,
+                                   tls)
             print(f"{args.dir}: joined the cluster of {args.peer}, serving unix:{member.sock}")
         elif args.action == "stop":
             print(f"{args.dir}: stopped {', '.join(database.stop(args.dir)) or 'nothing'}")
@@ -632,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "ones count up)")
     s.add_argument("--peer", help="join: a member's raft address, tcp:IP:PORT")
     s.add_argument("--tls", default="", metavar="DIR",
-                   help="create: the members' credentials (nsgre pki controller NAME): raft "
+                   help="create, join: the members' credentials (nsgre pki controller NAME): raft "
                         "over ssl:, and pssl: remotes serve only clients with a certificate "
                         "from the CA")
     s.add_argument("--remote", action="append", default=[], metavar="REMOTE",

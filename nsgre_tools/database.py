@@ -268,17 +268,18 @@ def create(directory: str, cluster: int = 0, address: str | None = None,
     return made
 
 
-def join(directory: str, address: str, port: int, peer: str, remotes=()) -> Member:
+def join(directory: str, address: str, port: int, peer: str, remotes=(),
+         tls=None) -> Member:
     """This machine's member of an existing cluster (``peer``: a member's
-    raft address, tcp:IP:PORT), served at once."""
+    raft address, tcp:IP:PORT, or ssl:IP:PORT with ``tls``), served at once."""
     member = Member(Path(directory), "nsgre")
     member.dir.mkdir(parents=True, exist_ok=True)
     if members(member.dir):
         raise DatabaseError(f"{member.dir}: holds a database already")
     _run(["ovsdb-tool", "join-cluster", str(member.db), rows.DATABASE,
-          f"tcp:{address}:{port}", peer])
+          f"{'tcp' if tls is None else 'ssl'}:{address}:{port}", peer])
     try:
-        member.start(remotes)
+        member.start(remotes, tls)
     except BaseException:
         member.db.unlink(missing_ok=True)
         raise
