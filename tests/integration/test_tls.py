@@ -384,3 +384,20 @@ def test_the_topology_database_over_tls_serves_certificates_from_its_ca_only(fab
             follower.terminate()
             follower.wait(timeout=10)
         cli("db", "stop", db_dir)
+
+
+def test_a_raft_cluster_talks_to_itself_over_tls(fabric, tmp_path):
+    db_dir = tmp_path / "cluster"
+    created = cli("db", "create", db_dir, "--cluster", 3, "--address", ADDRESS, "--port", 16700,
+                  "--tls", fabric["pki"].dir / "controller" / "c1")
+    try:
+        assert created.returncode == 0, created.stderr
+
+        def formed():
+            """one leader, two followers, every raft address ssl:"""
+            status = cli("db", "status", db_dir).stdout
+            return status.count(": follower, ") == 2 and status.count(": leader, ") == 1 \
+                and status.count(f"raft ssl:{ADDRESS}:") == 3
+        until(formed)
+    finally:
+        cli("db", "stop", db_dir)
