@@ -7,9 +7,11 @@ decoder; and the tools never load it).  Unix and TCP remotes
 
 from __future__ import annotations
 
+import codecs
 import json
 import queue
 import re
+import select
 import socket
 import threading
 import time
@@ -112,35 +114,72 @@ def _connect(remote: str, timeout: float) -> socket.socket:
 
 
 class _Messages:
-    """JSON-RPC messages from a stream socket, one at a time."""
+    """JSON-RPC messages from a stream socket, one at a time.
+
+    A message is decoded once it can be whole: the text received ends in a
+    brace and its braces balance (counted per chunk, in C), or nothing more
+    comes within ``UNBALANCED_WAIT`` (braces inside strings, an
+    ``iface_id`` may hold one, unbalance the count).  Decoding at every chunk that happened to end
+    in a brace re-parsed a 6 MB answer from its start again and again (3 to
+    10 times the CPU of one parse, worse the smaller the chunks: a busy
+    machine's).  Bytes are decoded incrementally: a character split across
+    two chunks is not an error."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self.decoder = json.JSONDecoder()
-        self.text = ""
+        self.utf8 = codecs.getincrementaldecoder("utf-8")()
+        self.parts: list[str] = []        # text received since the last whole message
+        self.depth = 0                    # its "{" less its "}" (strings too: a hint only)
+        self.last = ""                    # its last character that is not a space
         self.pending: list = []
 
     def next(self) -> dict:
         while not self.pending:
             chunk = self.sock.recv(1 << 20)
             if not chunk:
+                if self.parts:
+                    self._decode()        # whatever came whole before the end
+                if self.pending:
+                    break
                 raise OvsdbError("connection closed")
-            self.text += chunk.decode()
-            if not self.text.rstrip().endswith("}"):
+            text = self.utf8.decode(chunk)
+            self.parts.append(text)
+            self.depth += text.count("{") - text.count("}")
+            stripped = text.rstrip()
+            if stripped:
+                self.last = stripped[-1]
+            if self.last != "}" or (self.depth != 0 and self._more_coming()):
                 continue                  # a message ends with a brace; wait for more
-            position, found = 0, []
-            try:
-                while True:
-                    while position < len(self.text) and self.text[position].isspace():
-                        position += 1
-                    if position == len(self.text):
-                        break
-                    message, position = self.decoder.raw_decode(self.text, position)
-                    found.append(message)
-            except ValueError:
-                continue                  # the brace ended a part; more is coming
-            self.text, self.pending = "", found
+            self._decode()
         return self.pending.pop(0)
+
+    #: Seconds to wait for more before decoding text whose braces do not balance.
+    UNBALANCED_WAIT = 0.05
+
+    def _more_coming(self) -> bool:
+        if getattr(self.sock, "pending", lambda: 0)():
+            return True                   # TLS: decrypted bytes already buffered
+        return bool(select.select([self.sock], [], [], self.UNBALANCED_WAIT)[0])
+
+    def _decode(self) -> None:
+        text = "".join(self.parts)
+        position, start, found = 0, 0, []
+        try:
+            while True:
+                while position < len(text) and text[position].isspace():
+                    position += 1
+                start = position
+                if position == len(text):
+                    break
+                message, position = self.decoder.raw_decode(text, position)
+                found.append(message)
+        except ValueError:
+            pass                          # the brace ended a part; the rest is coming
+        tail = text[start:]
+        self.parts = [tail] if tail else []
+        self.depth = tail.count("{") - tail.count("}")
+        self.pending = found
 
 
 class Session:

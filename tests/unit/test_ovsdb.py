@@ -6,6 +6,7 @@ import socket
 import threading
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import topology
 from osken_apps import ovsdb
@@ -117,6 +118,29 @@ def test_a_reply_split_anywhere_and_preceded_by_an_echo_is_read_whole():
         sock = serve([text[:cut], text[cut:]])
         assert ovsdb._read_reply(sock, "nsgre-read")["result"] == json.loads(message)["result"]
         sock.close()
+
+
+JSON_TEXT = st.text(alphabet=st.sampled_from(list('ab{}[]"\\:, é€😀\n')), max_size=12)
+JSON_VALUE = st.recursive(st.none() | st.booleans() | st.integers() | JSON_TEXT,
+                          lambda inner: st.lists(inner, max_size=4)
+                          | st.dictionaries(JSON_TEXT, inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.dictionaries(JSON_TEXT, JSON_VALUE, min_size=1, max_size=4), min_size=1,
+                max_size=5), st.data())
+def test_messages_cut_anywhere_even_inside_a_character_read_back_whole_and_in_order(
+        messages, data):
+    # strings may hold braces (unbalancing the count) and characters of
+    # several bytes, which a cut may split
+    from osken_apps.ovsdb_rpc import _Messages
+    raw = "".join(json.dumps(m, ensure_ascii=False) for m in messages).encode()
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(raw) - 1)), max_size=6)))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)]) if raw[a:b]]
+    sock = serve(chunks)
+    got = _Messages(sock)
+    assert [got.next() for _ in messages] == messages
+    sock.close()
 
 
 def test_a_connection_closed_before_the_reply_is_an_error():
