@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nsgre_core import identity as ident
-from nsgre_core.credentials import Credentials, CredentialsError  # noqa: F401 (re-exported)
 
 CA_DAYS = 3650
 DAYS = 365

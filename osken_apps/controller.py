@@ -406,10 +406,7 @@ class Controller:
         for host in list(self.piece_cache):
             if host not in new.hosts:
                 del self.piece_cache[host]
-        if self.hostdb is not None:
-            for host in old.hosts.keys() - new.hosts.keys():
-                self.hostdb.unwatch(host)
-                self.interfaces.pop(host, None)
+        self._forget_interfaces(old.hosts.keys() - new.hosts.keys())
         for host, names in touched.items():       # networks a host no longer carries
             cache = self.piece_cache.get(host, {})
             for name in names:
@@ -618,10 +615,17 @@ class Controller:
                 self._ask_role(switch)
         if generation is not None:
             self._prepare_hosts(self.topology, hosts)
-        elif self.hostdb is not None:
-            for host in hosts:                  # its new master watches them now
-                self.hostdb.unwatch(host)
-                self.interfaces.pop(host, None)
+        else:
+            self._forget_interfaces(hosts)       # its new master watches them now
+
+    def _forget_interfaces(self, hosts) -> None:
+        """Watch these hosts' interfaces no more; a watch begun again waits
+        for their first report (``INTERFACES``)."""
+        if self.hostdb is None:
+            return
+        for host in hosts:
+            self.hostdb.unwatch(host)
+            self.interfaces.pop(host, None)
 
     def _switch_down(self, event: ev.SwitchDown) -> None:
         if self.strangers.get(event.dpid) is event.conn:

@@ -133,9 +133,7 @@ def _multipart(msg, length) -> str | None:
         return f"multipart reply of kind {part}, which nsgre does not ask for"
     offset, entry = 16, ENTRY[part]
     while offset < length:
-        if part == PORT_DESC:
-            size = entry
-        elif part == AGGREGATE:
+        if part in (PORT_DESC, AGGREGATE):         # fixed size, no length of their own
             size = entry
         else:
             if length - offset < 2:

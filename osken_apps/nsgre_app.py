@@ -44,11 +44,6 @@ LOG = logging.getLogger("nsgre")
 
 flags.register(cfg.CONF)
 unix_socket.install()
-#: Where the guard reports a connection closed for a malformed message
-#: (the app's queue, once it exists).
-_GUARD_REFUSED: list = []
-guard.install(lambda address, why: [put(address, why) for put in _GUARD_REFUSED])
-tls.fence_datapaths()                # after the guard: it finds a connection by its TLS socket
 
 
 class NsgreApp(app_manager.OSKenApp):
@@ -87,8 +82,12 @@ class NsgreApp(app_manager.OSKenApp):
             hostdb=OvsdbHosts(cfg.CONF.nsgre_ovsdb, self.queue.put)
             if cfg.CONF.nsgre_ovsdb else None, database=database,
             roles=bool(database), shards=shards)
-        _GUARD_REFUSED[:] = [lambda address, why: self.queue.put(
-            ev.SwitchRefused(address, None, None, why, "malformed"))]
+        # Before os-ken's listener starts (after every app is made): the
+        # guard first, the fence after it (it finds a connection by its TLS
+        # socket, which the guard then wraps).
+        guard.install(lambda address, why: self.queue.put(
+            ev.SwitchRefused(address, None, None, why, "malformed")))
+        tls.fence_datapaths()
         if credentials is not None:
             tls.install(credentials, cfg.CONF.ofp_listen_host,
                         cfg.CONF.ofp_tcp_listen_port,
