@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -164,13 +163,17 @@ def _apply_to_database(args) -> int:
     return 0
 
 
+def _gate_probe(args) -> tuple:
+    return () if args.probe is None else (args.probe,)
+
+
 def cmd_db(args) -> int:
     from nsgre_tools import database
     try:
         if args.action == "create":
             tls = _credentials(args.tls, "controller") if args.tls else None
             made = database.create(args.dir, args.cluster, args.address, args.port, args.remote,
-                                   tls)
+                                   tls, *_gate_probe(args))
             what = ("a standalone database" if not args.cluster else
                     "a cluster of 1 member" if len(made) == 1 else
                     f"a cluster of {len(made)} members")
@@ -178,7 +181,7 @@ def cmd_db(args) -> int:
         elif args.action == "join":
             tls = _credentials(args.tls, "controller") if args.tls else None
             member = database.join(args.dir, args.address, args.port, args.peer, args.remote,
-                                   tls)
+                                   tls, *_gate_probe(args))
             print(f"{args.dir}: joined the cluster of {args.peer}, serving unix:{member.sock}")
         elif args.action == "stop":
             print(f"{args.dir}: stopped {', '.join(database.stop(args.dir)) or 'nothing'}")
@@ -189,7 +192,9 @@ def cmd_db(args) -> int:
             if not args.target:
                 raise database.DatabaseError("listen: --target TARGET (e.g. ptcp:6641)")
             remotes = ",".join(f"unix:{m.sock}" for m in database.members(args.dir))
-            database.listen(remotes, args.target, args.probe)
+            database.listen(remotes, args.target, args.probe,
+                            gated=any(m.gate_pidfile.exists()
+                                      for m in database.members(args.dir)))
             probe = f", inactivity probe {args.probe} ms" if args.probe is not None else ""
             print(f"{args.dir}: every member serves {args.target}{probe}")
         else:
@@ -625,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "socket (ptcp:6641, or punix:NAME: a socket in each member's directory)")
     s.add_argument("--probe", type=int, metavar="MS",
                    help="listen: drop a client silent this long, twice over (its locks go "
-                        "to the next in line)")
+                        "to the next in line); create, join with --tls: the same for TLS "
+                        "clients, at the gate (default 5000)")
     s.add_argument("--cluster", type=int, default=0, metavar="N",
                    help="create: N members of a raft cluster on this machine")
     s.add_argument("--address", help="create, join: the IP the members talk raft on")
@@ -635,8 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--peer", help="join: a member's raft address, tcp:IP:PORT")
     s.add_argument("--tls", default="", metavar="DIR",
                    help="create, join: the members' credentials (nsgre pki controller NAME): raft "
-                        "over ssl:, and pssl: remotes serve only clients with a certificate "
-                        "from the CA")
+                        "over ssl:, and pssl: remotes served by nsgre's gate beside each "
+                        "member: a certificate from the CA and not revoked; readers may "
+                        "only read; hosts get nothing")
     s.add_argument("--remote", action="append", default=[], metavar="REMOTE",
                    help="create, join: serve clients here too (e.g. ptcp:6640:IP), "
                         "besides each member's Unix socket")
@@ -714,13 +721,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stdout_broken() -> bool:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.func is not cmd_controller:
-        # `nsgre flows | head` ends quietly.  Never the controller: a client
-        # or switch hanging up mid-write would kill it (Python ignores
-        # SIGPIPE and raises an error the controller handles).
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if getattr(args, "client_tls", ""):
         from nsgre_core.credentials import Credentials, CredentialsError
         try:
@@ -731,6 +741,14 @@ def main(argv=None) -> int:
             raise SystemExit(f"nsgre: --tls: {exc}")
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # `nsgre flows | head` ends quietly.  SIGPIPE stays ignored, as
+        # Python leaves it: a server hanging up on a TLS client mid-write
+        # (a revoked certificate) must be an error to report, not a death.
+        if not _stdout_broken():
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except topology.TopologyError as exc:
         print(exc, file=sys.stderr)
         return 1

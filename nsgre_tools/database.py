@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -139,7 +140,7 @@ def upgrade(remotes: str) -> str:
     raise DatabaseError("; ".join(errors) or "no remote given")
 
 
-def listen(remotes: str, target: str, probe_ms: int | None = None) -> str:
+def listen(remotes: str, target: str, probe_ms: int | None = None, gated: bool = False) -> str:
     """Make every member serve ``target`` too (a ``Connection`` row of the
     fabric, which each ovsdb-server reads, as OVN's ``NB_Global``
     connections), with an inactivity probe of ``probe_ms``: the server then
@@ -148,6 +149,11 @@ def listen(remotes: str, target: str, probe_ms: int | None = None) -> str:
     ever on a Unix socket, or 5-10 s on TCP).  ``ptcp:6641`` on machines of
     their own; a relative ``punix:NAME`` is a socket in each member's own
     run directory."""
+    if target.startswith("pssl:") or (gated and not target.startswith("punix:")):
+        raise DatabaseError(f"listen: {target}: TLS clients come through each member's gate "
+                            "(create/join --tls --remote pssl:PORT:IP): served by "
+                            "ovsdb-server itself, they would skip the CRL and the readers' "
+                            "limits")
     remote, held = read(remotes)
     if held.version is None:
         raise DatabaseError("holds no topology yet (nsgre apply FILE --db ...)")
@@ -173,6 +179,8 @@ def listen(remotes: str, target: str, probe_ms: int | None = None) -> str:
 # -- running the database: ovsdb-tool and ovsdb-server, wrapped ---------------------------
 #: Every member also serves the fabric's ``Connection`` rows (``listen``).
 CONNECTIONS = f"db:{rows.DATABASE},Fabric,connections"
+#: The gate's inactivity probe (ms), as ovsdb-server's own on TCP.
+GATE_PROBE_MS = 5000
 
 
 class Member(NamedTuple):
@@ -202,17 +210,53 @@ class Member(NamedTuple):
         database's connections (``listen``) lands here, one per member."""
         return self.dir / self.name
 
-    def start(self, remotes=(), tls=None) -> None:
+    @property
+    def gate_pidfile(self) -> Path:
+        return self.dir / f"{self.name}-gate.pid"
+
+    @property
+    def gate_log(self) -> Path:
+        return self.dir / f"{self.name}-gate.log"
+
+    def start(self, remotes=(), tls=None, probe_ms: int = GATE_PROBE_MS) -> None:
         """Served; ``tls``: the member's credentials (a controller's), for
-        ``pssl:`` remotes and raft over ``ssl:``."""
+        raft over ``ssl:``, and its ``pssl:`` remotes served by nsgre's gate
+        (``database_gate``: the CRL, readers kept read-only, an inactivity
+        probe of ``probe_ms``), never by ovsdb-server itself."""
         self.rundir.mkdir(exist_ok=True)
+        gated = [r for r in remotes if r.startswith("pssl:")] if tls is not None else []
+        if tls is not None:
+            bare = [r for r in remotes if not r.startswith(("pssl:", "punix:"))]
+            if bare:
+                raise DatabaseError(f"--remote {bare[0]}: with --tls, clients on the network "
+                                    "come over TLS only (pssl:PORT:IP)")
         keys = [] if tls is None else [f"--private-key={tls.key}", f"--certificate={tls.cert}",
                                        f"--ca-cert={tls.ca}"]
         _run(["ovsdb-server", str(self.db), f"--remote=punix:{self.sock}", *(
-            f"--remote={r}" for r in remotes), f"--remote={CONNECTIONS}", *keys,
-            f"--pidfile={self.pidfile}", f"--unixctl={self.ctl}",
+            f"--remote={r}" for r in remotes if r not in gated), f"--remote={CONNECTIONS}",
+            *keys, f"--pidfile={self.pidfile}", f"--unixctl={self.ctl}",
             f"--log-file={self.dir / self.name}.log", "--detach", "--no-chdir"],
             env={**os.environ, "OVS_RUNDIR": str(self.rundir)})
+        if gated:
+            self._start_gate(gated, tls, probe_ms)
+
+    def _start_gate(self, remotes: list[str], tls, probe_ms: int) -> None:
+        """The gate, once it listens (it says ``ready``); its PID recorded."""
+        with open(self.gate_log, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nsgre_tools.database_gate", "--tls", str(tls.dir),
+                 "--upstream", f"unix:{self.sock}", "--probe", str(probe_ms),
+                 *(f"--listen={r}" for r in remotes)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                start_new_session=True)
+        ready = proc.stdout.readline()
+        proc.stdout.close()
+        if ready != b"ready\n":
+            proc.wait(timeout=10)
+            lines = self.gate_log.read_text().strip().splitlines()
+            raise DatabaseError(f"{self.name}: its TLS gate did not start: "
+                                f"{lines[-1] if lines else 'no word from it'}")
+        self.gate_pidfile.write_text(f"{proc.pid}\n")
 
 
 def members(directory: str | Path) -> list[Member]:
@@ -232,7 +276,8 @@ def _run(argv: list[str], env=None) -> str:
 
 
 def create(directory: str, cluster: int = 0, address: str | None = None,
-           port: int = 6641, remotes=(), tls=None) -> list[Member]:
+           port: int = 6641, remotes=(), tls=None, probe_ms: int = GATE_PROBE_MS
+           ) -> list[Member]:
     """A new database in ``directory`` (which must hold none), served at
     once: one standalone ovsdb-server, or ``cluster`` members of a raft
     cluster on this machine, at ``address`` ports ``port``, ``port`` + 1...
@@ -259,7 +304,7 @@ def create(directory: str, cluster: int = 0, address: str | None = None,
                 _run(["ovsdb-tool", "join-cluster", str(made[-1].db), rows.DATABASE,
                       f"{raft}:{address}:{port + k - 1}", first])
         for member in made:
-            member.start(remotes, tls)
+            member.start(remotes, tls, probe_ms)
     except BaseException:
         stop(d)
         for member in made:
@@ -269,7 +314,7 @@ def create(directory: str, cluster: int = 0, address: str | None = None,
 
 
 def join(directory: str, address: str, port: int, peer: str, remotes=(),
-         tls=None) -> Member:
+         tls=None, probe_ms: int = GATE_PROBE_MS) -> Member:
     """This machine's member of an existing cluster (``peer``: a member's
     raft address, tcp:IP:PORT, or ssl:IP:PORT with ``tls``), served at once."""
     member = Member(Path(directory), "nsgre")
@@ -279,8 +324,9 @@ def join(directory: str, address: str, port: int, peer: str, remotes=(),
     _run(["ovsdb-tool", "join-cluster", str(member.db), rows.DATABASE,
           f"{'tcp' if tls is None else 'ssl'}:{address}:{port}", peer])
     try:
-        member.start(remotes, tls)
+        member.start(remotes, tls, probe_ms)
     except BaseException:
+        stop(member.dir)
         member.db.unlink(missing_ok=True)
         raise
     return member
@@ -291,29 +337,47 @@ def stop(directory: str | Path) -> list[str]:
     pidfile recorded (and only if that PID is still an ovsdb-server)."""
     stopped = []
     for member in members(directory):
-        number = pid(member)
-        if number is None:
-            continue
-        try:
-            os.kill(number, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        for _ in range(100):
-            if not Path(f"/proc/{number}").exists():
-                break
-            time.sleep(0.05)
-        stopped.append(member.name)
+        for number, what in ((gate_pid(member), f"{member.name}'s gate"),
+                             (pid(member), member.name)):
+            if number is None:
+                continue
+            try:
+                os.kill(number, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            for _ in range(100):
+                if not Path(f"/proc/{number}").exists():
+                    break
+                time.sleep(0.05)
+            stopped.append(what)
     return stopped
 
 
 def pid(member: Member) -> int | None:
     """The PID its pidfile recorded, if that is still an ovsdb-server."""
+    return _recorded(member.pidfile, "ovsdb-server")
+
+
+def gate_pid(member: Member) -> int | None:
+    """Its TLS gate's PID, if it has one running."""
+    return _recorded(member.gate_pidfile, "nsgre_tools.database_gate")
+
+
+def _recorded(pidfile: Path, program: str) -> int | None:
     try:
-        number = int(member.pidfile.read_text())
-        running = "ovsdb-server" in Path(f"/proc/{number}/cmdline").read_text()
+        number = int(pidfile.read_text())
+        running = program in Path(f"/proc/{number}/cmdline").read_text()
     except (OSError, ValueError):
         return None
     return number if running else None
+
+
+def _gate(member: Member) -> str:
+    if not member.gate_pidfile.exists():
+        return ""
+    number = gate_pid(member)
+    return (f"; TLS clients through its gate (pid {number})" if number is not None
+            else "; its TLS gate NOT RUNNING (TLS clients are not served)")
 
 
 def status(directory: str) -> list[str]:
@@ -328,7 +392,7 @@ def status(directory: str) -> list[str]:
             lines.append(f"{member.name}: not running")
         elif subprocess.run(["ovsdb-tool", "db-is-clustered", str(member.db)],
                             capture_output=True).returncode != 0:
-            lines.append(f"{member.name}: standalone, serving unix:{member.sock}")
+            lines.append(f"{member.name}: standalone, serving unix:{member.sock}{_gate(member)}")
         else:
             try:
                 text = _run(["ovs-appctl", "-t", str(member.ctl), "cluster/status",
@@ -347,7 +411,7 @@ def status(directory: str) -> list[str]:
             leader = "itself" if leader == "self" else names.get(leader, leader)
             lines[k] = (f"{line.name}: {info.get('Role', '?')}, term {info.get('Term', '?')}, "
                         f"leader {leader}, raft {info.get('Address', '?')}, "
-                        f"serving unix:{line.sock}")
+                        f"serving unix:{line.sock}{_gate(line)}")
     remotes = ",".join(f"unix:{m.sock}" for m in found)
     try:
         _, held = read(remotes)

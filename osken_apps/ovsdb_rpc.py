@@ -61,8 +61,11 @@ def transact(remote: str, ops: list[dict], timeout: float = 5.0,
     failed = reply.get("error") or next((r["error"] for r in results
                                          if isinstance(r, dict) and r.get("error")), None)
     if failed is not None:
-        detail = next((r.get("details", "") for r in results
-                       if isinstance(r, dict) and r.get("error")), "")
+        if isinstance(failed, dict):          # {"error": ..., "details": ...}
+            failed, detail = failed.get("error"), failed.get("details", "")
+        else:
+            detail = next((r.get("details", "") for r in results
+                           if isinstance(r, dict) and r.get("error")), "")
         kind = OvsdbTimeout if failed == "timed out" else OvsdbError
         raise kind(f"{remote}: {failed} {detail}".strip())
     return results
@@ -113,56 +116,48 @@ def _connect(remote: str, timeout: float) -> socket.socket:
     return sock
 
 
-class _Messages:
-    """JSON-RPC messages from a stream socket, one at a time.
+class Framer:
+    """Whole JSON-RPC messages out of a stream of bytes, each with the text
+    it came as (the database's TLS gate forwards that text unchanged).
 
     A message is decoded once it can be whole: the text received ends in a
-    brace and its braces balance (counted per chunk, in C), or nothing more
-    comes within ``UNBALANCED_WAIT`` (braces inside strings, an
-    ``iface_id`` may hold one, unbalance the count).  Decoding at every chunk that happened to end
-    in a brace re-parsed a 6 MB answer from its start again and again (3 to
-    10 times the CPU of one parse, worse the smaller the chunks: a busy
-    machine's).  Bytes are decoded incrementally: a character split across
-    two chunks is not an error."""
+    brace and its braces balance (counted per chunk, in C), or its reader
+    has waited ``UNBALANCED_WAIT`` for more in vain (braces inside strings,
+    an ``iface_id`` may hold one, unbalance the count).  Decoding at every
+    chunk that happened to end in a brace re-parsed a 6 MB answer from its
+    start again and again (3 to 10 times the CPU of one parse, worse the
+    smaller the chunks: a busy machine's).  Bytes are decoded
+    incrementally: a character split across two chunks is not an error."""
 
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
+    #: Seconds a reader waits for more before decoding text whose braces do not balance.
+    UNBALANCED_WAIT = 0.05
+
+    def __init__(self):
         self.decoder = json.JSONDecoder()
         self.utf8 = codecs.getincrementaldecoder("utf-8")()
         self.parts: list[str] = []        # text received since the last whole message
         self.depth = 0                    # its "{" less its "}" (strings too: a hint only)
         self.last = ""                    # its last character that is not a space
-        self.pending: list = []
 
-    def next(self) -> dict:
-        while not self.pending:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                if self.parts:
-                    self._decode()        # whatever came whole before the end
-                if self.pending:
-                    break
-                raise OvsdbError("connection closed")
-            text = self.utf8.decode(chunk)
-            self.parts.append(text)
-            self.depth += text.count("{") - text.count("}")
-            stripped = text.rstrip()
-            if stripped:
-                self.last = stripped[-1]
-            if self.last != "}" or (self.depth != 0 and self._more_coming()):
-                continue                  # a message ends with a brace; wait for more
-            self._decode()
-        return self.pending.pop(0)
+    def feed(self, chunk: bytes) -> str:
+        """Take ``chunk``; then ``"whole"`` (decode now), ``"unbalanced"``
+        (decode unless more comes soon) or ``"partial"`` (wait for more)."""
+        text = self.utf8.decode(chunk)
+        self.parts.append(text)
+        self.depth += text.count("{") - text.count("}")
+        stripped = text.rstrip()
+        if stripped:
+            self.last = stripped[-1]
+        if self.last != "}":
+            return "partial"              # a message ends with a brace
+        return "whole" if self.depth == 0 else "unbalanced"
 
-    #: Seconds to wait for more before decoding text whose braces do not balance.
-    UNBALANCED_WAIT = 0.05
+    @property
+    def holding(self) -> bool:
+        return bool(self.parts)
 
-    def _more_coming(self) -> bool:
-        if getattr(self.sock, "pending", lambda: 0)():
-            return True                   # TLS: decrypted bytes already buffered
-        return bool(select.select([self.sock], [], [], self.UNBALANCED_WAIT)[0])
-
-    def _decode(self) -> None:
+    def decode(self) -> list[tuple[dict, str]]:
+        """The whole messages held, each with its text; the rest is kept."""
         text = "".join(self.parts)
         position, start, found = 0, 0, []
         try:
@@ -173,13 +168,47 @@ class _Messages:
                 if position == len(text):
                     break
                 message, position = self.decoder.raw_decode(text, position)
-                found.append(message)
+                found.append((message, text[start:position]))
         except ValueError:
             pass                          # the brace ended a part; the rest is coming
         tail = text[start:]
         self.parts = [tail] if tail else []
         self.depth = tail.count("{") - tail.count("}")
-        self.pending = found
+        return found
+
+
+class _Messages:
+    """JSON-RPC messages from a stream socket, one at a time (``Framer``)."""
+
+    UNBALANCED_WAIT = Framer.UNBALANCED_WAIT
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.framer = Framer()
+        self.pending: list = []
+
+    def next(self) -> dict:
+        while not self.pending:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                if self.framer.holding:
+                    self._decode()        # whatever came whole before the end
+                if self.pending:
+                    break
+                raise OvsdbError("connection closed")
+            state = self.framer.feed(chunk)
+            if state == "partial" or (state == "unbalanced" and self._more_coming()):
+                continue
+            self._decode()
+        return self.pending.pop(0)
+
+    def _more_coming(self) -> bool:
+        if getattr(self.sock, "pending", lambda: 0)():
+            return True                   # TLS: decrypted bytes already buffered
+        return bool(select.select([self.sock], [], [], self.UNBALANCED_WAIT)[0])
+
+    def _decode(self) -> None:
+        self.pending = [message for message, _ in self.framer.decode()]
 
 
 class Session:

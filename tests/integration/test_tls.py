@@ -347,43 +347,137 @@ def cli(*args):
                           capture_output=True, text=True)
 
 
-def test_the_topology_database_over_tls_serves_certificates_from_its_ca_only(fabric, tmp_path):
+@pytest.fixture
+def tls_db(fabric, tmp_path):
+    """A standalone topology database serving TLS clients through its gate
+    (inactivity probe 1 s), holding the seed; its remote, directory and
+    gate log."""
     pki = fabric["pki"]
     db_dir, remote = tmp_path / "db", f"ssl:{ADDRESS}:16640"
     created = cli("db", "create", db_dir, "--tls", pki.dir / "controller" / "c1",
-                  "--remote", f"pssl:16640:{ADDRESS}")
+                  "--remote", f"pssl:16640:{ADDRESS}", "--probe", 1000)
     assert created.returncode == 0, created.stderr
-    log = tmp_path / "follower.log"
-    follower = None
     try:
         seed = tmp_path / "seed.yaml"
         seed.write_text(topology.seed_text())
         applied = cli("apply", seed, "--db", remote, "--tls", pki.dir / "writer" / "ops")
         assert applied.returncode == 0, applied.stderr
-        bare = cli("apply", seed, "--db", remote)
-        assert bare.returncode == 1 and "needs this program's certificate" in bare.stderr
-        other = Pki(tmp_path / "other-pki")
-        other.init()
-        stranger = other.issue("writer", "ops")
-        refused_apply = cli("apply", seed, "--db", remote, "--tls", stranger)
-        assert refused_apply.returncode == 1 and "TLS handshake failed" in refused_apply.stderr
-        # a controller follows it over TLS with its own certificate
-        follower = subprocess.Popen(in_ns(
-            sys.executable, "-m", "nsgre_tools.cli", "controller", "--db", remote,
-            "--tls", pki.dir / "controller" / "c1", "--listen", ADDRESS, "--port", 16655,
-            "--api", tmp_path / "api.sock"), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        yield {"remote": remote, "dir": db_dir, "log": db_dir / "nsgre-gate.log",
+               "seed": seed, "tmp": tmp_path}
+    finally:
+        cli("db", "stop", db_dir)
+
+
+def grown(tmp_path) -> Path:
+    """The seed with net30 more."""
+    path = tmp_path / "grown.yaml"
+    path.write_text(topology.seed_text().replace("  net20: {key: 20}\n",
+                                                 "  net20: {key: 20}\n  net30: {}\n"))
+    return path
+
+
+def db_version(db) -> str:
+    return re.search(r"topology: version (\d+)", cli("db", "status", db["dir"]).stdout).group(1)
+
+
+def follower(fabric, db, name: str, port: int):
+    """A controller following the database with controller ``name``'s
+    certificate; its process and log."""
+    pki = fabric["pki"]
+    if not (pki.dir / "controller" / name).is_dir():
+        pki.issue("controller", name)
+    log = db["tmp"] / f"{name}.log"
+    proc = subprocess.Popen(in_ns(
+        sys.executable, "-m", "nsgre_tools.cli", "controller", "--db", db["remote"],
+        "--tls", pki.dir / "controller" / name, "--listen", ADDRESS, "--port", port,
+        "--api", db["tmp"] / f"{name}.sock"), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def test_the_topology_database_over_tls_serves_certificates_from_its_ca_only(fabric, tls_db):
+    pki, remote = fabric["pki"], tls_db["remote"]
+    bare = cli("apply", tls_db["seed"], "--db", remote)
+    assert bare.returncode == 1 and "needs this program's certificate" in bare.stderr
+    other = Pki(tls_db["tmp"] / "other-pki")
+    other.init()
+    stranger = other.issue("writer", "ops")
+    refused_apply = cli("apply", tls_db["seed"], "--db", remote, "--tls", stranger)
+    assert refused_apply.returncode == 1 and "TLS handshake failed" in refused_apply.stderr
+    # a controller follows it over TLS with its own certificate
+    proc, log = follower(fabric, tls_db, "c1", 16655)
+    try:
         until(lambda: "lock nsgre_shard_0: granted on ssl:" in log.read_text())
-        grown = tmp_path / "grown.yaml"                 # its watch takes the next version
-        grown.write_text(topology.seed_text().replace(
-            "  net20: {key: 20}\n", "  net20: {key: 20}\n  net30: {}\n"))
-        assert cli("apply", grown, "--db", remote, "--tls", pki.dir / "writer" / "ops"
-                   ).returncode == 0
+        assert cli("apply", grown(tls_db["tmp"]), "--db", remote, "--tls",
+                   pki.dir / "writer" / "ops").returncode == 0
         until(lambda: "reloaded: 2 hosts, 3 networks, 4 endpoints" in log.read_text())
     finally:
-        if follower is not None:
-            follower.terminate()
-            follower.wait(timeout=10)
-        cli("db", "stop", db_dir)
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert "(controller c1): reads and writes" in tls_db["log"].read_text()
+
+
+def test_a_reader_of_the_database_reads_and_its_changes_are_denied_at_the_gate(fabric, tls_db):
+    pki, before = fabric["pki"], db_version(tls_db)
+    as_reader = cli("apply", grown(tls_db["tmp"]), "--db", tls_db["remote"], "--tls",
+                    pki.dir / "reader" / "observer")
+    assert as_reader.returncode == 1
+    assert "permission denied reader observer may only read: transact with insert, update " \
+        "refused" in as_reader.stderr, as_reader.stderr
+    assert db_version(tls_db) == before
+    log = tls_db["log"].read_text()
+    assert "(reader observer): reads\n" in log and "(reader observer): reader observer may " \
+        "only read" in log
+
+
+def test_a_hosts_certificate_and_a_revoked_one_get_nothing_from_the_database(fabric, tls_db):
+    pki, before = fabric["pki"], db_version(tls_db)
+    as_host = cli("apply", grown(tls_db["tmp"]), "--db", tls_db["remote"], "--tls",
+                  pki.dir / "host" / "kvm1")
+    assert as_host.returncode == 1
+    pki.issue("writer", "leaver")
+    assert cli("apply", tls_db["seed"], "--db", tls_db["remote"], "--tls",
+               pki.dir / "writer" / "leaver").returncode == 0      # writes, until revoked
+    pki.revoke("writer", "leaver")
+    as_revoked = cli("apply", grown(tls_db["tmp"]), "--db", tls_db["remote"], "--tls",
+                     pki.dir / "writer" / "leaver")
+    assert as_revoked.returncode == 1
+    assert db_version(tls_db) == before
+    log = tls_db["log"].read_text()
+    assert "refused (host kvm1): a host's certificate (kvm1) has no business with the " \
+        "topology database" in log
+    assert "refused (no nsgre identity): TLS handshake failed: certificate revoked" in log
+
+
+def test_a_controller_revoked_while_connected_is_cut_off_and_a_frozen_one_loses_its_lock(
+        fabric, tls_db):
+    pki = fabric["pki"]
+    first, first_log = follower(fabric, tls_db, "c2", 16656)
+    second = None
+    try:
+        until(lambda: "lock nsgre_shard_0: granted on ssl:" in first_log.read_text())
+        second, second_log = follower(fabric, tls_db, "c3", 16657)
+        until(lambda: "lock nsgre_shard_0: queued on ssl:" in second_log.read_text())
+        # frozen: silent at the gate for two probes (1 s each), its lock goes to c3
+        first.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        until(lambda: "lock nsgre_shard_0: granted on ssl:" in second_log.read_text(), 10)
+        handover = time.monotonic() - frozen
+        assert re.search(r"\(controller c2\) closed: silent for \d+ ms \(probe 1000 ms\)",
+                         tls_db["log"].read_text())
+        assert handover < 5, handover
+        first.send_signal(signal.SIGCONT)
+        # revoked while connected: cut off within the gate's look at the CRL, and refused after
+        pki.revoke("controller", "c3")
+        until(lambda: "(controller c3): its certificate was revoked" in
+              tls_db["log"].read_text(), 5)
+        until(lambda: "refused (no nsgre identity): TLS handshake failed: certificate revoked"
+              in tls_db["log"].read_text(), 15)
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+                proc.wait(timeout=10)
 
 
 def test_a_raft_cluster_talks_to_itself_over_tls(fabric, tmp_path):
