@@ -88,6 +88,8 @@ def existing_netns() -> set[str]:
 #: directory) and the inactivity probe there: a frozen master's lock goes to
 #: a standby after 1-2 s.
 RAFT_IP = "198.18.254.1"
+#: With --tls: where each host's OVSDB serves the controller (its underlay address).
+HOST_OVSDB_PORT = 6640
 CONTROLLERS_SOCKET = "controllers.sock"
 DB_PROBE_MS = 1000
 
@@ -221,7 +223,13 @@ class HostOvs:
                "OVS_DBDIR": str(self.dir)}
         d = self.dir
         run(["ovsdb-tool", "create", f"{d}/conf.db", "/usr/share/openvswitch/vswitch.ovsschema"])
+        # as Debian's ovs-ctl starts it: managers and keys from the database
+        # (with --tls, prepare-host serves it to the controller on pssl:)
         netns_exec(self.host, ["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock",
+                               "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                               "--private-key=db:Open_vSwitch,SSL,private_key",
+                               "--certificate=db:Open_vSwitch,SSL,certificate",
+                               "--ca-cert=db:Open_vSwitch,SSL,ca_cert",
                                f"--pidfile={d}/ovsdb.pid", f"--unixctl={d}/ovsdb.ctl",
                                f"--log-file={d}/ovsdb.log", "--detach"], env=env)
         state.add_process(int((d / "ovsdb.pid").read_text()), f"{d}/")
@@ -433,10 +441,11 @@ class Emulation:
                 topo_args += ["--prefer", ",".join(map(str, self.preferred(k)))]
         else:
             topo_args = [] if self.topo.source == "seed.yaml" else ["--topology", self.topo.source]
+        hosts_db = f"ssl:{{underlay_ip}}:{HOST_OVSDB_PORT}" if self.tls else \
+            f"unix:{self.run_dir}/hosts/{{host}}/db.sock"
         proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "nsgre_tools.cli", "controller", *topo_args,
-             *listen, "--api", str(api),
-             "--ovsdb", f"unix:{self.run_dir}/hosts/{{host}}/db.sock"],
+             *listen, "--api", str(api), "--ovsdb", hosts_db],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.state.add_process(proc.pid, "nsgre_tools.cli")
         self.state.data.setdefault("controllers", {})[str(k)] = proc.pid
@@ -540,7 +549,10 @@ class Emulation:
         else:
             ovsdb_mod.prepare_host(self.topo, host, ovs.db, ovs.controller(self.controller_target),
                                    datapath_type="netdev",
-                                   tls=self.host_credentials(host) if self.tls else None)
+                                   tls=self.host_credentials(host) if self.tls else None,
+                                   manager=f"pssl:{HOST_OVSDB_PORT}:"
+                                   f"{h.underlay_ip if h.underlay_ip.version == 4 else f'[{h.underlay_ip}]'}"
+                                   if self.tls else None)
 
     def _underlay_flows(self, host: str):
         """br-phy just joins the underlay port and the host's own stack."""

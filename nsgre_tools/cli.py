@@ -78,15 +78,19 @@ def cmd_prepare_host(args) -> int:
         if not all(t.startswith("ssl:") for t in args.controller.split(",")):
             raise SystemExit(f"nsgre: --tls: controller targets must be ssl:IP:PORT, "
                              f"not {args.controller}")
+    if args.manager and not (args.manager.startswith("pssl:") and args.tls):
+        raise SystemExit(f"nsgre: --manager {args.manager}: the host's OVSDB is served to "
+                         "the controllers over TLS only: pssl:PORT:IP, with --tls DIR")
     try:
         ovsdb.prepare_host(topo, args.host, args.db, args.controller,
-                           datapath_type=args.datapath_type, tls=cred)
+                           datapath_type=args.datapath_type, tls=cred, manager=args.manager)
     except ovsdb.OvsdbError as exc:
         print(f"nsgre: {exc}", file=sys.stderr)
         return 1
     peers = ", ".join(topo.tunnel_port(args.host, p.name) for p in topo.peers(args.host))
     print(f"{args.host}: br-int datapath {topo.host(args.host).dpid:016x} "
-          f"({args.datapath_type}, fail_mode=secure) -> {args.controller}; tunnels: {peers or 'none'}")
+          f"({args.datapath_type}, fail_mode=secure) -> {args.controller}; tunnels: {peers or 'none'}"
+          + (f"; OVSDB served at {args.manager}" if args.manager else ""))
     return 0
 
 
@@ -402,6 +406,10 @@ def cmd_controller(args) -> int:
         if args.listen.startswith("/"):
             raise SystemExit("nsgre: --tls: OpenFlow with TLS listens on an address "
                              "(--listen IP), not a Unix socket")
+        plain = [r for r in (args.ovsdb, *args.db.split(",")) if r.startswith("tcp:")]
+        if plain:
+            raise SystemExit(f"nsgre: --tls: {plain[0]}: with TLS, OVSDB across hosts is "
+                             "ssl: too (a host's: prepare-host --manager pssl:PORT:IP)")
     argv = ["osken-manager", "--user-flags", str(FLAGS), "--ofp-listen-host", args.listen,
             "--ofp-tcp-listen-port", str(args.port), "--nsgre-api", args.api,
             "--nsgre-ovsdb", args.ovsdb, "--nsgre-db", args.db, "--nsgre-prefer",
@@ -525,6 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls", default="", metavar="DIR",
                    help="the host's credentials (nsgre pki host HOST wrote DIR): set as the "
                         "switch's key, certificate and CA, for ssl: controller targets")
+    s.add_argument("--manager", default="", metavar="pssl:PORT:IP",
+                   help="with --tls: serve the host's OVSDB to the controllers there "
+                        "(ovs-vsctl set-manager), for their --ovsdb ssl:{underlay_ip}:PORT")
     s.set_defaults(func=cmd_prepare_host)
 
     s = sub.add_parser("pki", help="nsgre's certificate authority: a CA the operator owns, "

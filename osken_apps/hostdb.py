@@ -1,7 +1,8 @@
 """The hosts' OVSDB as the controller core uses it (``controller.HostDb``).
 
 Each host's remote comes from a template (``--nsgre-ovsdb``, e.g.
-``tcp:{underlay_ip}:6640``).  Reads and writes are short transactions run
+``ssl:{underlay_ip}:6640``); on ``ssl:`` the server must present the
+certificate of the host it serves.  Reads and writes are short transactions run
 by the core's ``Effects.io``; the interface watch is one long-lived
 ``monitor`` per host in its own green thread, reconnecting with backoff,
 whose snapshots join the core's queue as ``Interfaces`` events.
@@ -14,8 +15,9 @@ import time
 
 from os_ken.lib import hub
 
+from nsgre_core import identity
 from osken_apps import events as ev
-from osken_apps import ovsdb
+from osken_apps import ovsdb, ovsdb_rpc
 
 LOG = logging.getLogger("nsgre")
 
@@ -31,7 +33,10 @@ class OvsdbHosts:
 
     def remote(self, topo, host: str) -> str:
         h = topo.host(host)
-        return self.template.format(host=host, underlay_ip=h.underlay_ip)
+        remote = self.template.format(host=host, underlay_ip=h.underlay_ip)
+        if remote.startswith("ssl:"):
+            ovsdb_rpc.bind(remote, identity.Identity("host", host))
+        return remote
 
     def prepare(self, topo, host: str) -> ev.HostPorts:
         remote = self.remote(topo, host)

@@ -35,8 +35,9 @@ HOST_KEY = "nsgre-host"        # external_ids key on the bridge we own
 #: The columns nsgre reads or writes.  The IDL copies (and parses) only
 #: these: registering all of them made a host of 2,500 ports cost ~1.2 s.
 COLUMNS = {
-    "Open_vSwitch": ["bridges", "ssl"],
+    "Open_vSwitch": ["bridges", "ssl", "manager_options"],
     "SSL": ["private_key", "certificate", "ca_cert"],
+    "Manager": ["target"],
     "Bridge": ["name", "ports", "datapath_type", "fail_mode", "protocols", "other_config",
                "external_ids", "controller"],
     "Port": ["name", "interfaces", "external_ids"],
@@ -171,6 +172,21 @@ class Ovsdb:
             if not root.ssl:
                 root.ssl = [row]
         self.transact(build, "ssl")
+
+    def ensure_manager(self, target: str) -> None:
+        """The host's OVSDB also served at ``target`` (``ovs-vsctl
+        set-manager``; ovsdb-server must read ``manager_options`` and the
+        ``SSL`` table, as Debian's ``ovs-ctl`` starts it): the controllers
+        reach the host's interfaces there.  Other managers are left alone."""
+        def build(txn):
+            root = self.rows("Open_vSwitch")[0]
+            if any(m.target == target for m in root.manager_options):
+                return
+            row = txn.insert(self.idl.tables["Manager"])
+            row.target = target
+            root.verify("manager_options")
+            root.manager_options = list(root.manager_options) + [row]
+        self.transact(build, f"manager {target}")
 
     def add_port(self, bridge, name, external_ids=None):
         """Attach an existing Linux interface (an endpoint's port)."""
@@ -316,14 +332,18 @@ def tunnel_ports(topo: Topology, host: str) -> dict[str, tuple[str, dict, str]]:
 
 
 def prepare_host(topo: Topology, host: str, db: str, controller: str | None,
-                 datapath_type: str = "netdev", bridge: str = BRIDGE, tls=None):
+                 datapath_type: str = "netdev", bridge: str = BRIDGE, tls=None,
+                 manager: str | None = None):
     """Bring one host's OVS to what the model says: bridge and tunnels;
     ``tls``: its credentials (``nsgre_core.credentials.Credentials``) for ``ssl:``
-    controller targets."""
+    controller targets and ``pssl:`` managers; ``manager``: where its OVSDB
+    serves the controllers (``pssl:6640:IP``)."""
     h = topo.host(host)
     with Ovsdb(db) as ovsdb:
         if tls is not None:
             ovsdb.ensure_ssl(str(tls.key), str(tls.cert), str(tls.ca))
+        if manager:
+            ovsdb.ensure_manager(manager)
         ovsdb.ensure_bridge(bridge, dpid=h.dpid, datapath_type=datapath_type,
                             controller=controller, host=host)
     tunnels_to_step(db, tunnel_ports(topo, host), bridge)

@@ -32,6 +32,16 @@ def use(credentials) -> None:
     _credentials = credentials
 
 
+#: ``ssl:`` remotes bound to the identity their server must present
+#: (``bind``): a host's OVSDB is the host its certificate names, as a
+#: switch is; any other certificate from the CA is hung up on.
+_bound: dict = {}
+
+
+def bind(remote: str, identity) -> None:
+    _bound[remote] = identity
+
+
 class OvsdbTimeout(OvsdbError):
     """No answer in time, or a transaction's ``wait`` whose condition did
     not hold (OVSDB reports both as "timed out"): worth reading again and
@@ -107,12 +117,19 @@ def _connect(remote: str, timeout: float) -> socket.socket:
     if kind == "ssl":
         import ssl
         from nsgre_core.credentials import client_context
+        from nsgre_core import identity as ident
         try:
             sock = client_context(_credentials).wrap_socket(sock)
         except (ssl.SSLError, OSError) as exc:
             sock.close()
             raise OvsdbError(f"{remote}: TLS handshake failed: "
                              f"{getattr(exc, 'verify_message', None) or exc}") from None
+        expected = _bound.get(remote)
+        found = ident.from_peercert(sock.getpeercert())
+        if expected is not None and found != expected:
+            sock.close()
+            raise OvsdbError(f"{remote}: its certificate names {found or 'no nsgre identity'}, "
+                             f"not {expected}: hung up")
     return sock
 
 

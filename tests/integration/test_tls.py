@@ -335,11 +335,51 @@ def test_the_emulation_over_tls_carries_every_host_on_its_own_certificate(up):
                    "br-int").stdout.strip() == emu.controller_target
         assert f"/pki/host/{host}/cert.pem" in run("ovs-vsctl", f"--db={emu.ovs[host].db}",
                                                    "get-ssl").stdout
+        # its OVSDB served to the controller on pssl: at its underlay address
+        assert run("ovs-vsctl", f"--db={emu.ovs[host].db}", "get-manager").stdout.strip() == \
+            f"pssl:6640:{SEED.host(host).underlay_ip}"
     assert ping("blue", "10.1.1.2").returncode == 0                # across the GRE tunnel
     _, api, log = emu.controller_files(1)
     assert subprocess.run([sys.executable, "-m", "nsgre_tools.cli", "diff", "--controller",
                            str(api)], capture_output=True).returncode == 0
     assert "OpenFlow with TLS on" in log.read_text()
+    # the controller read each host's interfaces and marked them, over ssl: only
+    emu.wait_ready(20)
+    assert "--ovsdb ssl:{underlay_ip}:6640" in " ".join(
+        Path(f"/proc/{emu.controller_pid(1)}/cmdline").read_text().split("\0"))
+    assert "hung up" not in log.read_text() and "TLS handshake failed" not in log.read_text()
+
+
+def test_a_hosts_ovsdb_must_present_that_hosts_certificate(fabric, tmp_path):
+    """An ovsdb-server at kvm1's OVSDB remote showing kvm2's certificate is
+    hung up on by the controller's OVSDB client; with kvm1's, it is read."""
+    pki = fabric["pki"]
+    remote = f"ssl:{ADDRESS}:16641"
+    ask = ("import sys; from nsgre_core.credentials import Credentials; "
+           "from nsgre_core.identity import Identity; from osken_apps import ovsdb_rpc; "
+           "ovsdb_rpc.use(Credentials(sys.argv[1])); "
+           "ovsdb_rpc.bind(sys.argv[2], Identity('host', 'kvm1')); "
+           "print(ovsdb_rpc.transact(sys.argv[2], [{'op': 'select', 'table': 'Open_vSwitch', "
+           "'where': [], 'columns': ['_uuid']}])[0]['rows'] and 'read')")
+    for shown, says in (("kvm2", "its certificate names host kvm2, not host kvm1: hung up"),
+                        ("kvm1", "read")):
+        d = tmp_path / shown
+        d.mkdir()
+        cred = credentials(pki, "host", shown)
+        run("ovsdb-tool", "create", d / "conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
+        run(*in_ns("ovsdb-server", d / "conf.db", f"--remote=punix:{d}/db.sock",
+                   "--remote=pssl:16641:" + ADDRESS, f"--private-key={cred.key}",
+                   f"--certificate={cred.cert}", f"--ca-cert={cred.ca}",
+                   f"--pidfile={d}/pid", f"--unixctl={d}/ctl", f"--log-file={d}/log", "--detach"))
+        try:
+            run("ovs-vsctl", f"--db=unix:{d}/db.sock", "--no-wait", "init")
+            asked = run(*in_ns(sys.executable, "-c", ask, pki.dir / "controller" / "c1", remote),
+                        check=False)
+            assert says in asked.stdout + asked.stderr, asked
+        finally:
+            os.kill(int((d / "pid").read_text()), signal.SIGTERM)
+            until(lambda: not Path(f"/proc/{int((d / 'pid').read_text())}").exists()
+                  if (d / "pid").exists() else True)
 
 
 def cli(*args):
