@@ -17,13 +17,23 @@ frames messages by their header and hands os-ken only those that
   bucket each: a flood is dropped and counted, not queued ahead of every
   other switch's events).
 
+Dropping is not enough on its own: a peer that floods as fast as its
+socket takes it kept the controller's one core busy reading and dropping
+(33 million packet-ins in a benchmark; every other switch's port-up timed
+out).  So once a connection is over its budget the guard stops reading it
+for ``FLOOD_HOLD``: the peer's TCP window closes and it floods itself, as
+an OVS switch then queues and drops its own packet-ins.
+
 A malformed message closes that connection (logged, counted); no other
-switch notices.  ``problem`` is pure: the unit tests hold it to os-ken's
-parser.
+switch notices.  A peer that reconnects at once, again and again, is held
+off (``Strikes``): past a few refusals each new connection from its
+address waits, twice as long each time, before it is read.  ``problem``
+is pure: the unit tests hold it to os-ken's parser.
 """
 
 from __future__ import annotations
 
+import socket
 import struct
 import time
 from collections import Counter
@@ -45,6 +55,8 @@ ENTRY = {FLOW: 56, AGGREGATE: 24, GROUP: 40, GROUP_DESC: 8, METER_CONFIG: 8, POR
 WRITE_ACTIONS, APPLY_ACTIONS = 3, 4
 #: (messages a second, burst) a connection may send of each flooding kind.
 BUDGET = {PACKET_IN: (500, 1000), PORT_STATUS: (1000, 5000)}
+#: Seconds a connection over its budget is not read.
+FLOOD_HOLD = 0.2
 
 #: Counts since start, for the metrics: (kind, reason) -> messages.
 DROPPED: Counter = Counter()
@@ -186,18 +198,23 @@ class Guarded:
     (``problem``), the floods held to their budget; EOF after a malformed
     one (``refused(why)`` is told).  Everything else is the socket's."""
 
-    def __init__(self, sock, refused, clock=time.monotonic):
+    def __init__(self, sock, refused, clock=time.monotonic, sleep=time.sleep, wait=0.0):
         self._sock = sock
         self._clock = clock
+        self._sleep = sleep
         self._refused = refused
         self._inbox = bytearray()
         self._ready = bytearray()
         self._ended = False
         now = clock()
         self._tokens = {kind: [burst, now] for kind, (_, burst) in BUDGET.items()}
+        self._unread_until = now + wait             # a peer with strikes waits first
 
     def recv(self, size: int, *flags) -> bytes:
         while not self._ready and not self._ended:
+            pause = self._unread_until - self._clock()
+            if pause > 0:
+                self._sleep(pause)                  # green under os-ken: others run
             chunk = self._sock.recv(max(size, 65536))
             if not chunk:
                 self._ended = True
@@ -222,6 +239,7 @@ class Guarded:
                 return self._refuse(why)
             if msg[1] in BUDGET and not self._spend(msg[1]):
                 DROPPED[msg[1], "flood"] += 1
+                self._unread_until = self._clock() + FLOOD_HOLD
                 continue
             self._ready += msg
 
@@ -246,6 +264,52 @@ class Guarded:
         return getattr(self._sock, name)
 
 
+class Strikes:
+    """Peer addresses whose connections were closed as malformed, and how
+    long a new connection from one waits before it is read: nothing for the
+    first ``FREE`` strikes, then ``BASE`` seconds doubling up to ``LONGEST``;
+    forgiven after ``FORGIVE`` seconds without one.  A switch that sent one
+    bad message reconnects at once; a peer that reconnects to send another,
+    thousands of times a second (a benchmark saw 200,000 connections), is
+    slowed to a few a minute instead of taking the controller's core."""
+
+    FREE, BASE, LONGEST, FORGIVE = 3, 0.5, 30.0, 60.0
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    @staticmethod
+    def peer(sock, address) -> str:
+        """Who is connecting: its IP address, or on a Unix socket (every
+        emulated host shares one path) its process."""
+        if sock.family == socket.AF_UNIX:
+            pid, _, _ = struct.unpack("3i", sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+            return f"process {pid}"
+        return str(address[0])
+
+    def strike(self, peer: str) -> None:
+        count, _ = self._current(peer)
+        self._seen[peer] = count + 1, self._clock()
+
+    def wait(self, peer: str) -> float:
+        count, _ = self._current(peer)
+        if count < self.FREE:
+            return 0.0
+        return min(self.LONGEST, self.BASE * 2 ** (count - self.FREE))
+
+    def _current(self, peer) -> tuple[int, float]:
+        count, last = self._seen.get(peer, (0, 0.0))
+        if count and self._clock() - last > self.FORGIVE:
+            del self._seen[peer]
+            return 0, 0.0
+        return count, last
+
+
+STRIKES = Strikes()
+
+
 def install(refused) -> None:
     """Every OpenFlow connection os-ken accepts reads through ``Guarded``;
     a message os-ken's parser still fails on closes its connection quietly
@@ -258,7 +322,14 @@ def install(refused) -> None:
         return
 
     def init(self, sock, address):
-        original(self, Guarded(sock, lambda why: refused(address, why)), address)
+        peer = Strikes.peer(sock, address)
+
+        def closed(why):
+            STRIKES.strike(peer)
+            refused(address, why)
+
+        original(self, Guarded(sock, closed, wait=STRIKES.wait(peer)), address)
+        self.nsgre_closed = closed
 
     parse = ofproto_parser.msg
 
@@ -267,7 +338,7 @@ def install(refused) -> None:
             return parse(datapath, version, msg_type, msg_len, xid, buf)
         except Exception as exc:
             DROPPED[msg_type, "unparsable"] += 1
-            refused(datapath.address, f"a message of type {msg_type} os-ken cannot parse "
+            datapath.nsgre_closed(f"a message of type {msg_type} os-ken cannot parse "
                                       f"({type(exc).__name__}: {exc})")
             datapath.close()
             return None

@@ -7,12 +7,13 @@ import contextlib
 import random
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import topology
 
 import openflow_fuzz
 from conftest import ns
+from osken_apps.guard import Strikes
 
 SEED = topology.load()
 MESSAGES = 10_000
@@ -58,13 +59,17 @@ def test_ten_thousand_malformed_openflow_messages_lose_no_ping_and_leave_the_fab
     sock, api, _ = emu.controller_files(1)
     rng = random.Random(1)
     sent, peers = 0, 0
-    with pings_across_the_tunnel() as pings, ThreadPoolExecutor(PEERS) as pool:
+    # Each peer process connects only as often as the guard lets a peer in
+    # at once (``Strikes``: past that it is held off, as a peer hammering the
+    # controller should be); then a fresh process takes its place.
+    with pings_across_the_tunnel() as pings, \
+            ProcessPoolExecutor(PEERS, max_tasks_per_child=Strikes.FREE) as pool:
         while sent < MESSAGES:
-            seeds = [(rng.getrandbits(32), 0xf000_0000_0000_0000 + peers + k)
-                     for k in range(PEERS)]
+            seeds = [random.Random(rng.getrandbits(32)) for _ in range(PEERS)]
+            dpids = [0xf000_0000_0000_0000 + peers + k for k in range(PEERS)]
             peers += PEERS
-            sent += sum(pool.map(lambda a: openflow_fuzz.peer(
-                str(sock), random.Random(a[0]), 200, a[1]), seeds))
+            sent += sum(pool.map(openflow_fuzz.peer, [str(sock)] * PEERS, seeds,
+                                 [200] * PEERS, dpids))
             assert nsgre("metrics", "--controller", str(api)).returncode == 0   # answering
     assert sent >= MESSAGES
     assert_untouched(emu, pings, at_least=100)

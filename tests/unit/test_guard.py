@@ -3,8 +3,10 @@ of a real fabric passes; every shape that sends os-ken's parser round in
 circles is refused; and anything the guard lets through, os-ken parses
 in bounded time."""
 
+import os
 import random
 import signal
+import socket
 import struct
 import sys
 import types
@@ -148,19 +150,85 @@ def test_whole_messages_pass_however_they_are_cut_and_a_malformed_one_ends_the_s
     assert refused == ["message type 99, which no switch sends nsgre"] * 4
 
 
-def test_a_packet_in_flood_is_held_to_its_budget():
-    rng = random.Random(1)
-    flood = b"".join(openflow_fuzz.packet_in(rng, i) for i in range(3000))
-    before = guard.DROPPED[guard.PACKET_IN, "flood"]
-    clock = [100.0]
-    sock = guard.Guarded(Wire(flood, 1 << 16), lambda why: None, clock=lambda: clock[0])
-    got = sock.recv(1 << 30)
-    clock[0] += 1.0                                         # a second later: refilled by rate
-    got += read_all(sock)
+class CountingWire(Wire):
+    def __init__(self, data, step):
+        super().__init__(data, step)
+        self.reads = 0
+
+    def recv(self, size):
+        self.reads += 1
+        return super().recv(size)
+
+
+def count(got: bytes) -> int:
     passed = 0
     while got:
         passed += 1
         got = got[struct.unpack_from("!H", got, 2)[0]:]
+    return passed
+
+
+def test_a_packet_in_flood_is_held_to_its_budget_and_not_read_while_over_it():
+    rng = random.Random(1)
+    flood = b"".join(openflow_fuzz.packet_in(rng, i) for i in range(20000))
+    before = guard.DROPPED[guard.PACKET_IN, "flood"]
+    clock = [100.0]
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    wire = CountingWire(flood, 1 << 16)
+    sock = guard.Guarded(wire, lambda why: None, clock=lambda: clock[0], sleep=sleep)
+    passed = count(read_all(sock))
+    elapsed = clock[0] - 100.0
     rate, burst = guard.BUDGET[guard.PACKET_IN]
-    assert passed == burst + rate                           # the burst, and a second's worth
-    assert guard.DROPPED[guard.PACKET_IN, "flood"] - before == 3000 - passed
+    assert elapsed > 0                                      # it stopped reading, for a while
+    assert passed <= burst + rate * elapsed + 1            # never past the budget
+    # every read after the burst ran out came a hold after the one before
+    assert wire.reads <= 2 + elapsed / guard.FLOOD_HOLD + 1
+    assert guard.DROPPED[guard.PACKET_IN, "flood"] - before == 20000 - passed
+
+
+def test_a_peer_refused_again_and_again_waits_longer_each_time_and_is_forgiven_later():
+    clock = [0.0]
+    strikes = guard.Strikes(clock=lambda: clock[0])
+    tcp = types.SimpleNamespace(family=socket.AF_INET)
+    peer = guard.Strikes.peer(tcp, ("198.18.0.9", 40001))
+    assert guard.Strikes.peer(tcp, ("198.18.0.9", 50000)) == peer   # any port of that address
+    other = guard.Strikes.peer(tcp, ("198.18.0.10", 40002))
+    waits = []
+    for _ in range(12):
+        waits.append(strikes.wait(peer))
+        strikes.strike(peer)
+        clock[0] += 1.0
+    assert waits[:strikes.FREE] == [0.0] * strikes.FREE    # a switch's one mistake costs nothing
+    assert waits[strikes.FREE:strikes.FREE + 3] == [strikes.BASE, 2 * strikes.BASE, 4 * strikes.BASE]
+    assert waits[-1] == strikes.LONGEST
+    assert strikes.wait(other) == 0.0                      # other peers are not held
+    clock[0] += strikes.FORGIVE + 1
+    assert strikes.wait(peer) == 0.0
+
+
+def test_on_a_unix_socket_a_peer_is_its_process():
+    left, right = socket.socketpair()
+    with left, right:
+        assert guard.Strikes.peer(left, "") == f"process {os.getpid()}"
+
+
+def test_a_connection_from_a_peer_with_strikes_is_not_read_until_its_wait_is_over():
+    clock = [10.0]
+    reads = []
+
+    class Stamped(Wire):
+        def recv(self, size):
+            reads.append(clock[0])
+            return super().recv(size)
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    good = openflow_fuzz.features_reply(7, 1)
+    sock = guard.Guarded(Stamped(good, 1000), lambda why: None, clock=lambda: clock[0],
+                         sleep=sleep, wait=4.0)
+    assert read_all(sock) == good
+    assert reads[0] == 14.0
