@@ -67,6 +67,7 @@ bench: root setup $(VENV)/.bench
 	$(PY) bench/bench_objects.py
 	$(PY) bench/bench_failover.py
 	$(PY) bench/bench_shards.py
+	$(PY) bench/bench_attacks.py
 	$(PY) bench/bench_programming.py --curve
 
 down: setup
