@@ -40,8 +40,9 @@ def parse_args(argv):
                         "master of its own (every N-th) and the others' backup")
     p.add_argument("--tls", action="store_true",
                    help="OpenFlow over TLS: the emulation makes its own CA, a certificate per "
-                        "host and one for the controller, which listens on the underlay and "
-                        "lets each switch be only the host its certificate names")
+                        "host and per controller; controllers listen on the underlay and "
+                        "let each switch be only the host its certificate names (with --ha "
+                        "the database serves them through its TLS gates)")
     p.add_argument("--cli", action="store_true", help="open the mininet CLI")
     p.add_argument("--keep", action="store_true", help="leave everything running")
     p.add_argument("--down", action="store_true", help="remove a kept emulation and exit")
@@ -115,8 +116,8 @@ def main(argv=None) -> int:
     if args.shards and not args.ha:
         print("--shards M needs --ha N (the controllers that share them)", file=sys.stderr)
         return 2
-    if args.tls and (args.static or args.ha or args.controller):
-        print("--tls runs its own controller, alone: not with --static, --ha or --controller",
+    if args.tls and (args.static or args.controller):
+        print("--tls runs its own controllers: not with --static or --controller",
               file=sys.stderr)
         return 2
     emu = emulation.Emulation(topo, static=args.static, guests=args.guests, ha=args.ha,
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
         if args.guests != "namespace":
             mode += f"; vm endpoints as {args.guests} guests"
         if args.tls:
-            mode += "; OpenFlow over TLS, a certificate per host"
+            mode += "; OpenFlow over TLS, a certificate per host" + (
+                ", the database's clients through its gates" if args.ha else "")
         if args.ha:
             mode = (f"{args.ha} nsgre controllers on a 3-member raft cluster, "
                     + (f"{args.shards} shards" if args.shards else "one master")

@@ -90,6 +90,10 @@ def existing_netns() -> set[str]:
 RAFT_IP = "198.18.254.1"
 #: With --tls: where each host's OVSDB serves the controller (its underlay address).
 HOST_OVSDB_PORT = 6640
+#: With --tls: controller k's OpenFlow port (OPENFLOW_TLS_PORT + k - 1), and
+#: where the raft members' gates serve controllers (member k: DB_TLS_PORT + k - 1).
+OPENFLOW_TLS_PORT = 6653
+DB_TLS_PORT = 6650              # raft: 6641-6643
 CONTROLLERS_SOCKET = "controllers.sock"
 DB_PROBE_MS = 1000
 
@@ -352,9 +356,9 @@ class Emulation:
                                  f"this topology has {len(self.topo.hosts)} hosts")
         if self.guests not in ("namespace", "qemu", "libvirt"):
             raise EmulationError(f"--guests {self.guests}: one of namespace, qemu, libvirt")
-        if self.tls and (self.static or self.ha or controller):
-            raise EmulationError("--tls runs its own controller, alone: not with --static, "
-                                 "--ha or --controller (the database has no TLS yet)")
+        if self.tls and (self.static or controller):
+            raise EmulationError("--tls runs its own controllers: not with --static or "
+                                 "--controller")
         teardown(self.run_dir)          # whatever a crashed run left
         self._check_names_free()
         self.state.data.update(mode="static" if self.static else "nsgre",
@@ -365,6 +369,8 @@ class Emulation:
                 self.vms.prepare()      # refuses what cannot be a guest; builds the image
             self.net = Mininet(build=False, controller=None, ipBase="198.19.255.0/24")
             self._underlay()
+            if self.tls:
+                self._pki()
             if not self.static:
                 self.controller_target = controller or (
                     self._start_ha() if self.ha else self._start_controller())
@@ -409,14 +415,21 @@ class Emulation:
         return underlay_network(self.topo, next(iter(self.topo.hosts)))[-2]
 
     def _pki(self):
-        """The emulation's own CA: one certificate per host, one for the controller."""
+        """The emulation's own CA: a certificate per host and per controller
+        (c1, c2...), and a writer's for applying the topology to the
+        database; the controllers' address on the underlay bridge."""
         from nsgre_tools.pki import Pki
         pki = Pki(self.run_dir / "pki")
         pki.init(name="nsgre emulation CA")
         for host in self.topo.hosts:
             pki.issue("host", host)
-        pki.issue("controller", "c1")
-        return pki
+        for k in range(1, max(1, self.ha) + 1):
+            pki.issue("controller", f"c{k}")
+        pki.issue("writer", "emulation")
+        first = next(iter(self.topo.hosts))
+        netns_exec(self.underlay, ["ip", "addr", "add", f"{self.tls_address()}/"
+                                   f"{underlay_network(self.topo, first).prefixlen}",
+                                   "dev", "br0"])
 
     def host_credentials(self, host: str):
         from nsgre_core.credentials import Credentials
@@ -427,14 +440,10 @@ class Emulation:
         log = open(log_path, "w")
         prefix, listen = [], ["--listen", str(sock)]
         if self.tls:
-            self._pki()
-            address = self.tls_address()
-            netns_exec(self.underlay, ["ip", "addr", "add",
-                                       f"{address}/{underlay_network(self.topo, next(iter(self.topo.hosts))).prefixlen}",
-                                       "dev", "br0"])
             prefix = ["ip", "netns", "exec", self.underlay]
-            listen = ["--listen", str(address), "--port", "6653",
-                      "--tls", str(self.run_dir / "pki" / "controller" / "c1")]
+            listen = ["--listen", str(self.tls_address()), "--port",
+                      str(OPENFLOW_TLS_PORT + k - 1),
+                      "--tls", str(self.run_dir / "pki" / "controller" / f"c{k}")]
         if database:
             topo_args = ["--db", database]
             if self.shards:
@@ -458,7 +467,8 @@ class Emulation:
                 raise EmulationError(f"controller did not start; see {log_path}:\n"
                                      + log_path.read_text()[-2000:])
             time.sleep(0.1)
-        return f"ssl:{self.tls_address()}:6653" if self.tls else f"unix:{sock}"
+        return f"ssl:{self.tls_address()}:{OPENFLOW_TLS_PORT + k - 1}" if self.tls \
+            else f"unix:{sock}"
 
     def controller_pid(self, k: int = 1) -> int | None:
         return self.state.data.get("controllers", {}).get(str(k))
@@ -474,10 +484,14 @@ class Emulation:
 
     def db_remotes(self, controllers: bool = False) -> str:
         """The raft members' sockets: each one's own (``nsgre apply --db``),
-        or the one every member serves for controllers (probed)."""
+        or the one every member serves for controllers (probed; with --tls
+        its gate on ``RAFT_IP``)."""
         from nsgre_tools import database
+        members = database.members(self.db_dir)
+        if controllers and self.tls:
+            return ",".join(f"ssl:{RAFT_IP}:{DB_TLS_PORT + k}" for k in range(len(members)))
         return ",".join(f"unix:{m.rundir / CONTROLLERS_SOCKET}" if controllers
-                        else f"unix:{m.sock}" for m in database.members(self.db_dir))
+                        else f"unix:{m.sock}" for m in members)
 
     def _start_ha(self) -> str:
         """A 3-member raft cluster holding the topology (its members in the
@@ -488,20 +502,32 @@ class Emulation:
         cli = [sys.executable, "-m", "nsgre_tools.cli"]
         netns_exec(self.underlay, ["ip", "link", "set", "lo", "up"])
         netns_exec(self.underlay, ["ip", "addr", "add", f"{RAFT_IP}/32", "dev", "lo"])
+        pki = self.run_dir / "pki"
+        tls = ["--tls", str(pki / "controller" / "c1"), "--remote",
+               f"pssl:{DB_TLS_PORT}:{RAFT_IP}", "--probe", str(DB_PROBE_MS)] if self.tls else []
         try:
             netns_exec(self.underlay, [*cli, "db", "create", str(self.db_dir), "--cluster", "3",
-                                       "--address", RAFT_IP])
+                                       "--address", RAFT_IP, *tls])
         finally:
             for member in database.members(self.db_dir):
                 pid = database.pid(member)
                 if pid is not None:
                     self.state.add_process(pid, f"{member.db}")
+                gate = database.gate_pid(member)
+                if gate is not None:
+                    self.state.add_process(gate, "nsgre_tools.database_gate")
         source = self.run_dir / "topology.yaml"
         source.write_bytes(topology.seed_text().encode() if self.topo.source == "seed.yaml"
                            else Path(self.topo.source).read_bytes())
         self.state.data["files"].append(str(source))
-        run([*cli, "apply", str(source), "--db", self.db_remotes(),
-             *(["--shards", str(self.shards)] if self.shards else [])])
+        shards = ["--shards", str(self.shards)] if self.shards else []
+        if self.tls:        # a writer's certificate, through the gates, as an operator would
+            netns_exec(self.underlay, [*cli, "apply", str(source), "--db",
+                                       self.db_remotes(controllers=True), "--tls",
+                                       str(pki / "writer" / "emulation"), *shards])
+            return ",".join(self._start_controller(k, self.db_remotes(controllers=True))
+                            for k in range(1, self.ha + 1))
+        run([*cli, "apply", str(source), "--db", self.db_remotes(), *shards])
         run([*cli, "db", "listen", str(self.db_dir), "--target", f"punix:{CONTROLLERS_SOCKET}",
              "--probe", str(DB_PROBE_MS)])
         remotes = self.db_remotes(controllers=True)

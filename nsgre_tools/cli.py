@@ -657,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "only read; hosts get nothing")
     s.add_argument("--remote", action="append", default=[], metavar="REMOTE",
                    help="create, join: serve clients here too (e.g. ptcp:6640:IP), "
-                        "besides each member's Unix socket")
+                        "besides each member's Unix socket (create --cluster N: the "
+                        "members on ports counting up from it)")
     s.set_defaults(func=cmd_db)
 
     for kind, helptext in (("endpoint", "a VM or namespace"), ("network", "a network"),

@@ -281,7 +281,8 @@ def create(directory: str, cluster: int = 0, address: str | None = None,
     """A new database in ``directory`` (which must hold none), served at
     once: one standalone ovsdb-server, or ``cluster`` members of a raft
     cluster on this machine, at ``address`` ports ``port``, ``port`` + 1...
-    (members on other machines: ``join``).  Stops and removes what it made
+    (members on other machines: ``join``), each serving ``remotes`` on
+    ports counting up the same way (``member_remote``).  Stops and removes what it made
     if any step fails."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -303,14 +304,25 @@ def create(directory: str, cluster: int = 0, address: str | None = None,
                 made.append(Member(d, f"m{k}"))
                 _run(["ovsdb-tool", "join-cluster", str(made[-1].db), rows.DATABASE,
                       f"{raft}:{address}:{port + k - 1}", first])
-        for member in made:
-            member.start(remotes, tls, probe_ms)
+        for k, member in enumerate(made):
+            member.start([member_remote(r, k) for r in remotes] if cluster else remotes,
+                         tls, probe_ms)
     except BaseException:
         stop(d)
         for member in made:
             member.db.unlink(missing_ok=True)
         raise
     return made
+
+
+def member_remote(remote: str, k: int) -> str:
+    """Member ``k`` (from 0) of a cluster on one machine serves a network
+    remote on its port + ``k``, as its raft port counts up (one port each)."""
+    kind, sep, rest = remote.partition(":")
+    if kind not in ("ptcp", "pssl") or not sep:
+        return remote
+    port, sep, address = rest.partition(":")
+    return f"{kind}:{int(port) + k}{sep}{address}"
 
 
 def join(directory: str, address: str, port: int, peer: str, remotes=(),

@@ -350,6 +350,45 @@ def test_the_emulation_over_tls_carries_every_host_on_its_own_certificate(up):
     assert "hung up" not in log.read_text() and "TLS handshake failed" not in log.read_text()
 
 
+def test_two_controllers_over_tls_follow_the_database_through_its_gates_and_fail_over(up):
+    """``--ha 2 --tls``: each controller on its own certificate, the raft
+    members' clients (the controllers, the writer that applied the seed)
+    through their gates; the master killed, the other is MASTER of both
+    switches and programs a change across the tunnel."""
+    from conftest import ping
+    from test_ha import claimed_at, generations, master
+    emu = up(SEED, tls=True, ha=2)
+    address = emu.tls_address()
+    assert emu.controller_target == f"ssl:{address}:6653,ssl:{address}:6654"
+    remotes = "ssl:198.18.254.1:6650,ssl:198.18.254.1:6651,ssl:198.18.254.1:6652"
+    for k in (1, 2):
+        assert f"--db {remotes} " in " ".join(
+            Path(f"/proc/{emu.controller_pid(k)}/cmdline").read_text().split("\0"))
+    gates = "".join((emu.db_dir / f"m{m}-gate.log").read_text() for m in (1, 2, 3))
+    for who in ("writer emulation", "controller c1", "controller c2"):
+        assert f"({who}): reads and writes" in gates, gates
+    assert ping("blue", "10.1.1.2").returncode == 0
+    k = master(emu)
+    other, generation = 3 - k, generations(emu, k)[-1]
+    os.kill(emu.controller_pid(k), signal.SIGKILL)
+    assert set(claimed_at(emu, other, generation + 1, timeout=10)) == set(SEED.hosts)
+    added = subprocess.run([sys.executable, "-m", "nsgre_tools.cli", "endpoint", "add", "teal",
+                            "--host", "kvm2", "--kind", "namespace", "--network", "net10",
+                            "--ip", "10.1.1.9/24", "--db", emu.db_remotes()],
+                           capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    _, api, log = emu.controller_files(other)
+    deadline = time.monotonic() + 10
+    while subprocess.run([sys.executable, "-m", "nsgre_tools.cli", "diff", "--controller",
+                          str(api)], capture_output=True).returncode != 0 or \
+            "teal" not in run(sys.executable, "-m", "nsgre_tools.cli", "show", "--controller",
+                              str(api)).stdout:
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    assert ping("blue", "10.1.1.2").returncode == 0
+    assert "TLS handshake failed" not in log.read_text()
+
+
 def test_a_hosts_ovsdb_must_present_that_hosts_certificate(fabric, tmp_path):
     """An ovsdb-server at kvm1's OVSDB remote showing kvm2's certificate is
     hung up on by the controller's OVSDB client; with kvm1's, it is read."""

@@ -69,3 +69,11 @@ def test_the_gate_listens_on_pssl_remotes_only():
     assert listen_address("pssl:6640") == ("0.0.0.0", 6640)
     with pytest.raises(ValueError, match="pssl:PORT"):
         listen_address("ptcp:6640:198.18.254.1")
+
+
+def test_members_of_a_cluster_on_one_machine_serve_a_remote_on_ports_counting_up():
+    from nsgre_tools.database import member_remote
+    assert [member_remote("pssl:16640:198.18.254.1", k) for k in range(3)] == [
+        "pssl:16640:198.18.254.1", "pssl:16641:198.18.254.1", "pssl:16642:198.18.254.1"]
+    assert member_remote("ptcp:6640", 2) == "ptcp:6642"
+    assert member_remote("punix:controllers.sock", 2) == "punix:controllers.sock"
