@@ -101,8 +101,11 @@ class Binder:
         self.claims: dict = {}         # interface -> (Endpoint, by identity, OpenFlow port)
         self.claimants: dict = {}      # endpoint name -> {interface}
         self.mac_refused: dict = {}    # interface -> Refusal (its attached-mac)
-        self.duplicates: dict = {}     # endpoint name -> (Refusal, ...) of its losers
+        self.duplicates: dict = {}     # endpoint name -> (Refusal, ...) of its losers, if any
         self.fresh = True              # ``bound`` is only what another binder left
+        self.last: Binding | None = None          # what ``result`` gave last
+        self.touched_ports: set = set()           # logical ports looked at since ``changes``
+        self.touched_endpoints: set = set()       # endpoints looked at since ``changes``
 
     def every_name(self, ofports: Mapping[str, int]) -> set:
         """What a full rebind looks at: every interface there is or was."""
@@ -124,6 +127,7 @@ class Binder:
             self.mac_refused.pop(name, None)
             if name in tunnels:
                 self.ports.pop(name, None)
+                self.touched_ports.add(name)
             ofport = ofports.get(name)
             if ofport is None:
                 continue
@@ -152,11 +156,13 @@ class Binder:
         OpenFlow port number."""
         previous = self.bound.pop(ep_name, None)
         self.duplicates.pop(ep_name, None)
+        self.touched_endpoints.add(ep_name)
         names = self.claimants.get(ep_name)
         if not names:
             port = self.idx.ports_of.get(ep_name)
             if port is not None:
                 self.ports.pop(port, None)
+                self.touched_ports.add(port)
             return
         candidates = sorted((name != previous, not self.claims[name][1], self.claims[name][2],
                              name) for name in names)
@@ -164,10 +170,21 @@ class Binder:
         ep = self.claims[winner][0]
         self.bound[ep_name] = winner
         self.ports[ep.port] = self.claims[winner][2]
-        self.duplicates[ep_name] = tuple(
-            Refusal(loser, ep_name, "duplicate", f"interface {winner} has it already")
-            for *_, loser in candidates[1:])
+        self.touched_ports.add(ep.port)
+        if len(candidates) > 1:
+            self.duplicates[ep_name] = tuple(
+                Refusal(loser, ep_name, "duplicate", f"interface {winner} has it already")
+                for *_, loser in candidates[1:])
 
     def result(self) -> Binding:
         refused = [*self.mac_refused.values(), *(r for rs in self.duplicates.values() for r in rs)]
-        return Binding(dict(self.ports), dict(self.bound), tuple(sorted(refused)))
+        self.last = Binding(dict(self.ports), dict(self.bound), tuple(sorted(refused)))
+        return self.last
+
+    def changes(self) -> tuple[set, set]:
+        """The logical ports and the endpoints looked at since the last
+        call: the only ones that can differ from the result before (a port
+        event on a host of 1,300 compared all of them, twice)."""
+        ports, endpoints = self.touched_ports, self.touched_endpoints
+        self.touched_ports, self.touched_endpoints = set(), set()
+        return ports, endpoints

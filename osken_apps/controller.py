@@ -748,8 +748,13 @@ class Controller:
             return                  # left, or another controller's (a late report)
         old, new = self.interfaces.get(host, {}), event.interfaces
         self.interfaces[host] = new
-        changed = [name for name, ext in new.items() if old.get(name) != ext]
-        rebind = (old.keys() - new.keys()) | {
+        if event.changed is not None and old is event.base:
+            gone = {name for name in event.changed if name not in new and name in old}
+            changed = [name for name in event.changed if name in new and old.get(name) != new[name]]
+        else:
+            gone = old.keys() - new.keys()
+            changed = [name for name, ext in new.items() if old.get(name) != ext]
+        rebind = gone | {
             name for name in changed if _identity(old.get(name)) != _identity(new[name])}
         to_clear = self.to_clear.setdefault(host, set())
         for name in changed:
@@ -796,16 +801,21 @@ class Controller:
             binder = self.binders[host] = binding.Binder(self.topology, host, idx,
                                                          self.bound.get(host))
             names = None
+        before = binder.last
         binder.update(binder.every_name(switch.ofports) if names is None else names,
                       switch.ofports, self.interfaces.get(host, {}))
         result = binder.result()
+        ports, endpoints = binder.changes()
         old, switch.ports = switch.ports, result.ports
         old_bound, self.bound[host] = self.bound.get(host, {}), result.bound
+        if before is None or old is not before.ports or old_bound is not before.bound:
+            # not what this binder gave last (a new switch, a new binder): all of it
+            ports, endpoints = old.keys() | result.ports.keys(), old_bound.keys() | result.bound.keys()
         refused = set(result.refused)
         for refusal in sorted(refused - self.refused.get(host, set())):
             LOG.warning("nsgre: %s %s: it gets no flows", host, refusal)
         self.refused[host] = refused
-        changed = {p for p in old.keys() | result.ports.keys() if old.get(p) != result.ports.get(p)}
+        changed = {p for p in ports if old.get(p) != result.ports.get(p)}
         # Marks that may be due: an endpoint bound anew, to another
         # interface, or whose port has a new number; marks that may be
         # stale: an interface no longer bound.
@@ -813,7 +823,7 @@ class Controller:
         by_port = self._index(host).binding.by_port
         to_mark.update(ep.name for ep in map(by_port.get, changed)
                        if ep is not None and ep.name in result.bound)
-        for ep_name in old_bound.keys() | result.bound.keys():
+        for ep_name in endpoints:
             if old_bound.get(ep_name) != result.bound.get(ep_name):
                 if ep_name in result.bound:
                     to_mark.add(ep_name)

@@ -211,9 +211,13 @@ class HostPorts:
 @dataclass(frozen=True)
 class Interfaces:
     """A host's br-int interfaces as OVSDB holds them now: interface name
-    -> its ``external_ids`` (``iface-id``, ``attached-mac``, ...)."""
+    -> its ``external_ids`` (``iface-id``, ``attached-mac``, ...).  With
+    ``changed``, the names that differ from ``base`` (the watch's previous
+    report): only those need a look when ``base`` is what the core holds."""
     host: str
     interfaces: dict
+    changed: frozenset | None = None
+    base: dict | None = None
 
 
 @dataclass(frozen=True)

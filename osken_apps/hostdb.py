@@ -73,15 +73,17 @@ class OvsdbHosts:
         do.  A host whose OVSDB has not answered yet is reported with no
         interfaces after the first failure: its switch is then bound by
         port names, as without OVSDB, rather than kept waiting."""
-        failures, answered = 0, False
+        failures, answered, last = 0, False, None
 
         def alive():
             return self.watching.get(host, (None,))[0] == remote
 
-        def changed(interfaces):
-            nonlocal failures, answered
+        def changed(interfaces, names):
+            nonlocal failures, answered, last
             failures, answered = 0, True
-            self.put(ev.Interfaces(host, interfaces))
+            self.put(ev.Interfaces(host, interfaces, None if names is None else frozenset(names),
+                                   last))
+            last = interfaces
         while alive():
             try:
                 ovsdb.watch_interfaces(remote, changed, alive=alive)

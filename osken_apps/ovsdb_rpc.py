@@ -331,27 +331,6 @@ class Session:
             pass
 
 
-def monitor(remote: str, database: str, tables: dict, alive=lambda: True, timeout=10.0,
-            probe: float | None = None):
-    """The updates of an OVSDB ``monitor`` of ``tables`` (table -> what
-    the monitor request asks of it), the first answer included, until the
-    connection fails (``OvsdbError``) or ``alive()`` turns false; echoes
-    are answered on the way."""
-    session = Session(remote, timeout, probe)
-    try:
-        session.request("monitor", [database, "nsgre", tables], "nsgre")
-        while alive():
-            message = session.next()
-            if message.get("id") == "nsgre":
-                if message.get("error"):
-                    raise OvsdbError(f"{remote}: monitor refused: {message['error']}")
-                yield message.get("result") or {}
-            elif message.get("method") == "update":
-                yield message["params"][1]
-    finally:
-        session.close()
-
-
 class Monitor:
     """An OVSDB ``monitor_cond`` of ``database``: ``conditions`` (table ->
     clauses, any of which selects a row) say which rows it sends, and
@@ -362,15 +341,19 @@ class Monitor:
     before), and ``("update", updates)`` for each commit, all as
     ``update2`` (``topology.rows.from_update2``), until the connection
     fails (``OvsdbError``) or ``alive()`` turns false; echoes are
-    answered on the way.  Its owner closes it."""
+    answered on the way.  ``columns`` (table -> columns): what it sends of
+    a table's rows (default: every column).  Its owner closes it."""
 
     def __init__(self, remote: str, database: str, conditions: dict, timeout: float = 10.0,
-                 probe: float | None = None):
+                 probe: float | None = None, columns: dict | None = None):
         self.remote = remote
         self.session = Session(remote, timeout, probe, writer=True)
         self.changes = 0
         self.id = "nsgre-0"
-        self.session.request("monitor_cond", [database, self.id, _where(conditions)], self.id)
+        requests = _where(conditions)
+        for table, names in (columns or {}).items():
+            requests[table][0]["columns"] = names
+        self.session.request("monitor_cond", [database, self.id, requests], self.id)
 
     def change(self, conditions: dict) -> None:
         self.changes += 1

@@ -210,6 +210,7 @@ class FakeHostDb:
         self.watched: set = set()
         self.put = None                            # the harness's queue (Harness sets it)
         self.silent: set = set()                   # hosts whose watch has not answered yet
+        self.reported: dict = {}                   # host -> the watch's last report
         self.writes: list = []                     # (host, {iface: bool}) in order
         self.fail = False
 
@@ -227,8 +228,8 @@ class FakeHostDb:
     def answer(self, host):
         """The watch of ``host`` reports its interfaces as they are now."""
         self.silent.discard(host)
-        self.put(ev.Interfaces(host, {n: dict(e) for n, e in
-                                      self.interfaces.get(host, {}).items()}))
+        self.reported[host] = {n: dict(e) for n, e in self.interfaces.get(host, {}).items()}
+        self.put(ev.Interfaces(host, self.reported[host]))
 
     def unwatch(self, host):
         self.watched.discard(host)
@@ -254,13 +255,16 @@ class FakeHostDb:
 
     def set_interface(self, harness, host, name, external_ids) -> None:
         """An interface's external_ids change (None: it is gone) and the
-        watch reports the host's interfaces."""
+        watch reports the host's interfaces, and which one changed since its
+        last report, as the real watch does."""
         if external_ids is None:
             self.interfaces.setdefault(host, {}).pop(name, None)
         else:
             self.interfaces.setdefault(host, {})[name] = dict(external_ids)
-        harness.queue_event(ev.Interfaces(host, {n: dict(e) for n, e in
-                                                 self.interfaces[host].items()}))
+        base, now = self.reported.get(host), {n: dict(e) for n, e in
+                                              self.interfaces[host].items()}
+        self.reported[host] = now
+        harness.queue_event(ev.Interfaces(host, now, frozenset({name}), base))
 
 
 def desired(topo, host: str, ports):

@@ -86,6 +86,14 @@ def test_a_binder_updated_one_interface_at_a_time_binds_as_a_whole_host_rebind(d
                 interfaces.pop(name, None)
             else:
                 interfaces[name] = ext
-        before = dict(binder.bound)
+        before, last = dict(binder.bound), binder.result()
+        binder.changes()
         binder.update(changed, ofports, interfaces)
-        assert binder.result() == binding.bind(SEED, host, ofports, interfaces, before)
+        now = binder.result()
+        assert now == binding.bind(SEED, host, ofports, interfaces, before)
+        # what it names as looked at covers everything that differs
+        ports, endpoints = binder.changes()
+        assert {p for p in last.ports.keys() | now.ports.keys()
+                if last.ports.get(p) != now.ports.get(p)} <= ports
+        assert {e for e in last.bound.keys() | now.bound.keys()
+                if last.bound.get(e) != now.bound.get(e)} <= endpoints

@@ -97,6 +97,21 @@ def test_the_port_event_may_come_before_the_identity_and_the_guest_is_still_boun
     assert taps(db) == {"vnet0"}
 
 
+def test_a_report_of_changed_names_is_trusted_only_against_the_report_it_was_made_from():
+    h, db, kvm1, kvm2 = guest_fabric()
+    kvm1.set_port("vnet0", 7)
+    h.advance(SETTLE)
+    ext = {"iface-id": VM1.iface_id}
+    db.interfaces["kvm1"]["vnet0"] = ext
+    # the watch names no change, but from a report the core never held
+    # (dropped, say): everything is compared
+    stale = {n: dict(e) for n, e in db.interfaces["kvm1"].items() if n != "vnet0"}
+    h.queue_event(ev.Interfaces("kvm1", {n: dict(e) for n, e in db.interfaces["kvm1"].items()},
+                                frozenset(), stale))
+    h.advance(SETTLE)
+    assert kvm1.table() == desired(SEED, "kvm1", {**WITHOUT_VM1, VM1.port: 7})
+
+
 def test_an_interface_whose_attached_mac_is_not_the_endpoints_gets_no_flows(caplog):
     h, db, kvm1, kvm2 = guest_fabric()
     with caplog.at_level(logging.WARNING, logger="nsgre"):

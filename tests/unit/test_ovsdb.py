@@ -220,20 +220,50 @@ def test_other_ovsdb_errors_are_not_timeouts(tmp_path):
 
 def test_a_watched_bridge_reports_its_own_interfaces_as_rows_come_change_and_go():
     view = ovsdb._BridgeView("br-int")
-    iface = lambda name, ext=(): {"new": {"name": name, "external_ids": ["map", list(ext)]}}
-    view.apply({
-        "Bridge": {"b1": {"new": {"name": "br-int", "ports": ["set", [["uuid", "p1"],
-                                                                       ["uuid", "p2"]]]}},
-                   "b2": {"new": {"name": "br-phy", "ports": ["uuid", "p3"]}}},
-        "Port": {"p1": {"new": {"interfaces": ["uuid", "i1"]}},
-                 "p2": {"new": {"interfaces": ["uuid", "i2"]}},
-                 "p3": {"new": {"interfaces": ["uuid", "i3"]}}},
-        "Interface": {"i1": iface("vnet0", [["iface-id", "a"]]), "i2": iface("p-red"),
+    refs = lambda *uuids: ["set", [["uuid", u] for u in uuids]]
+    iface = lambda name, ext=(): {"initial": {"name": name, "external_ids": ["map", list(ext)]}}
+    changed = view.apply({
+        "Bridge": {"b1": {"initial": {"name": "br-int", "ports": refs("p1", "p2")}}},
+        "Port": {"p1": {"initial": {"interfaces": ["uuid", "i1"]}},
+                 "p2": {"initial": {"interfaces": ["uuid", "i2"]}},
+                 "p3": {"initial": {"interfaces": ["uuid", "i3"]}}},     # on another bridge
+        "Interface": {"i1": iface("vnet0", [["iface-id", "a"]]), "i2": {"initial": {"name": "p-red"}},
                       "i3": iface("eth0")}})
-    assert view.interfaces() == {"vnet0": {"iface-id": "a"}, "p-red": {}}
-    view.apply({"Interface": {"i1": iface("vnet0", [["iface-id", "a"],
-                                                    ["nsgre-installed", "true"]])}})
-    assert view.interfaces()["vnet0"] == {"iface-id": "a", "nsgre-installed": "true"}
-    view.apply({"Bridge": {"b1": {"new": {"name": "br-int", "ports": ["uuid", "p2"]}}},
-                "Port": {"p1": {}}, "Interface": {"i1": {}}})
-    assert view.interfaces() == {"p-red": {}}
+    assert view.current == {"vnet0": {"iface-id": "a"}, "p-red": {}}
+    assert changed == {"vnet0", "p-red"}
+    # a mark added: the map's difference
+    changed = view.apply({"Interface": {"i1": {"modify": {"external_ids": [
+        "map", [["nsgre-installed", "true"]]]}}}})
+    assert changed == {"vnet0"}
+    assert view.current["vnet0"] == {"iface-id": "a", "nsgre-installed": "true"}
+    # a value changed, a pair removed (named with its value)
+    view.apply({"Interface": {"i1": {"modify": {"external_ids": [
+        "map", [["iface-id", "b"], ["nsgre-installed", "true"]]]}}}})
+    assert view.current["vnet0"] == {"iface-id": "b"}
+    # a port added: the bridge's list sends the one port, not the list
+    changed = view.apply({"Bridge": {"b1": {"modify": {"ports": ["uuid", "p4"]}}},
+                          "Port": {"p4": {"insert": {"interfaces": ["uuid", "i4"]}}},
+                          "Interface": {"i4": {"insert": {"name": "vnet1"}}}})
+    assert changed == {"vnet1"} and set(view.current) == {"vnet0", "p-red", "vnet1"}
+    # a port removed with its interface
+    changed = view.apply({"Bridge": {"b1": {"modify": {"ports": ["uuid", "p1"]}}},
+                          "Port": {"p1": {"delete": None}}, "Interface": {"i1": {"delete": None}}})
+    assert changed == {"vnet0"} and view.current == {"p-red": {}, "vnet1": {}}
+    # another bridge's rows change: nothing to report
+    assert view.apply({"Interface": {"i3": {"modify": {"external_ids": [
+        "map", [["x", "y"]]]}}}}) == set()
+
+
+def test_an_interface_made_again_under_its_name_in_one_update_stays_reported():
+    view = ovsdb._BridgeView("br-int")
+    view.apply({"Bridge": {"b1": {"initial": {"name": "br-int", "ports": ["uuid", "p1"]}}},
+                "Port": {"p1": {"initial": {"interfaces": ["uuid", "i1"]}}},
+                "Interface": {"i1": {"initial": {"name": "vnet0"}}}})
+    changed = view.apply({"Bridge": {"b1": {"modify": {"ports": ["set", [["uuid", "p1"],
+                                                                         ["uuid", "p2"]]]}}},
+                          "Port": {"p1": {"delete": None},
+                                   "p2": {"insert": {"interfaces": ["uuid", "i2"]}}},
+                          "Interface": {"i1": {"delete": None},
+                                        "i2": {"insert": {"name": "vnet0", "external_ids": [
+                                            "map", [["iface-id", "a"]]]}}}})
+    assert changed == {"vnet0"} and view.current == {"vnet0": {"iface-id": "a"}}
