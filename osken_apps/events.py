@@ -212,8 +212,9 @@ class HostPorts:
 class Interfaces:
     """A host's br-int interfaces as OVSDB holds them now: interface name
     -> its ``external_ids`` (``iface-id``, ``attached-mac``, ...).  With
-    ``changed``, the names that differ from ``base`` (the watch's previous
-    report): only those need a look when ``base`` is what the core holds."""
+    ``changed``, the names that differ from ``base``, the very dict of the
+    watch's previous report: only those need a look when the core holds
+    that same object (compared by identity; a copy gets a full look)."""
     host: str
     interfaces: dict
     changed: frozenset | None = None

@@ -4,8 +4,8 @@ Each host's remote comes from a template (``--nsgre-ovsdb``, e.g.
 ``ssl:{underlay_ip}:6640``); on ``ssl:`` the server must present the
 certificate of the host it serves.  Reads and writes are short transactions run
 by the core's ``Effects.io``; the interface watch is one long-lived
-``monitor`` per host in its own green thread, reconnecting with backoff,
-whose snapshots join the core's queue as ``Interfaces`` events.
+``monitor_cond`` per host in its own green thread, reconnecting with
+backoff, whose reports join the core's queue as ``Interfaces`` events.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class OvsdbHosts:
         def alive():
             return self.watching.get(host, (None,))[0] == remote
 
-        def changed(interfaces, names):
+        def report(interfaces, names):
             nonlocal failures, answered, last
             failures, answered = 0, True
             self.put(ev.Interfaces(host, interfaces, None if names is None else frozenset(names),
@@ -86,7 +86,7 @@ class OvsdbHosts:
             last = interfaces
         while alive():
             try:
-                ovsdb.watch_interfaces(remote, changed, alive=alive)
+                ovsdb.watch_interfaces(remote, report, alive=alive)
             except ovsdb.OvsdbError as exc:
                 if failures == 0:
                     LOG.warning("nsgre: %s: interfaces not watched: %s (retrying)", host, exc)

@@ -350,10 +350,8 @@ def prepare_host(topo: Topology, host: str, db: str, controller: str | None,
 
 
 # -- watching interfaces: what binds endpoints by identity -----------------------
-#: The columns the interface watch monitors, and which rows: the bridge by
-#: name (another bridge's port list changes with every port it gains).
-WATCHED = {"Bridge": ["name", "ports"], "Port": ["name", "interfaces"],
-           "Interface": ["name", "external_ids"]}
+#: The columns the interface watch reads (the bridge is selected by name).
+WATCHED = {"Bridge": ["ports"], "Port": ["interfaces"], "Interface": ["name", "external_ids"]}
 
 
 def watch_interfaces(remote: str, on_change, bridge: str = BRIDGE,
@@ -364,8 +362,7 @@ def watch_interfaces(remote: str, on_change, bridge: str = BRIDGE,
     first answer: everything) -- until the connection fails (``OvsdbError``)
     or ``alive()`` turns false.  As ovn-controller watches br-int: one
     ``monitor_cond`` whose updates carry differences (a port added to a
-    bridge of 1,300 sends one port, not the bridge's whole list twice),
-    applied to a local copy in time proportional to the change."""
+    bridge of 1,300 sends that port, not the bridge's whole list twice)."""
     view = _BridgeView(bridge)
     watch = Monitor(remote, "Open_vSwitch",
                     {"Bridge": [["name", "==", bridge]], "Port": [True], "Interface": [True]},
@@ -383,46 +380,51 @@ def watch_interfaces(remote: str, on_change, bridge: str = BRIDGE,
 
 class _BridgeView:
     """One bridge's interfaces and their ``external_ids``, kept from a
-    ``monitor_cond``'s ``update2`` messages (rows ``initial``/``insert``
-    whole, ``delete``, or ``modify`` with each changed column's
-    difference).  Work per update is proportional to what it changes: with
-    the bridge's whole port list parsed, copied and compared on every
+    ``monitor_cond``'s ``update2`` messages: rows ``initial``/``insert``
+    whole (columns at their default left out), ``delete``, or ``modify``
+    with each changed column's difference (a set's elements to add or
+    remove, a map's pairs).  The Python work per update is what it changes:
+    with the bridge's whole port list parsed, copied and compared on every
     update, a hypervisor plugging ports one by one into a bridge of 1,300
     kept the controller's event loop busy for most of a second."""
 
     def __init__(self, bridge: str):
         self.bridge = bridge
-        self.bridge_ports: set = set()    # Port uuids on the bridge
+        self.bridges: dict = {}           # Bridge uuid -> {Port uuid} (the one named, or
+                                          # two while it is deleted and made again)
         self.ports: dict = {}             # Port uuid -> {Interface uuid}
         self.port_of: dict = {}           # Interface uuid -> its Port uuid
         self.ifaces: dict = {}            # Interface uuid -> (name, external_ids)
-        self.shown: dict = {}             # Interface uuid -> (name, external_ids) in current
+        # What ``current`` holds, by the row it came from: names are unique on
+        # a bridge, but one update may delete a row and make another of the
+        # same name, in either order.
+        self.shown: dict = {}             # Interface uuid -> (name, external_ids)
         self.current: dict = {}           # name -> external_ids of the bridge's interfaces
 
     def apply(self, updates: dict) -> set[str]:
         """Apply one update; the names of the interfaces that came, went
         or changed."""
-        touched: set = set()
+        touched: set = set()              # Interface uuids to look at again
         for uuid, change in updates.get("Interface", {}).items():
             touched.add(uuid)
+            row = _whole(change)
             if "delete" in change:
                 self.ifaces.pop(uuid, None)
-                continue
-            row = change.get("initial") or change.get("insert")
-            if row is not None:
+            elif row is not None:
                 self.ifaces[uuid] = (row.get("name", ""),
                                      map_of(row.get("external_ids", ["map", []])))
             elif uuid in self.ifaces and "external_ids" in change["modify"]:
                 name, ext = self.ifaces[uuid]
                 self.ifaces[uuid] = (name, _map_toggled(ext, change["modify"]["external_ids"]))
         for uuid, change in updates.get("Port", {}).items():
-            old = self.ports.get(uuid, set())
+            old = self.ports.pop(uuid, set())
+            row = _whole(change)
             if "delete" in change:
                 new = set()
+            elif row is not None:
+                new = _refs(row.get("interfaces", ["set", []]))
             else:
-                row = change.get("initial") or change.get("insert")
-                new = (_refs(row.get("interfaces", ["set", []])) if row is not None else
-                       old ^ _refs(change["modify"].get("interfaces", ["set", []])))
+                new = old ^ _refs(change["modify"].get("interfaces", ["set", []]))
             for iface in old - new:
                 if self.port_of.get(iface) == uuid:
                     del self.port_of[iface]
@@ -430,30 +432,31 @@ class _BridgeView:
                 self.port_of[iface] = uuid
             if new:
                 self.ports[uuid] = new
-            else:
-                self.ports.pop(uuid, None)
             touched |= old | new
         for uuid, change in updates.get("Bridge", {}).items():
+            row = _whole(change)
             if "delete" in change:
-                toggled = set(self.bridge_ports)
+                moved = self.bridges.pop(uuid, set())
+            elif row is not None:
+                new = _refs(row.get("ports", ["set", []]))
+                moved = self.bridges.get(uuid, set()) ^ new
+                self.bridges[uuid] = new
             else:
-                row = change.get("initial") or change.get("insert")
-                toggled = (_refs(row.get("ports", ["set", []])) ^ self.bridge_ports
-                           if row is not None else
-                           _refs(change["modify"].get("ports", ["set", []])))
-            self.bridge_ports ^= toggled
-            for port in toggled:
+                moved = _refs(change["modify"].get("ports", ["set", []]))
+                self.bridges.setdefault(uuid, set()).symmetric_difference_update(moved)
+            for port in moved:
                 touched |= self.ports.get(port, set())
         changed = set()
         for uuid in touched:
             port = self.port_of.get(uuid)
-            now = self.ifaces.get(uuid) if port in self.bridge_ports else None
+            on_bridge = any(port in ports for ports in self.bridges.values())
+            now = self.ifaces.get(uuid) if on_bridge else None
             was = self.shown.get(uuid)
             if now == was:
                 continue
             if was is not None:
                 del self.shown[uuid]
-                if self.current.get(was[0]) is was[1]:
+                if self.current.get(was[0]) is was[1]:     # not since taken by another row
                     del self.current[was[0]]
                 changed.add(was[0])
             if now is not None:
@@ -461,6 +464,11 @@ class _BridgeView:
                 self.current[now[0]] = now[1]
                 changed.add(now[0])
         return changed
+
+
+def _whole(change: dict) -> dict | None:
+    """The row of an ``initial`` or ``insert``, else None."""
+    return change["initial"] if "initial" in change else change.get("insert")
 
 
 def _refs(datum) -> set:

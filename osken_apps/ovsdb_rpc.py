@@ -351,8 +351,9 @@ class Monitor:
         self.changes = 0
         self.id = "nsgre-0"
         requests = _where(conditions)
-        for table, names in (columns or {}).items():
-            requests[table][0]["columns"] = names
+        for table, request in requests.items():
+            if table in (columns or {}):
+                request[0]["columns"] = columns[table]
         self.session.request("monitor_cond", [database, self.id, requests], self.id)
 
     def change(self, conditions: dict) -> None:

@@ -267,3 +267,25 @@ def test_an_interface_made_again_under_its_name_in_one_update_stays_reported():
                                         "i2": {"insert": {"name": "vnet0", "external_ids": [
                                             "map", [["iface-id", "a"]]]}}}})
     assert changed == {"vnet0"} and view.current == {"vnet0": {"iface-id": "a"}}
+
+
+@pytest.mark.parametrize("insert_first", [True, False])
+def test_a_bridge_deleted_and_made_again_in_one_update_keeps_its_interfaces(insert_first):
+    """As ``del-br br-int -- add-br br-int`` (Neutron's bridge reset): the
+    rows of one update come in no set order."""
+    view = ovsdb._BridgeView("br-int")
+    view.apply({"Bridge": {"b1": {"initial": {"ports": ["set", [["uuid", "p1"], ["uuid", "p2"]]]}}},
+                "Port": {"p1": {"initial": {"interfaces": ["uuid", "i1"]}},
+                         "p2": {"initial": {"interfaces": ["uuid", "i2"]}}},
+                "Interface": {"i1": {"initial": {"name": "vnet0", "external_ids": [
+                                  "map", [["iface-id", "a"]]]}},
+                              "i2": {"initial": {"name": "p-red"}}}})
+    bridges = [("b2", {"insert": {"ports": ["set", [["uuid", "p1"], ["uuid", "p3"]]]}}),
+               ("b1", {"delete": None})]
+    view.apply({"Bridge": dict(bridges if insert_first else bridges[::-1]),
+                "Port": {"p2": {"delete": None}, "p3": {"insert": {"interfaces": ["uuid", "i3"]}}},
+                "Interface": {"i2": {"delete": None}, "i3": {"insert": {"name": "vnet1"}}}})
+    assert view.current == {"vnet0": {"iface-id": "a"}, "vnet1": {}}
+    view.apply({"Bridge": {"b2": {"modify": {"ports": ["uuid", "p1"]}}},
+                "Port": {"p1": {"delete": None}}, "Interface": {"i1": {"delete": None}}})
+    assert view.current == {"vnet1": {}}
