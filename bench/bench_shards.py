@@ -308,24 +308,18 @@ def round_nsgre(fab: DummyFabric, count: int, source: Path, want: dict,
     return result
 
 
-def masters(fab: DummyFabric, hosts) -> dict:
-    """Host -> the number of the controller its bridge holds as master (None: none)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def master(host):
-        out = run(["ovs-vsctl", f"--db={fab.db(host)}", "--format=csv", "--no-headings",
-                   "--columns=target,role,is_connected", "list", "Controller"]).stdout
-        rows = [[v.strip('"') for v in line.split(",")] for line in out.splitlines()]
-        return next((int(target.rsplit("controller-", 1)[1].split(".")[0])
-                     for target, role, connected in rows
-                     if role == "master" and connected == "true"), None)
-    with ThreadPoolExecutor(8) as pool:
-        return dict(zip(hosts, pool.map(master, hosts)))
+def queued(fab: DummyFabric, count: int, k: int, shard: int) -> bool:
+    """Controller ``k`` is queued for ``shard``'s lock now (its last word
+    on it): after a raft leader change a backup asks again only after its
+    grace, and an owner killed meanwhile waits for that."""
+    lines = [line for line in (fab.dir / f"controller-{count}-{k}.log").read_text(
+        errors="replace").splitlines() if f"nsgre_shard_{shard}:" in line]
+    return bool(lines) and "queued" in lines[-1]
 
 
 def round_takeover(fab: DummyFabric, count: int, source: Path, want: dict) -> dict:
-    """Every bridge programmed by ``count`` controllers and the backups
-    queued for the shards they do not prefer (``topodb.GRACE``); then the
+    """Every bridge programmed by ``count`` controllers and the others
+    queued for shard 0's lock (after ``topodb.GRACE``); then the
     owner of shard 0 killed (SIGKILL): seconds until every one of its
     switches has answered another controller's MASTER claim (as the
     survivors log it, ms resolution: ovs-vswitchd refreshes its
@@ -337,11 +331,15 @@ def round_takeover(fab: DummyFabric, count: int, source: Path, want: dict) -> di
     fab.wait_prepared(count)
     fab.connect(count)
     fab.wait_counts(want)
-    time.sleep(GRACE + 1.0)
-    before = masters(fab, sorted(want))
-    orphans = sorted(h for h, k in before.items() if k == 0)
-    if not orphans or any(k is None for k in before.values()):
-        raise RuntimeError(f"masters before the kill: {before}")
+    deadline = time.monotonic() + 3 * GRACE
+    while not all(queued(fab, count, k, 0) for k in range(1, count)):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the backups of shard 0 never queued for its lock")
+        time.sleep(0.1)
+    orphans = sorted({m[2] for m in CLAIMED.finditer(
+        (fab.dir / f"controller-{count}-0.log").read_text(errors="replace"))})
+    if not orphans:
+        raise RuntimeError("controller 0 was master of no switch")
     killed, clock = time.time(), time.monotonic()
     os.kill(procs[0].pid, 9)
     procs[0].wait()

@@ -105,7 +105,8 @@ def upgrade(remotes: str) -> str:
     as OVN upgrades its databases), then fill what the new schema adds from
     what the database holds -- 1.2.0: each endpoint's ``networks``, the
     networks of its attachments, by which a shard's controller selects the
-    members of the networks its hosts carry.  What it did, in words."""
+    members of the networks its hosts carry; 1.3.0: ``trunk``, whether
+    there are several.  What it did, in words."""
     errors = []
     for remote in remotes.split(","):
         try:
@@ -118,17 +119,19 @@ def upgrade(remotes: str) -> str:
             _run(["ovsdb-client", "convert", remote, str(rows.SCHEMA)])
         result = ovsdb_rpc.transact(remote, [
             {"op": "select", "table": "Endpoint", "where": [],
-             "columns": ["_uuid", "attachments", "networks"]},
+             "columns": ["_uuid", "attachments", "networks", "trunk"]},
             {"op": "select", "table": "Attachment", "where": [],
              "columns": ["_uuid", "network"]}], database=rows.DATABASE)
         network_of = {r["_uuid"][1]: r["network"][1] for r in result[1]["rows"]}
         ops = []
         for r in result[0]["rows"]:
             want = sorted({network_of[a[1]] for a in rows.set_of(r["attachments"])})
-            if sorted(n[1] for n in rows.set_of(r["networks"])) != want:
+            if sorted(n[1] for n in rows.set_of(r["networks"])) != want or \
+                    r["trunk"] != (len(want) > 1):
                 ops.append({"op": "update", "table": "Endpoint",
                             "where": [["_uuid", "==", r["_uuid"]]],
-                            "row": {"networks": ["set", [["uuid", n] for n in want]]}})
+                            "row": {"networks": ["set", [["uuid", n] for n in want]],
+                                    "trunk": len(want) > 1}})
         if ops:
             try:
                 ovsdb_rpc.transact(remote, ops, timeout=30.0, database=rows.DATABASE)
@@ -136,7 +139,7 @@ def upgrade(remotes: str) -> str:
                 raise DatabaseError(str(exc)) from exc
         version = json.loads(rows.SCHEMA.read_text())["version"]
         return (f"schema {version} " + ("(converted)" if converted else "already") +
-                f"; {len(ops)} endpoints' networks filled")
+                f"; {len(ops)} endpoints' networks and trunk flags filled")
     raise DatabaseError("; ".join(errors) or "no remote given")
 
 

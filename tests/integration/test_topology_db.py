@@ -260,8 +260,11 @@ def test_a_watch_of_some_shards_holds_their_sub_fabric_as_the_fabric_and_the_sha
             hosts = [h for h, s in rows.shards_of(now).items() if s in mine]
             assert_same(got, rows.topology(now).sub_fabric(hosts))
             raw = watching.watch.follower.raw                # and no row more came
-            for table, names in (("Network", got.networks), ("Endpoint", got.endpoints)):
-                assert sorted(r["name"] for r in raw[table].values()) == sorted(names)
+            assert sorted(r["name"] for r in raw["Network"].values()) == sorted(got.networks)
+            extra = {r["name"]: r["trunk"] for r in raw["Endpoint"].values()
+                     if r["name"] not in got.endpoints}   # every trunk comes
+            assert all(extra.values()), extra
+            assert set(got.endpoints) <= {r["name"] for r in raw["Endpoint"].values()}
     finally:
         watching.stop()
 
@@ -414,6 +417,7 @@ def test_a_database_of_the_older_schema_is_upgraded_online_and_watched_in_part(t
     old_schema = json.loads(rows.SCHEMA.read_text())
     old_schema["version"] = "1.1.0"
     del old_schema["tables"]["Endpoint"]["columns"]["networks"]
+    del old_schema["tables"]["Endpoint"]["columns"]["trunk"]
     (tmp_path / "old.ovsschema").write_text(json.dumps(old_schema))
     member = database.Member(tmp_path, "nsgre")
     subprocess.run(["ovsdb-tool", "create", str(member.db), str(tmp_path / "old.ovsschema")],
@@ -427,11 +431,12 @@ def test_a_database_of_the_older_schema_is_upgraded_online_and_watched_in_part(t
         for op in ops:                               # as the older nsgre wrote it
             if op.get("table") == "Endpoint" and "row" in op:
                 op["row"].pop("networks", None)
+                op["row"].pop("trunk", None)
         ovsdb.transact(remote, ops, database=rows.DATABASE)
         out = nsgre("db", "upgrade", str(tmp_path))
         assert out.returncode == 0, out.stderr
-        assert out.stdout == f"{tmp_path}: schema 1.2.0 (converted); 4 endpoints' networks " \
-                             "filled\n"
+        assert out.stdout == f"{tmp_path}: schema 1.3.0 (converted); 4 endpoints' networks " \
+                             "and trunk flags filled\n"
         now = held(remote)
         assert_same(rows.topology(now), rows.topology(held(remote)))
         watching = Watching(remote)
@@ -444,7 +449,8 @@ def test_a_database_of_the_older_schema_is_upgraded_online_and_watched_in_part(t
         finally:
             watching.stop()
         again = nsgre("db", "upgrade", str(tmp_path))
-        assert again.stdout == f"{tmp_path}: schema 1.2.0 already; 0 endpoints' networks filled\n"
+        assert again.stdout == f"{tmp_path}: schema 1.3.0 already; 0 endpoints' networks " \
+                               "and trunk flags filled\n"
     finally:
         database.stop(tmp_path)
 
