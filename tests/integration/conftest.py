@@ -6,6 +6,7 @@ They need root and Open vSwitch; they are marked ``integration`` and run in
 integration test would hide a broken fabric.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -35,6 +36,27 @@ def need_root():
 def ns(name, *cmd, check=True, timeout=30):
     return subprocess.run(["ip", "netns", "exec", name, *cmd], capture_output=True,
                           text=True, check=check, timeout=timeout)
+
+
+@contextlib.contextmanager
+def ovsdb_server(directory, schema):
+    """A standalone ovsdb-server in ``directory`` holding a new database
+    of ``schema``; its remote.  Stopped on the way out (by its own handle)."""
+    directory = Path(directory)
+    path, sock = directory / "ovsdb.db", directory / "ovsdb.sock"
+    subprocess.run(["ovsdb-tool", "create", str(path), str(schema)], check=True)
+    server = subprocess.Popen(["ovsdb-server", str(path), f"--remote=punix:{sock}",
+                               f"--unixctl={directory}/ovsdb.ctl", "--no-chdir",
+                               f"--log-file={directory}/ovsdb.log"])
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.02)
+        yield f"unix:{sock}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def ping(src, ip, count=2):

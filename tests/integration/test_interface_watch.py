@@ -15,6 +15,8 @@ import pytest
 
 from osken_apps import ovsdb
 
+from conftest import ovsdb_server
+
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
 
@@ -22,21 +24,9 @@ SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 def host_db(tmp_path):
     """A standalone ovsdb-server holding an empty Open_vSwitch database (no
     ovs-vswitchd: nothing here needs a datapath)."""
-    path, sock = tmp_path / "conf.db", tmp_path / "db.sock"
-    subprocess.run(["ovsdb-tool", "create", str(path), SCHEMA], check=True)
-    server = subprocess.Popen(["ovsdb-server", str(path), f"--remote=punix:{sock}",
-                               f"--unixctl={tmp_path}/ovsdb.ctl", "--no-chdir",
-                               f"--log-file={tmp_path}/ovsdb.log"])
-    try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            subprocess.run(["sleep", "0.02"])
-        vsctl(f"unix:{sock}", "init")
-        yield f"unix:{sock}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with ovsdb_server(tmp_path, SCHEMA) as remote:
+        vsctl(remote, "init")
+        yield remote
 
 
 def vsctl(remote, *args):

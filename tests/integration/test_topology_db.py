@@ -18,25 +18,14 @@ from topology import rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
 from fabrics import EDITS, GROWTH, TRUNKS, assert_same, build, fabrics, mutate  # noqa: E402
+from conftest import ovsdb_server  # noqa: E402
 
 
 @pytest.fixture
 def db(tmp_path):
     """A standalone ovsdb-server holding an empty nsgre database."""
-    path, sock = tmp_path / "nsgre.db", tmp_path / "nsgre.sock"
-    subprocess.run(["ovsdb-tool", "create", str(path), str(rows.SCHEMA)], check=True)
-    server = subprocess.Popen(["ovsdb-server", str(path), f"--remote=punix:{sock}",
-                               f"--unixctl={tmp_path}/ovsdb.ctl", "--no-chdir",
-                               f"--log-file={tmp_path}/ovsdb.log"])
-    try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            subprocess.run(["sleep", "0.02"])
-        yield f"unix:{sock}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with ovsdb_server(tmp_path, rows.SCHEMA) as remote:
+        yield remote
 
 
 def held(remote):
