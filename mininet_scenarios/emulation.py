@@ -521,21 +521,19 @@ class Emulation:
                            else Path(self.topo.source).read_bytes())
         self.state.data["files"].append(str(source))
         shards = ["--shards", str(self.shards)] if self.shards else []
-        if self.tls:        # a writer's certificate, through the gates, as an operator would
-            netns_exec(self.underlay, [*cli, "apply", str(source), "--db",
-                                       self.db_remotes(controllers=True), "--tls",
-                                       str(pki / "writer" / "emulation"), *shards])
-            return ",".join(self._start_controller(k, self.db_remotes(controllers=True))
-                            for k in range(1, self.ha + 1))
-        run([*cli, "apply", str(source), "--db", self.db_remotes(), *shards])
-        run([*cli, "db", "listen", str(self.db_dir), "--target", f"punix:{CONTROLLERS_SOCKET}",
-             "--probe", str(DB_PROBE_MS)])
         remotes = self.db_remotes(controllers=True)
-        deadline = time.monotonic() + 10
-        while not all(Path(r[len("unix:"):]).exists() for r in remotes.split(",")):
-            if time.monotonic() > deadline:
-                raise EmulationError(f"the database's members do not serve {remotes}")
-            time.sleep(0.05)
+        if self.tls:        # a writer's certificate, through the gates, as an operator would
+            netns_exec(self.underlay, [*cli, "apply", str(source), "--db", remotes, "--tls",
+                                       str(pki / "writer" / "emulation"), *shards])
+        else:
+            run([*cli, "apply", str(source), "--db", self.db_remotes(), *shards])
+            run([*cli, "db", "listen", str(self.db_dir), "--target",
+                 f"punix:{CONTROLLERS_SOCKET}", "--probe", str(DB_PROBE_MS)])
+            deadline = time.monotonic() + 10
+            while not all(Path(r[len("unix:"):]).exists() for r in remotes.split(",")):
+                if time.monotonic() > deadline:
+                    raise EmulationError(f"the database's members do not serve {remotes}")
+                time.sleep(0.05)
         return ",".join(self._start_controller(k, remotes) for k in range(1, self.ha + 1))
 
     def _underlay(self):

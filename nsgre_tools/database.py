@@ -126,12 +126,11 @@ def upgrade(remotes: str) -> str:
         ops = []
         for r in result[0]["rows"]:
             want = sorted({network_of[a[1]] for a in rows.set_of(r["attachments"])})
+            row = rows.membership([["uuid", n] for n in want])
             if sorted(n[1] for n in rows.set_of(r["networks"])) != want or \
-                    r["trunk"] != (len(want) > 1):
+                    r["trunk"] != row["trunk"]:
                 ops.append({"op": "update", "table": "Endpoint",
-                            "where": [["_uuid", "==", r["_uuid"]]],
-                            "row": {"networks": ["set", [["uuid", n] for n in want]],
-                                    "trunk": len(want) > 1}})
+                            "where": [["_uuid", "==", r["_uuid"]]], "row": row})
         if ops:
             try:
                 ovsdb_rpc.transact(remote, ops, timeout=30.0, database=rows.DATABASE)

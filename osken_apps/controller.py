@@ -748,12 +748,11 @@ class Controller:
             return                  # left, or another controller's (a late report)
         old, new = self.interfaces.get(host, {}), event.interfaces
         self.interfaces[host] = new
-        if event.changed is not None and old is event.base:
-            gone = {name for name in event.changed if name not in new and name in old}
-            changed = [name for name in event.changed if name in new and old.get(name) != new[name]]
-        else:
-            gone = old.keys() - new.keys()
-            changed = [name for name, ext in new.items() if old.get(name) != ext]
+        # the names the watch says changed, if it said so of what is held here
+        names = event.changed if event.changed is not None and old is event.base else \
+            old.keys() | new.keys()
+        gone = {name for name in names if name not in new and name in old}
+        changed = [name for name in names if name in new and old.get(name) != new[name]]
         rebind = gone | {
             name for name in changed if _identity(old.get(name)) != _identity(new[name])}
         to_clear = self.to_clear.setdefault(host, set())

@@ -191,8 +191,9 @@ def conditions(hosts: dict, shards) -> dict:
     the fabric and every host (each is a tunnel peer), the networks those
     hosts carry (their local VLANs name them), those networks' attachments
     and the endpoints with one of them (``Endpoint.networks``, and every
-    trunk) -- the rows ``Topology.sub_fabric`` holds, trunks aside.  As ovn-controller watches the datapaths
-    local to its chassis.  ``shards`` None: everything."""
+    trunk) -- the rows ``Topology.sub_fabric`` holds, trunks aside.  As
+    ovn-controller watches the datapaths local to its chassis.  ``shards``
+    None: everything."""
     if shards is None:
         return {t: [True] for t in TABLES}
     carried = sorted({_ref(k) for r in hosts.values() if r["shard"] in shards
@@ -459,8 +460,13 @@ def _endpoint_row(name, row, ref, counter):
     return ({"name": name, "host": ref("Host", host), "kind": kind,
              "attachments": ["set", refs], "mac": mac, "port": port,
              "link_local": _opt(link_local), "iface_id": _opt(iface_id),
-             "networks": ["set", [ref("Network", net) for net in networks]],
-             "trunk": len(networks) > 1}, inserts)
+             **membership([ref("Network", net) for net in networks])}, inserts)
+
+
+def membership(networks: list) -> dict:
+    """An endpoint's columns that say which networks it is in (references
+    to their rows): what a shard's watch selects it by (``conditions``)."""
+    return {"networks": ["set", networks], "trunk": len(networks) > 1}
 
 
 # -- following the database ---------------------------------------------------------
